@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Configures and builds the test kernel into the cache, keyed by kernel version,
+# config fragment and toolchain, so a second run costs nothing. Also builds the
+# kernel's own HMM selftest binary (hmm-tests) for the initramfs.
+# Prints the build directory (KDIR) on stdout.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+. "$SVM_CACHE/setup.env"
+
+frag="$SVM_TOP/scripts/kernel.config"
+key=$( { echo "$KVER"; rustc --version; echo "$SVM_LLVM"; cat "$frag"; } | sha256sum | cut -c1-16)
+kdir="$SVM_CACHE/kernel/$KVER-$key"
+kmake=(make -C "$KSRC" O="$kdir" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" -j"$SVM_JOBS")
+
+if [ -f "$kdir/.done" ]; then
+	echo "$kdir"
+	exit 0
+fi
+
+log "building kernel $KVER into $kdir (config key $key)"
+mkdir -p "$kdir"
+"${kmake[@]}" -s allnoconfig >&2
+"$KSRC/scripts/kconfig/merge_config.sh" -m -O "$kdir" "$kdir/.config" "$frag" >/dev/null
+"${kmake[@]}" -s olddefconfig >&2
+
+# Kconfig silently drops options whose dependencies are missing: refuse that.
+dropped=0
+while IFS= read -r line; do
+	case "$line" in CONFIG_*=*) ;; *) continue ;; esac
+	if ! grep -qxF "$line" "$kdir/.config"; then
+		echo "error: '$line' from $frag did not land in .config (have: $(grep -E "^(# )?${line%%=*}[= ]" "$kdir/.config" || echo nothing))" >&2
+		dropped=1
+	fi
+done <"$frag"
+[ "$dropped" = 0 ] || die "kernel configuration incomplete"
+
+"${kmake[@]}" rustavailable >&2
+"${kmake[@]}" >&2
+"${kmake[@]}" -s headers_install INSTALL_HDR_PATH="$kdir/usr-headers" >&2
+
+# The kernel's own HMM selftest, built unmodified and static.
+selftests="$KSRC/tools/testing/selftests/mm"
+(cd "$selftests" && gcc -static -O2 -I "$kdir/usr-headers/include" -I ../../../../ -I ../ \
+	-I ../../../../tools/include -o "$kdir/hmm-tests" hmm-tests.c vm_util.c hugepage_settings.c -lpthread) >&2
+
+touch "$kdir/.done"
+log "kernel built: $kdir"
+echo "$kdir"

@@ -1,0 +1,22 @@
+# Shared settings for every script in scripts/ (sourced, not run).
+#
+# SVM_CACHE holds everything that is expensive to make and lives outside the
+# checkout: downloaded packages, unpacked sources, tools and built kernels.
+
+export PATH="$HOME/.cargo/bin:$PATH"
+
+SVM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SVM_CACHE=${SVM_CACHE:-$HOME/.cache/rust-svm}
+SVM_LLVM=${SVM_LLVM:--19}
+SVM_JOBS=${SVM_JOBS:-$(nproc)}
+# Preferred kernel series; a newer one is used (with a warning) if it is gone.
+SVM_KERNEL_SERIES=${SVM_KERNEL_SERIES:-7.3}
+SVM_BINDGEN_VERSION=0.72.1
+
+export SVM_TOP SVM_CACHE SVM_LLVM SVM_JOBS SVM_KERNEL_SERIES SVM_BINDGEN_VERSION
+export PATH="$SVM_CACHE/tools/bin:$PATH"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+rustc_version() { rustc --version | awk '{print $2}'; }
