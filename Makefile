@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+#   make                 build the modules against the cached test kernel (set up on first use)
+#   make KDIR=/path      build the modules against another built Rust-enabled kernel tree
+#   make check           everything from a fresh machine: set-up, kernel, modules, VM, tests
+#   make run             the VM with the modules and virtual GPUs loaded
+#   make lint            rustfmt check and a CLIPPY=1 build with warnings as errors
+#   make clean
+
+SHELL := /bin/bash
+TOP := $(CURDIR)
+LLVM ?= -19
+SVM_CACHE ?= $(HOME)/.cache/rust-svm
+export SVM_CACHE
+
+ifeq ($(KDIR),)
+# The cached test kernel: set up and built on first use.
+KDIR_CMD = bash $(TOP)/scripts/setup.sh >&2 && bash $(TOP)/scripts/build-kernel.sh
+RUST_LIB_SRC_CMD = . $(SVM_CACHE)/setup.env && echo $$RUST_LIB_SRC
+else
+KDIR_CMD = echo $(KDIR)
+RUST_LIB_SRC_CMD = echo $(RUST_LIB_SRC)
+endif
+
+KMAKE = kdir=$$($(KDIR_CMD)) && rls=$$($(RUST_LIB_SRC_CMD)) && \
+	PATH="$(SVM_CACHE)/tools/bin:$(HOME)/.cargo/bin:$$PATH" \
+	$(MAKE) -C $$kdir M=$(TOP) LLVM=$(LLVM) $${rls:+RUST_LIB_SRC=$$rls}
+
+.PHONY: all modules check run lint clean
+
+all: modules
+
+modules:
+	+@$(KMAKE) modules
+
+check:
+	+@bash scripts/check.sh
+
+run:
+	+@bash scripts/run.sh
+
+lint:
+	+@bash scripts/lint.sh
+
+clean:
+	+@$(KMAKE) clean || true
+	rm -rf build

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A region of device-private memory: struct pages for a device's memory, which the CPU cannot
+//! access, so that the core mm can track process pages that live there.
+
+use kernel::error::from_err_ptr;
+use kernel::prelude::*;
+use kernel::types::Opaque;
+
+use crate::ffi;
+
+/// A device-private `dev_pagemap` over a free physical address range of `size` bytes.
+///
+/// # Invariants
+///
+/// Once initialised, `pgmap` is a `MEMORY_DEVICE_PRIVATE` pagemap registered with
+/// `memremap_pages` over a range reserved with `request_free_mem_region`; both are undone on
+/// drop.
+#[pin_data(PinnedDrop)]
+pub struct DevicePrivateRegion {
+    #[pin]
+    pgmap: Opaque<ffi::dev_pagemap>,
+}
+
+impl DevicePrivateRegion {
+    /// Reserves `size` bytes of free physical address space named `name` and creates struct
+    /// pages for it. `owner` is the device-private owner cookie that `hmm_range_fault` and
+    /// `migrate_vma` compare against; it is never dereferenced.
+    pub fn new(size: usize, name: &'static CStr, owner: usize) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            pgmap <- Opaque::try_ffi_init(move |slot: *mut ffi::dev_pagemap| {
+                if size == 0 || size % (1 << ffi::PAGE_SHIFT) != 0 {
+                    return Err(EINVAL);
+                }
+                // SAFETY: `name` is a static string, which the resource keeps pointing to.
+                let res = unsafe { ffi::svm_request_free_mem_region(size, name.as_char_ptr()) };
+                let res = from_err_ptr(res)?;
+                if res.is_null() {
+                    return Err(ENOMEM);
+                }
+                // SAFETY: `res` is a resource just reserved for us.
+                let (start, end) = unsafe { ((*res).start, (*res).end) };
+                // SAFETY: `slot` is valid for writes of a `dev_pagemap`, which is plain data
+                // for which all zeroes is a valid (empty) value.
+                unsafe {
+                    slot.write(core::mem::zeroed());
+                    (*slot).type_ = ffi::memory_type_MEMORY_DEVICE_PRIVATE;
+                    (*slot).__bindgen_anon_1.range.start = start;
+                    (*slot).__bindgen_anon_1.range.end = end;
+                    (*slot).nr_range = 1;
+                    (*slot).ops = &PAGEMAP_OPS;
+                    (*slot).owner = owner as *mut kernel::ffi::c_void;
+                }
+                // SAFETY: `slot` is a fully set-up device-private pagemap that stays pinned
+                // until `memunmap_pages` in `drop`.
+                let ret = unsafe { ffi::memremap_pages(slot, ffi::numa_node_id()) };
+                if let Err(e) = from_err_ptr(ret) {
+                    // SAFETY: Gives back the range reserved above.
+                    unsafe { ffi::svm_release_mem_region(start, size as u64) };
+                    return Err(e);
+                }
+                Ok(())
+            }),
+        })
+    }
+
+    fn range(&self) -> (u64, u64) {
+        // SAFETY: By the type invariant the pagemap is initialised; its range never changes.
+        unsafe {
+            let r = (*self.pgmap.get()).__bindgen_anon_1.range;
+            (r.start, r.end)
+        }
+    }
+
+    /// Physical address of the first byte of the region.
+    pub fn start(&self) -> u64 {
+        self.range().0
+    }
+
+    /// Size of the region in bytes.
+    pub fn size(&self) -> u64 {
+        let (start, end) = self.range();
+        end - start + 1
+    }
+
+    /// First page frame number of the region.
+    pub fn pfn_first(&self) -> usize {
+        (self.start() >> ffi::PAGE_SHIFT) as usize
+    }
+
+    /// Number of pages in the region.
+    pub fn page_count(&self) -> usize {
+        (self.size() >> ffi::PAGE_SHIFT) as usize
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for DevicePrivateRegion {
+    fn drop(self: Pin<&mut Self>) {
+        let (start, size) = (self.start(), self.size());
+        // SAFETY: By the type invariant the pagemap is registered; `memunmap_pages` waits for
+        // every page reference to go and tears the struct pages down.
+        unsafe { ffi::memunmap_pages(self.pgmap.get()) };
+        // SAFETY: The range was reserved in `new` and nothing maps it any more.
+        unsafe { ffi::svm_release_mem_region(start, size) };
+    }
+}
+
+// SAFETY: The pagemap is only mutated during init and drop; the core mm synchronises its users.
+unsafe impl Send for DevicePrivateRegion {}
+// SAFETY: Shared access only reads the immutable range.
+unsafe impl Sync for DevicePrivateRegion {}
+
+/// Called when the last reference to a device folio goes.
+///
+/// No folio of a region is handed to the core mm until migration to device memory exists, so
+/// there is no per-allocation state to release yet.
+unsafe extern "C" fn folio_free(_folio: *mut ffi::folio) {}
+
+/// CPU fault on a device-private page.
+///
+/// Without migration no process page can be device-private, so a fault here cannot be served:
+/// report it as a bus error rather than hang.
+unsafe extern "C" fn migrate_to_ram(_vmf: *mut ffi::vm_fault) -> ffi::vm_fault_t {
+    ffi::vm_fault_reason_VM_FAULT_SIGBUS as ffi::vm_fault_t
+}
+
+static PAGEMAP_OPS: ffi::dev_pagemap_ops = ffi::dev_pagemap_ops {
+    folio_free: Some(folio_free),
+    migrate_to_ram: Some(migrate_to_ram),
+    memory_failure: None,
+    folio_split: None,
+};

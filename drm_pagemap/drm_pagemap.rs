@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Refcounted device-memory pagemaps and device-private regions: the base every SVM layer
+//! and driver in this project builds on (the Rust counterpart of the C `drm_pagemap`).
+
+use kernel::prelude::*;
+
+pub mod device_private;
+mod ffi;
+pub mod module_ref;
+pub mod pagemap;
+pub mod workqueue;
+
+module! {
+    type: DrmPagemapModule,
+    name: "drm_pagemap",
+    authors: ["The rust-svm developers"],
+    description: "Refcounted device-memory pagemaps for GPU shared virtual memory",
+    license: "GPL",
+}
+
+struct DrmPagemapModule;
+
+impl kernel::Module for DrmPagemapModule {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        pagemap::init_destroy_queue()?;
+        Ok(Self)
+    }
+}
+
+impl Drop for DrmPagemapModule {
+    fn drop(&mut self) {
+        pagemap::fini_destroy_queue();
+    }
+}

@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The refcounted pagemap: one device memory region's handle, shared by every user of it.
+//!
+//! A [`Pagemap`] lives behind [`ARef`]: cloning takes a reference, dropping gives one back.
+//! While it lives it holds a reference on its device and on the module that provides it, so a
+//! pagemap exported to another driver keeps its provider loaded. When the last reference goes,
+//! [`PagemapOps::destroy`] runs exactly once, either in the context of that last put or, when
+//! the ops ask for it, from this module's own workqueue (for last puts from contexts that must
+//! not sleep or take the provider's locks). The device and module references are dropped after
+//! `destroy` returns, from this module's code, never from the provider's.
+
+use core::ptr::NonNull;
+use core::sync::atomic::AtomicPtr;
+use core::sync::atomic::Ordering as AtomicOrdering;
+
+use kernel::device::Device;
+use kernel::prelude::*;
+use kernel::sync::aref::AlwaysRefCounted;
+use kernel::sync::aref::ARef;
+use kernel::sync::atomic::Full;
+use kernel::sync::atomic::Relaxed;
+use kernel::sync::Refcount;
+use kernel::workqueue::Queue;
+use kernel::workqueue::Work;
+use kernel::workqueue::WorkItem;
+
+use crate::module_ref::ModuleRef;
+use crate::workqueue::OwnedQueue;
+
+/// Operations a pagemap provider implements.
+pub trait PagemapOps: Send + Sync {
+    /// Whether [`Self::destroy`] must run from a work item instead of the last put's context.
+    fn destroy_in_work(&self) -> bool {
+        false
+    }
+
+    /// Called exactly once, when the last reference is gone and before the device and module
+    /// references are dropped. `pagemap` can no longer be revived ([`Pagemap::get_unless_zero`]
+    /// fails), so this is where a provider unlinks it from its lookup structures.
+    fn destroy(&self, _pagemap: &Pagemap) {}
+}
+
+/// A refcounted handle to a device memory region.
+///
+/// # Invariants
+///
+/// - A `Pagemap` is only ever allocated by [`Pagemap::new`], in a pinned [`KBox`], and freed by
+///   [`Pagemap::release`] once `refcount` has dropped to zero.
+/// - `refcount` counts the [`ARef`]s in existence; once zero it never rises again.
+#[pin_data]
+pub struct Pagemap {
+    refcount: Refcount,
+    // Dropped before `module`: the ops may hold the provider's state, whose drop code lives in
+    // the provider module.
+    ops: KBox<dyn PagemapOps>,
+    device: ARef<Device>,
+    #[pin]
+    work: Work<Pagemap>,
+    module: ModuleRef,
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self> for Pagemap { self.work }
+}
+
+/// The queue deferred destroys run on, set while this module is loaded.
+static DESTROY_QUEUE: AtomicPtr<OwnedQueue> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Sets up the deferred-destroy queue; called once from module init.
+pub(crate) fn init_destroy_queue() -> Result {
+    let queue = KBox::new(OwnedQueue::new(c"drm_pagemap_destroy", false)?, GFP_KERNEL)?;
+    DESTROY_QUEUE.store(KBox::into_raw(queue), AtomicOrdering::Release);
+    Ok(())
+}
+
+/// Drains and frees the deferred-destroy queue; called once from module exit.
+pub(crate) fn fini_destroy_queue() {
+    let ptr = DESTROY_QUEUE.swap(core::ptr::null_mut(), AtomicOrdering::AcqRel);
+    if !ptr.is_null() {
+        // SAFETY: `ptr` came from `KBox::into_raw` in `init_destroy_queue` and was swapped out,
+        // so this is its only owner. Dropping it drains every pending destroy.
+        drop(unsafe { KBox::from_raw(ptr) });
+    }
+}
+
+fn destroy_queue() -> &'static Queue {
+    let ptr = DESTROY_QUEUE.load(AtomicOrdering::Acquire);
+    // SAFETY: The queue is set in module init before any pagemap can exist and freed in module
+    // exit, which cannot run while a provider module (which depends on this one) still holds
+    // pagemaps; so while a pagemap is being released the queue is alive.
+    unsafe { &*ptr }
+}
+
+impl Pagemap {
+    /// Creates a pagemap with one reference, holding `device` and `module` until destroyed.
+    pub fn new(
+        device: &Device,
+        module: &'static ThisModule,
+        ops: impl PagemapOps + 'static,
+    ) -> Result<ARef<Self>> {
+        let ops: KBox<dyn PagemapOps> = KBox::new(ops, GFP_KERNEL)?;
+        let module = ModuleRef::new(module)?;
+        let pagemap = KBox::pin_init(
+            try_pin_init!(Pagemap {
+                refcount: Refcount::new(1),
+                ops,
+                device: device.into(),
+                work <- kernel::new_work!("Pagemap::work"),
+                module,
+            }),
+            GFP_KERNEL,
+        )?;
+        // SAFETY: The pagemap is never moved out of its box: only `release` takes it back.
+        let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(pagemap) });
+        // SAFETY: `raw` is valid and non-null; the one reference `refcount` counts moves into
+        // the returned `ARef`.
+        Ok(unsafe { ARef::from_raw(NonNull::new_unchecked(raw)) })
+    }
+
+    /// The device whose memory this pagemap maps.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The provider's ops.
+    pub fn ops(&self) -> &dyn PagemapOps {
+        &*self.ops
+    }
+
+    /// Takes a new reference unless the count already dropped to zero.
+    ///
+    /// Caches that keep an uncounted pointer use this under the lock that [`PagemapOps::destroy`]
+    /// takes to unlink the pagemap: holding `&self` proves the memory is still there, and a
+    /// pagemap whose count reached zero is on its way to destruction and is not revived.
+    pub fn get_unless_zero(&self) -> Option<ARef<Self>> {
+        let count = self.refcount.as_atomic();
+        let mut old = count.load(Relaxed);
+        loop {
+            if old <= 0 {
+                return None;
+            }
+            match count.cmpxchg(old, old + 1, Full) {
+                // SAFETY: The count was non-zero and has been raised: that reference now belongs
+                // to the returned `ARef`.
+                Ok(_) => return Some(unsafe { ARef::from_raw(NonNull::from(self)) }),
+                Err(cur) => old = cur,
+            }
+        }
+    }
+
+    /// The current reference count, for diagnostics and tests only: it may change at any time.
+    pub fn refcount(&self) -> i32 {
+        self.refcount.as_atomic().load(Relaxed)
+    }
+
+    /// Runs the destroy op and frees the pagemap.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a pagemap whose count just dropped to zero; the caller owns it from now on.
+    unsafe fn release(ptr: NonNull<Self>) {
+        // SAFETY: Per the type invariant the pagemap was leaked from a pinned `KBox` by `new`,
+        // and per this function's contract nobody else refers to it any more.
+        let boxed = unsafe { Pin::new_unchecked(KBox::from_raw(ptr.as_ptr())) };
+        if boxed.ops.destroy_in_work() {
+            // The work item is never queued before: the count reaches zero once.
+            let _ = destroy_queue().enqueue(boxed);
+        } else {
+            Self::destroy(boxed);
+        }
+    }
+
+    fn destroy(this: Pin<KBox<Self>>) {
+        this.ops.destroy(&this);
+        // Drops the ops, then the device and module references, in this module's code.
+        drop(this);
+    }
+}
+
+impl WorkItem for Pagemap {
+    type Pointer = Pin<KBox<Self>>;
+
+    fn run(this: Pin<KBox<Self>>) {
+        Self::destroy(this);
+    }
+}
+
+// SAFETY: The count is only raised by `inc_ref`/`get_unless_zero` while a reference is held
+// (or the count is checked non-zero atomically) and the pagemap is freed only once it reaches
+// zero, by `release`.
+unsafe impl AlwaysRefCounted for Pagemap {
+    fn inc_ref(&self) {
+        self.refcount.inc();
+    }
+
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: The caller gives back a reference it owns, so `obj` is alive.
+        if unsafe { obj.as_ref() }.refcount.dec_and_test() {
+            // SAFETY: The count just reached zero; nothing else may touch the pagemap.
+            unsafe { Self::release(obj) };
+        }
+    }
+}
+
+// SAFETY: All fields are thread-safe; the ops are `Send + Sync` by the trait bound.
+unsafe impl Send for Pagemap {}
+// SAFETY: Shared access only reads immutable fields or the atomic count.
+unsafe impl Sync for Pagemap {}
+
+#[kunit_tests(drm_pagemap_refcount)]
+mod tests {
+    use super::*;
+    use kernel::faux;
+    use kernel::sync::atomic::Atomic;
+    use kernel::sync::Arc;
+    use kernel::sync::Completion;
+    use kernel::workqueue;
+
+    /// Counts destroys and checks the pagemap can't be revived from inside `destroy`.
+    struct CountingOps {
+        destroys: Arc<Atomic<u32>>,
+        revived: Arc<Atomic<u32>>,
+        in_work: bool,
+        done: Option<Arc<Completion>>,
+    }
+
+    impl PagemapOps for CountingOps {
+        fn destroy_in_work(&self) -> bool {
+            self.in_work
+        }
+
+        fn destroy(&self, pagemap: &Pagemap) {
+            if pagemap.get_unless_zero().is_some() {
+                self.revived.fetch_add(1, Full);
+            }
+            self.destroys.fetch_add(1, Full);
+            if let Some(done) = &self.done {
+                done.complete_all();
+            }
+        }
+    }
+
+    fn this_module() -> &'static ThisModule {
+        kernel::module::this_module::<crate::LocalModule>()
+    }
+
+    fn counters() -> Result<(Arc<Atomic<u32>>, Arc<Atomic<u32>>)> {
+        Ok((
+            Arc::new(Atomic::new(0), GFP_KERNEL)?,
+            Arc::new(Atomic::new(0), GFP_KERNEL)?,
+        ))
+    }
+
+    #[test]
+    fn last_put_destroys_once() -> Result {
+        let fdev = faux::Registration::new(c"drm_pagemap_kunit0", None)?;
+        let (destroys, revived) = counters()?;
+        let ops = CountingOps {
+            destroys: destroys.clone(),
+            revived: revived.clone(),
+            in_work: false,
+            done: None,
+        };
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), ops)?;
+        assert_eq!(pm.refcount(), 1);
+        let second = pm.clone();
+        assert_eq!(pm.refcount(), 2);
+        drop(second);
+        assert_eq!(destroys.load(Relaxed), 0);
+        assert_eq!(pm.refcount(), 1);
+        drop(pm);
+        assert_eq!(destroys.load(Relaxed), 1);
+        assert_eq!(revived.load(Relaxed), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn get_unless_zero_fails_after_zero() -> Result {
+        let fdev = faux::Registration::new(c"drm_pagemap_kunit1", None)?;
+        let (destroys, revived) = counters()?;
+        let ops = CountingOps {
+            destroys: destroys.clone(),
+            revived: revived.clone(),
+            in_work: false,
+            done: None,
+        };
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), ops)?;
+        // While counted, it can be revived.
+        let again = pm.get_unless_zero().ok_or(EINVAL)?;
+        assert_eq!(pm.refcount(), 2);
+        drop(again);
+        drop(pm);
+        // `destroy` tried `get_unless_zero` at count zero: it must have failed.
+        assert_eq!(revived.load(Relaxed), 0);
+        assert_eq!(destroys.load(Relaxed), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn deferred_destroy_runs_once_in_work() -> Result {
+        let fdev = faux::Registration::new(c"drm_pagemap_kunit2", None)?;
+        let (destroys, revived) = counters()?;
+        let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
+        let ops = CountingOps {
+            destroys: destroys.clone(),
+            revived: revived.clone(),
+            in_work: true,
+            done: Some(done.clone()),
+        };
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), ops)?;
+        drop(pm);
+        done.wait_for_completion();
+        assert_eq!(destroys.load(Relaxed), 1);
+        assert_eq!(revived.load(Relaxed), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn concurrent_get_put_balances() -> Result {
+        const WORKERS: usize = 4;
+        const ROUNDS: u32 = 20000;
+
+        let fdev = faux::Registration::new(c"drm_pagemap_kunit3", None)?;
+        let (destroys, revived) = counters()?;
+        let ops = CountingOps {
+            destroys: destroys.clone(),
+            revived: revived.clone(),
+            in_work: false,
+            done: None,
+        };
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), ops)?;
+        let mut dones = KVec::with_capacity(WORKERS, GFP_KERNEL)?;
+        for _ in 0..WORKERS {
+            let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
+            let mine = pm.clone();
+            let signal = done.clone();
+            workqueue::system_unbound().try_spawn(GFP_KERNEL, move || {
+                for _ in 0..ROUNDS {
+                    let a = mine.clone();
+                    let b = a.get_unless_zero();
+                    drop(a);
+                    drop(b);
+                }
+                drop(mine);
+                signal.complete_all();
+            })?;
+            dones.push(done, GFP_KERNEL)?;
+        }
+        for done in dones.iter() {
+            done.wait_for_completion();
+        }
+        assert_eq!(pm.refcount(), 1);
+        assert_eq!(destroys.load(Relaxed), 0);
+        drop(pm);
+        assert_eq!(destroys.load(Relaxed), 1);
+        assert_eq!(revived.load(Relaxed), 0);
+        Ok(())
+    }
+}

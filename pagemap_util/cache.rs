@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A per-region pagemap cache: the pagemap is created on first use and destroyed when its last
+//! user is gone.
+//!
+//! The region's provider keeps no counted reference of its own: a counted reference pins the
+//! provider's module (see [`Pagemap`]), so a provider that held one could never be unloaded.
+//! The cache instead keeps an uncounted pointer and revives it with
+//! [`Pagemap::get_unless_zero`] under its lock; the pagemap's destroy op calls
+//! [`PagemapCache::unlink`], under the same lock, before the memory goes away.
+
+use core::ptr::NonNull;
+
+use drm_pagemap::pagemap::Pagemap;
+use kernel::prelude::*;
+use kernel::sync::aref::ARef;
+use kernel::sync::Mutex;
+
+/// Holds a region's current pagemap, if any, without counting a reference on it.
+///
+/// # Invariants
+///
+/// While `slot` holds a pointer, that pagemap has not been freed: its destroy op calls
+/// [`PagemapCache::unlink`], which clears the slot under the lock, before it is freed.
+#[pin_data]
+pub struct PagemapCache {
+    #[pin]
+    slot: Mutex<Option<NonNull<Pagemap>>>,
+}
+
+impl PagemapCache {
+    /// Creates an empty cache.
+    pub fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            slot <- kernel::new_mutex!(None, "PagemapCache::slot"),
+        })
+    }
+
+    /// Returns a reference to the cached pagemap, or to a new one made by `create` if there is
+    /// none or the cached one is being destroyed.
+    ///
+    /// The pagemap `create` returns must call [`Self::unlink`] from its destroy op, and destroy
+    /// in a work item ([`drm_pagemap::pagemap::PagemapOps::destroy_in_work`]) since `unlink`
+    /// sleeps.
+    pub fn get_or_create(
+        &self,
+        create: impl FnOnce() -> Result<ARef<Pagemap>>,
+    ) -> Result<ARef<Pagemap>> {
+        let mut slot = self.slot.lock();
+        if let Some(ptr) = *slot {
+            // SAFETY: By the type invariant the pagemap is not freed while in the slot, and we
+            // hold the lock its destroy op needs to leave it.
+            if let Some(pagemap) = unsafe { ptr.as_ref() }.get_unless_zero() {
+                return Ok(pagemap);
+            }
+        }
+        let pagemap = create()?;
+        // INVARIANT: `create`'s contract makes the pagemap unlink itself before it is freed.
+        *slot = Some(NonNull::from(&*pagemap));
+        Ok(pagemap)
+    }
+
+    /// Forgets `pagemap` if it is the cached one. Called from its destroy op.
+    pub fn unlink(&self, pagemap: &Pagemap) {
+        let mut slot = self.slot.lock();
+        if *slot == Some(NonNull::from(pagemap)) {
+            *slot = None;
+        }
+    }
+
+    /// Whether a pagemap is cached (alive or being destroyed). For diagnostics and tests.
+    pub fn is_populated(&self) -> bool {
+        self.slot.lock().is_some()
+    }
+}
+
+// SAFETY: The raw pointer is only dereferenced under the lock, and `Pagemap` is `Sync`.
+unsafe impl Send for PagemapCache {}
+// SAFETY: As above; all access goes through the mutex.
+unsafe impl Sync for PagemapCache {}
+
+#[kunit_tests(pagemap_util_cache)]
+mod tests {
+    use super::*;
+    use drm_pagemap::pagemap::PagemapOps;
+    use kernel::faux;
+    use kernel::sync::atomic::Atomic;
+    use kernel::sync::atomic::Full;
+    use kernel::sync::atomic::Relaxed;
+    use kernel::sync::Arc;
+    use kernel::sync::Completion;
+
+    struct Shared {
+        cache: Pin<KBox<PagemapCache>>,
+        created: Atomic<u32>,
+        destroyed: Atomic<u32>,
+    }
+
+    struct CachedOps {
+        shared: Arc<Shared>,
+        done: Arc<Completion>,
+    }
+
+    impl PagemapOps for CachedOps {
+        fn destroy_in_work(&self) -> bool {
+            true
+        }
+
+        fn destroy(&self, pagemap: &Pagemap) {
+            self.shared.cache.unlink(pagemap);
+            self.shared.destroyed.fetch_add(1, Full);
+            self.done.complete_all();
+        }
+    }
+
+    fn create(
+        fdev: &faux::Registration,
+        shared: &Arc<Shared>,
+        done: &Arc<Completion>,
+    ) -> Result<ARef<Pagemap>> {
+        shared.created.fetch_add(1, Full);
+        Pagemap::new(
+            fdev.as_ref().as_ref(),
+            kernel::module::this_module::<crate::LocalModule>(),
+            CachedOps {
+                shared: shared.clone(),
+                done: done.clone(),
+            },
+        )
+    }
+
+    #[test]
+    fn create_on_first_use_and_reuse() -> Result {
+        let fdev = faux::Registration::new(c"pagemap_util_kunit0", None)?;
+        let shared = Arc::new(
+            Shared {
+                cache: KBox::pin_init(PagemapCache::new(), GFP_KERNEL)?,
+                created: Atomic::new(0),
+                destroyed: Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?;
+        let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
+
+        assert!(!shared.cache.is_populated());
+        let a = shared.cache.get_or_create(|| create(&fdev, &shared, &done))?;
+        let b = shared.cache.get_or_create(|| create(&fdev, &shared, &done))?;
+        assert!(core::ptr::eq(&*a, &*b));
+        assert_eq!(shared.created.load(Relaxed), 1);
+        assert_eq!(a.refcount(), 2);
+        drop(a);
+        drop(b);
+        done.wait_for_completion();
+        assert_eq!(shared.destroyed.load(Relaxed), 1);
+        assert!(!shared.cache.is_populated());
+
+        // A new user after destruction gets a fresh pagemap.
+        let done2 = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
+        let c = shared.cache.get_or_create(|| create(&fdev, &shared, &done2))?;
+        assert_eq!(shared.created.load(Relaxed), 2);
+        drop(c);
+        done2.wait_for_completion();
+        assert_eq!(shared.destroyed.load(Relaxed), 2);
+        assert!(!shared.cache.is_populated());
+        Ok(())
+    }
+}

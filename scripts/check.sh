@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make check`: set-up, test kernel, modules, test programs, the VM run and its verdict.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+t0=$(date +%s)
+
+bash "$SVM_TOP/scripts/setup.sh"
+kdir=$(bash "$SVM_TOP/scripts/build-kernel.sh")
+. "$SVM_CACHE/setup.env"
+t1=$(date +%s)
+
+out="$SVM_TOP/build"
+mkdir -p "$out/tests"
+
+log "runner self-tests"
+python3 "$SVM_TOP/scripts/test_results.py"
+
+log "building the modules"
+make -s -C "$kdir" M="$SVM_TOP" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" -j"$SVM_JOBS" modules
+
+log "building the test programs"
+bash "$SVM_TOP/scripts/build-tests.sh" "$kdir" "$out/tests"
+t2=$(date +%s)
+
+bash "$SVM_TOP/scripts/vm.sh" check "$kdir" "$out"
+t3=$(date +%s)
+
+log "set-up and kernel $((t1 - t0))s, modules and tests $((t2 - t1))s, VM $((t3 - t2))s"
+python3 "$SVM_TOP/scripts/results.py" "$out/vm-check.log" --expected "$SVM_TOP/tests/expected"

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""Reads a test VM's serial log and decides whether the run passed.
+
+The log holds, in order: the boot, test programs framed by
+``SVM-TEST-BEGIN name`` / ``SVM-TEST-END name rc=N`` (each printing KTAP or TAP),
+the kernel log between ``SVM-DMESG-BEGIN`` / ``SVM-DMESG-END`` (KUnit's KTAP, one
+document per boot-time run and per module load), a kmemleak report, and
+``SVM-RUN-END``.
+
+The run fails, printing the offending lines, on: a failed test case; a suite or
+program whose plan (``1..N``) names more cases than reported (crash or hang
+mid-suite); a suite or program listed in the expected file but absent; a test
+program exiting non-zero; any kernel splat (BUG, WARNING, Oops, lockdep, KASAN,
+kmemleak, hung task, panic...) anywhere in the log; a run that did not reach
+``SVM-RUN-END`` (timeout or crash). The last line printed is
+``N passed, N failed, N skipped``.
+"""
+
+import argparse
+import re
+import sys
+
+TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
+RESULT = re.compile(r"^(not ok|ok) (\d+)(?: - | )?([^#]*?)\s*(?:#\s*(SKIP|skip|TODO)\b(.*))?$")
+PLAN = re.compile(r"^1\.\.(\d+)")
+SUBTEST = re.compile(r"^# Subtest: (\S+)")
+
+SPLATS = [
+    (re.compile(r"\bBUG: "), "kernel BUG"),
+    (re.compile(r"\bWARNING: "), "kernel WARNING"),
+    (re.compile(r"\bOops\b"), "Oops"),
+    (re.compile(r"general protection fault"), "general protection fault"),
+    (re.compile(r"Kernel panic"), "kernel panic"),
+    (re.compile(r"possible circular locking dependency|possible recursive locking|"
+                r"inconsistent lock state|suspicious RCU usage|lockdep|"
+                r"held when returning to user space|lock held at task exit"), "lockdep report"),
+    (re.compile(r"KASAN|UBSAN"), "sanitizer report"),
+    (re.compile(r"kmemleak: \d+ new suspected memory leaks|^unreferenced object"), "kmemleak leak"),
+    (re.compile(r"blocked for more than \d+ seconds|hung_task"), "hung task"),
+    (re.compile(r"soft lockup|hard LOCKUP|rcu_sched detected stalls|rcu: INFO:"), "lockup/stall"),
+    (re.compile(r"^SVM-ERROR"), "runner error"),
+]
+
+
+class Node:
+    """A KTAP suite (or test program) being read."""
+
+    def __init__(self, name, indent):
+        self.name = name
+        self.indent = indent
+        self.plan = None
+        self.results = 0
+
+
+class Report:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+        self.problems = []  # anything wrong besides a failed case
+        self.case_failures = []
+        self.suites = {}  # name -> [passed, failed, skipped]
+
+    def case(self, suite, name, outcome):
+        counts = self.suites.setdefault(suite, [0, 0, 0])
+        if outcome == "pass":
+            self.passed += 1
+            counts[0] += 1
+        elif outcome == "skip":
+            self.skipped += 1
+            counts[2] += 1
+        else:
+            self.failed += 1
+            counts[1] += 1
+            self.case_failures.append(f"FAILED: {suite}: {name}")
+
+    def problem(self, text):
+        self.problems.append(text)
+
+
+def parse_ktap(lines, report, top_name=None):
+    """Reads KTAP/TAP lines (indentation kept). Leaf results count as cases of the
+    innermost suite; a result line closing a nested suite checks its plan instead."""
+    stack = []
+    if top_name is not None:
+        stack.append(Node(top_name, 0))
+    pending_name = {}  # indent -> suite name announced by "# Subtest:"
+
+    def close(node):
+        if node.plan is not None and node.results < node.plan:
+            report.problem(f"MISSING: {node.name}: {node.plan - node.results} of "
+                           f"{node.plan} cases never reported (crash or hang?)")
+
+    for raw in lines:
+        indent = len(raw) - len(raw.lstrip(" "))
+        line = raw.strip()
+        if not line:
+            continue
+        m = SUBTEST.match(line)
+        if m:
+            pending_name[indent] = m.group(1)
+            continue
+        m = PLAN.match(line)
+        if m:
+            while stack and stack[-1].indent > indent:
+                close(stack.pop())
+            if stack and stack[-1].indent == indent and stack[-1].plan is None:
+                stack[-1].plan = int(m.group(1))
+            elif indent in pending_name:
+                node = Node(pending_name.pop(indent), indent)
+                node.plan = int(m.group(1))
+                stack.append(node)
+            continue
+        m = RESULT.match(line)
+        if not m:
+            continue
+        status, name, directive = m.group(1), m.group(3).strip(), m.group(4)
+        # A result at a shallower indent than an open suite closes that suite.
+        closed = None
+        while stack and stack[-1].indent > indent:
+            closed = stack.pop()
+            close(closed)
+        parent = stack[-1] if stack and stack[-1].indent == indent else None
+        if parent is not None:
+            parent.results += 1
+        if closed is not None and closed.name == name:
+            # The suite's own verdict; its cases were counted one by one. A failed
+            # suite with no failed case means it crashed or failed to init.
+            if status == "not ok" and not report.suites.get(name, [0, 0, 0])[1]:
+                report.problem(f"FAILED: suite {name} reported failure")
+            continue
+        if parent is None:
+            # A bare top-level result with no suite around it: a document-level
+            # "ok N suite" whose suite had no cases printed, or stray output.
+            if status == "not ok":
+                report.problem(f"FAILED: {name}")
+            continue
+        if directive and directive.lower() == "skip":
+            outcome = "skip"
+        elif status == "ok":
+            outcome = "pass"
+        else:
+            outcome = "fail"
+        report.case(parent.name, name, outcome)
+    while stack:
+        close(stack.pop())
+
+
+def analyse(text, expected):
+    report = Report()
+    lines = text.splitlines()
+
+    for i, line in enumerate(lines):
+        body = TIMESTAMP.sub("", line)
+        for pattern, what in SPLATS:
+            if pattern.search(body):
+                report.problem(f"SPLAT ({what}), log line {i + 1}: {body.strip()}")
+                break
+
+    # Test programs.
+    current, block = None, []
+    for line in lines:
+        if line.startswith("SVM-TEST-BEGIN "):
+            current, block = line.split(" ", 1)[1].strip(), []
+        elif line.startswith("SVM-TEST-END ") and current is not None:
+            parse_ktap(block, report, top_name=current)
+            m = re.search(r"rc=(\d+)", line)
+            rc = int(m.group(1)) if m else -1
+            if rc != 0 and not report.suites.get(current, [0, 0, 0])[1]:
+                report.problem(f"FAILED: {current} exited with status {rc}")
+            report.suites.setdefault(current, [0, 0, 0])
+            current = None
+        elif current is not None:
+            block.append(line)
+    if current is not None:
+        parse_ktap(block, report, top_name=current)
+        report.problem(f"MISSING: {current} never finished (crash or timeout)")
+
+    # KUnit, from the kernel log.
+    in_dmesg, dmesg = False, []
+    for line in lines:
+        if line.startswith("SVM-DMESG-BEGIN"):
+            in_dmesg = True
+        elif line.startswith("SVM-DMESG-END"):
+            in_dmesg = False
+        elif in_dmesg:
+            dmesg.append(TIMESTAMP.sub("", line))
+    parse_ktap(dmesg, report)
+
+    for name in expected:
+        if name not in report.suites:
+            report.problem(f"MISSING: expected suite or program {name} did not run")
+    if not any(l.startswith("SVM-RUN-END") for l in lines):
+        if any(l.startswith("SVM-VM-TIMEOUT") for l in lines):
+            report.problem("TIMEOUT: the VM was killed before the run ended")
+        else:
+            report.problem("INCOMPLETE: the VM stopped before the run ended (crash?)")
+    return report
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("log")
+    ap.add_argument("--expected", help="file listing suites/programs that must run")
+    args = ap.parse_args()
+    with open(args.log, errors="replace") as f:
+        text = f.read()
+    expected = []
+    if args.expected:
+        with open(args.expected) as f:
+            expected = [l.split("#")[0].strip() for l in f if l.split("#")[0].strip()]
+    report = analyse(text, expected)
+    for suite, (p, f, s) in sorted(report.suites.items()):
+        verdict = "FAIL" if f else "ok  "
+        print(f"  {verdict} {suite}: {p} passed, {f} failed, {s} skipped")
+    for problem in report.case_failures + report.problems:
+        print(problem)
+    # Each problem that is not a failed case (splat, missing suite, timeout...) counts as one
+    # failure, so the summary can never read "0 failed" for a broken run.
+    failed = report.failed + len(report.problems)
+    print(f"{report.passed} passed, {failed} failed, {report.skipped} skipped")
+    return 1 if report.problems or report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+#!/bin/busybox sh
+# /init of the test VM. The plan comes from the kernel command line: svm.mode=check|run.
+# Every test program's output is framed by SVM-TEST-BEGIN/END lines for scripts/results.py,
+# and the kernel log (KUnit results, splats) is dumped between SVM-DMESG-BEGIN/END at the end.
+/bin/busybox --install -s /bin
+export PATH=/bin:/tests
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmp /tmp
+M=/lib/svm
+mode=$(sed -n 's/.*svm\.mode=\([a-z]*\).*/\1/p' /proc/cmdline)
+echo "SVM-BOOT-DONE mode=$mode"
+
+# t NAME CMD...: runs one test program between markers.
+t() {
+	name=$1
+	shift
+	echo "SVM-TEST-BEGIN $name"
+	"$@"
+	echo "SVM-TEST-END $name rc=$?"
+}
+
+load_stack() {
+	for m in drm_pagemap pagemap_util gpusvm vgpu; do
+		insmod $M/$m.ko "$@" || echo "SVM-ERROR insmod $m failed"
+	done
+}
+
+if [ "$mode" = run ]; then
+	load_stack
+	/tests/vgpu_info
+else
+	load_stack
+	t vgpu_basic /tests/vgpu_basic
+	t module_lifecycle sh /tests/module_lifecycle.sh
+	for m in vgpu gpusvm pagemap_util drm_pagemap; do
+		rmmod $m 2>/dev/null || { sleep 1; rmmod $m; } || echo "SVM-ERROR rmmod $m failed"
+	done
+
+	# The kernel's own HMM selftest against the C reference driver, for comparison.
+	if insmod $M/test_hmm.ko; then
+		t hmm-tests/test_hmm /tests/hmm-tests -T benchmark_thp_migration
+		rmmod test_hmm || echo "SVM-ERROR rmmod test_hmm failed"
+	else
+		echo "SVM-ERROR insmod test_hmm failed"
+	fi
+
+	# Leaks: kmemleak reports objects unreferenced for at least 5 s.
+	if [ -w /sys/kernel/debug/kmemleak ]; then
+		sleep 6
+		echo scan > /sys/kernel/debug/kmemleak
+		echo "SVM-KMEMLEAK-BEGIN"
+		cat /sys/kernel/debug/kmemleak
+		echo "SVM-KMEMLEAK-END"
+	fi
+fi
+
+echo "SVM-DMESG-BEGIN"
+dmesg
+echo "SVM-DMESG-END"
+echo "SVM-RUN-END"
+sync
+reboot -f

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the initramfs (busybox, the modules, test_hmm.ko, the test programs) and boots it
+# under QEMU/TCG with a hard timeout. Usage: vm.sh MODE KDIR OUTDIR
+#   MODE is check or run; the serial log is kept in OUTDIR/vm-MODE.log.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+
+mode=$1 kdir=$2 out=$3
+timeout_s=${SVM_VM_TIMEOUT:-900}
+root="$out/initramfs-$mode"
+rm -rf "$root"
+mkdir -p "$root"/{bin,lib/svm,tests,proc,sys,dev,tmp}
+
+cp /bin/busybox "$root/bin/busybox"
+install -m 0755 "$SVM_TOP/scripts/vm-init.sh" "$root/init"
+for m in drm_pagemap pagemap_util gpusvm vgpu; do
+	cp "$SVM_TOP/$m.ko" "$root/lib/svm/"
+done
+cp "$kdir/lib/test_hmm.ko" "$root/lib/svm/"
+cp "$kdir/hmm-tests" "$out"/tests/* "$root/tests/"
+cp "$SVM_TOP/tests/module_lifecycle.sh" "$root/tests/"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs-$mode.cpio.gz"
+
+log="$out/vm-$mode.log"
+log "booting the VM ($mode), log in $log"
+set +e
+timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -m 3G -smp 2 \
+	-nographic -no-reboot -kernel "$kdir/arch/x86/boot/bzImage" \
+	-initrd "$out/initramfs-$mode.cpio.gz" \
+	-append "console=ttyS0 panic=-1 loglevel=4 log_buf_len=8M svm.mode=$mode" \
+	</dev/null 2>&1 | tr -d '\r' | tee "$log" | if [ "$mode" = run ]; then cat; else cat >/dev/null; fi
+rc=${PIPESTATUS[0]}
+set -e
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+	echo "SVM-VM-TIMEOUT after ${timeout_s}s" | tee -a "$log"
+fi
+exit 0

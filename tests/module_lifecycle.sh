@@ -1,0 +1,31 @@
+#!/bin/sh
+# Module lifecycle of vgpu, as KTAP: unload refused while in use, everything released on
+# unload, bad parameters refused with a message, and a second load with other parameters.
+M=/lib/svm
+n=0
+fail=0
+pass() { n=$((n + 1)); echo "ok $n $1"; }
+flunk() { n=$((n + 1)); echo "not ok $n $1"; fail=1; }
+# expect NAME CMD...: CMD must succeed.
+expect() { name=$1; shift; if "$@"; then pass "$name"; else flunk "$name"; fi; }
+# refuse NAME CMD...: CMD must fail.
+refuse() { name=$1; shift; if "$@"; then flunk "$name"; else pass "$name"; fi; }
+# The last destroy of a pagemap (which holds the module) runs from a work item just after
+# the last close, so unloading right after a close may briefly still find the module busy.
+unload() { for i in 1 2 3 4 5 6 7 8 9 10; do rmmod "$1" 2>/dev/null && return 0; usleep 100000; done; return 1; }
+logged() { dmesg | grep -q "$1"; }
+
+echo "KTAP version 1"
+echo "1..11"
+refuse unload-refused-while-open sh -c 'exec 3</dev/dri/renderD128 && rmmod vgpu'
+expect unload unload vgpu
+refuse vram-released grep -q vgpu /proc/iomem
+refuse no-render-node-left test -e /dev/dri/renderD128
+refuse refuse-zero-devices insmod $M/vgpu.ko num_devices=0
+refuse refuse-nine-devices insmod $M/vgpu.ko num_devices=9
+expect refusal-explained logged "num_devices=9 is out of range"
+refuse refuse-odd-vram insmod $M/vgpu.ko vram_mib=3
+expect reload-three insmod $M/vgpu.ko num_devices=3 vram_mib=16
+expect reload-query sh -c 'VGPU_EXPECT_DEVICES=3 VGPU_EXPECT_VRAM_MIB=16 /tests/vgpu_basic -t query-device >/tmp/q.log || { sed "s/^/# /" /tmp/q.log; exit 1; }'
+expect final-unload unload vgpu
+exit $fail

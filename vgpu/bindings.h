@@ -1,0 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* vgpu's own uAPI, for the crate's bindgen step. */
+#include <drm/drm.h>
+#include "../uapi/vgpu_drm.h"

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The DRM driver: device data, driver description and ioctl table.
+
+use kernel::device::DeviceContext;
+use kernel::drm;
+use kernel::drm::gem;
+use kernel::drm::ioctl::RENDER_ALLOW;
+use kernel::faux;
+use kernel::prelude::*;
+
+use crate::file::VgpuFile;
+use crate::ioctl::declare_vgpu_ioctls;
+use crate::uapi;
+use crate::vram::Vram;
+
+/// The vgpu DRM driver.
+pub(crate) struct VgpuDriver;
+
+/// A vgpu DRM device in context `Ctx`.
+pub(crate) type VgpuDevice<Ctx = drm::Normal> = drm::Device<VgpuDriver, Ctx>;
+
+/// Per-device data.
+#[pin_data]
+pub(crate) struct GpuData {
+    /// Index of this GPU among those the module created.
+    pub(crate) index: u32,
+    /// Number of GPUs the module created.
+    pub(crate) num_devices: u32,
+    /// Device memory.
+    #[pin]
+    pub(crate) vram: Vram,
+}
+
+/// A GEM object; vgpu has no buffer objects of its own yet, the DRM core needs the type.
+#[pin_data]
+pub(crate) struct VgpuObject {}
+
+impl gem::DriverObject for VgpuObject {
+    type Driver = VgpuDriver;
+    type Args = ();
+
+    fn new(_dev: &VgpuDevice, _size: usize, _args: ()) -> impl PinInit<Self, Error> {
+        try_pin_init!(VgpuObject {})
+    }
+}
+
+const INFO: drm::DriverInfo = drm::DriverInfo {
+    major: 0,
+    minor: 1,
+    patchlevel: 0,
+    name: c"vgpu",
+    desc: c"Virtual GPU with device-private memory",
+};
+
+#[vtable]
+impl drm::Driver for VgpuDriver {
+    type Data = GpuData;
+    type RegistrationData<'a> = ();
+    type File = VgpuFile;
+    type Object = gem::Object<VgpuObject>;
+    type ParentDevice<Ctx: DeviceContext> = faux::Device<Ctx>;
+
+    const INFO: drm::DriverInfo = INFO;
+    const FEAT_RENDER: bool = true;
+
+    declare_vgpu_ioctls! {
+        (uapi::DRM_VGPU_QUERY, drm_vgpu_query, RENDER_ALLOW, VgpuFile::query),
+    }
+}

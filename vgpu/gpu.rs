@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One virtual GPU: a faux device with a DRM device registered on it.
+
+use kernel::device::Bound;
+use kernel::drm;
+use kernel::faux;
+use kernel::prelude::*;
+use kernel::str::CString;
+
+use crate::driver::GpuData;
+use crate::driver::VgpuDriver;
+use crate::vram::Vram;
+
+/// A registered virtual GPU; dropping it unregisters the render node, then the device.
+pub(crate) struct Gpu {
+    // Declared (so dropped) before `faux`: it borrows the faux device.
+    _drm: drm::Registration<'static, VgpuDriver>,
+    _faux: faux::Registration,
+}
+
+impl Gpu {
+    /// Creates GPU `index` of `num_devices`, with `vram_size` bytes of device memory.
+    pub(crate) fn new(index: u32, num_devices: u32, vram_size: usize) -> Result<Self> {
+        let name = CString::try_from_fmt(fmt!("vgpu{index}"))?;
+        let faux = faux::Registration::new(&name, None)?;
+        // SAFETY: The faux device stays registered, and bound, until `faux` is dropped, which
+        // `Gpu`'s field order makes happen after the DRM registration that borrows it is gone;
+        // `Gpu` is never forgotten (it lives in the module's list until module exit).
+        let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
+        // The device's own address is a unique device-private owner cookie for its pages.
+        let owner = core::ptr::from_ref(fdev) as usize;
+        let data = try_pin_init!(GpuData {
+            index,
+            num_devices,
+            vram <- Vram::new(vram_size, owner),
+        });
+        let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
+        // SAFETY: The registration is stored in `Gpu` and dropped, never forgotten, before the
+        // faux device it borrows.
+        let reg = unsafe { drm::Registration::new(fdev.as_ref(), unregistered, (), 0)? };
+        Ok(Self {
+            _drm: reg,
+            _faux: faux,
+        })
+    }
+}

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The ioctl table macro for vgpu, a driver with its own uAPI header.
+//!
+//! `kernel::declare_drm_ioctls!` resolves argument types in `kernel::uapi` only; this is the
+//! same dispatch over types from this crate's `uapi` module, with ioctl numbers given as
+//! `DRM_COMMAND_BASE`-relative indices (checked to be dense and in order).
+
+/// Declares `const IOCTLS` for a [`kernel::drm::Driver`] whose argument types live in
+/// `crate::uapi`. Entries are `(index, argument type, flags, handler)`, all `_IOWR`.
+macro_rules! declare_vgpu_ioctls {
+    ( $(($nr:expr, $struct:ident, $flags:expr, $func:expr)),* $(,)? ) => {
+        const IOCTLS: &'static [kernel::drm::ioctl::DrmIoctlDescriptor] = {
+            const _: () = {
+                let i: u32 = 0;
+                $(
+                    ::core::assert!(i == $nr);
+                    let i: u32 = i + 1;
+                )*
+                let _ = i;
+            };
+
+            let ioctls = &[$(
+                kernel::drm::ioctl::internal::drm_ioctl_desc {
+                    cmd: kernel::drm::ioctl::IOWR::<crate::uapi::$struct>(
+                        kernel::uapi::DRM_COMMAND_BASE + $nr,
+                    ),
+                    func: {
+                        #[allow(non_snake_case)]
+                        unsafe extern "C" fn $struct(
+                            raw_dev: *mut kernel::drm::ioctl::internal::drm_device,
+                            raw_data: *mut ::core::ffi::c_void,
+                            raw_file: *mut kernel::drm::ioctl::internal::drm_file,
+                        ) -> ::core::ffi::c_int {
+                            // SAFETY: The DRM core calls ioctl handlers only for a registered
+                            // device of this driver, alive for the duration of the call.
+                            let dev: &kernel::drm::Device<crate::driver::VgpuDriver, kernel::drm::Ioctl> =
+                                unsafe { kernel::drm::Device::from_raw(raw_dev) };
+                            let Some(guard) = dev.registration_guard() else {
+                                return kernel::error::code::ENODEV.to_errno();
+                            };
+                            // SAFETY: `drm_ioctl` copied the argument, sized by the command
+                            // number built from this very type, into a kernel buffer that is
+                            // exclusively ours for the call; every bit pattern of a uAPI struct
+                            // is valid.
+                            let data = unsafe { &mut *raw_data.cast::<crate::uapi::$struct>() };
+                            // SAFETY: `raw_file` is the DRM file the ioctl came through.
+                            let file = unsafe { kernel::drm::File::from_raw(raw_file) };
+                            match guard.registration_data_with(|reg_data| {
+                                $func(&*guard, reg_data, data, file)
+                            }) {
+                                Err(e) => e.to_errno(),
+                                Ok(i) => i.try_into()
+                                    .unwrap_or(kernel::error::code::ERANGE.to_errno()),
+                            }
+                        }
+                        Some($struct)
+                    },
+                    flags: $flags,
+                    name: kernel::str::as_char_ptr_in_const_context(
+                        kernel::c_str!(::core::stringify!($struct)),
+                    ),
+                }
+            ),*];
+            ioctls
+        };
+    };
+}
+
+pub(crate) use declare_vgpu_ioctls;

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vgpu's uAPI structures, generated from `uapi/vgpu_drm.h`.
+
+#![allow(
+    dead_code,
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::undocumented_unsafe_blocks
+)]
+
+use kernel::bindings::*;
+use kernel::transmute::AsBytes;
+use kernel::transmute::FromBytes;
+
+include!("bindings_generated.rs");
+
+// SAFETY: uAPI structs are plain integers with no implicit padding (checked by the header's
+// layout rules), so every bit pattern is valid and no byte is uninitialised.
+unsafe impl AsBytes for drm_vgpu_query_device {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_query_device {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_query {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_query {}

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vgpu: a software GPU with device-private memory, exposed as DRM render nodes; the reference
+//! user of every layer of the rust-svm stack and what its tests drive.
+
+use kernel::prelude::*;
+
+mod driver;
+mod file;
+mod gpu;
+mod ioctl;
+mod uapi;
+mod vram;
+
+module! {
+    type: VgpuModule,
+    name: "vgpu",
+    authors: ["The rust-svm developers"],
+    description: "Virtual GPUs with device-private memory for GPU shared virtual memory",
+    license: "GPL",
+    params: {
+        num_devices: u32 {
+            default: 2,
+            description: "Number of virtual GPUs to create (1 to 8)",
+        },
+        vram_mib: u32 {
+            default: 64,
+            description: "Device-private memory per GPU in MiB (even, 2 to 1024)",
+        },
+    },
+}
+
+/// The most GPUs one load creates.
+const MAX_DEVICES: u32 = 8;
+
+struct VgpuModule {
+    _gpus: KVec<gpu::Gpu>,
+}
+
+impl kernel::Module for VgpuModule {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let count = *module_parameters::num_devices.value();
+        let vram_mib = *module_parameters::vram_mib.value();
+        if count == 0 || count > MAX_DEVICES {
+            pr_err!("num_devices={count} is out of range: give 1 to {MAX_DEVICES}\n");
+            return Err(EINVAL);
+        }
+        if !(2..=1024).contains(&vram_mib) || vram_mib % 2 != 0 {
+            pr_err!("vram_mib={vram_mib} is invalid: give an even size from 2 to 1024\n");
+            return Err(EINVAL);
+        }
+        let mut gpus = KVec::with_capacity(count as usize, GFP_KERNEL)?;
+        for index in 0..count {
+            // On error, the GPUs created so far are unregistered as `gpus` drops.
+            gpus.push(
+                gpu::Gpu::new(index, count, vram_mib as usize * (1 << 20))?,
+                GFP_KERNEL,
+            )?;
+        }
+        pr_info!("{count} virtual GPUs with {vram_mib} MiB of device memory each\n");
+        Ok(Self { _gpus: gpus })
+    }
+}
