@@ -45,15 +45,17 @@ impl DevicePrivateRegion {
                 unsafe {
                     slot.write(core::mem::zeroed());
                     (*slot).type_ = ffi::memory_type_MEMORY_DEVICE_PRIVATE;
-                    (*slot).__bindgen_anon_1.range.start = start;
-                    (*slot).__bindgen_anon_1.range.end = end;
+                    let range = (*slot).__bindgen_anon_1.range.as_mut();
+                    range.start = start;
+                    range.end = end;
                     (*slot).nr_range = 1;
                     (*slot).ops = &PAGEMAP_OPS;
                     (*slot).owner = owner as *mut kernel::ffi::c_void;
                 }
                 // SAFETY: `slot` is a fully set-up device-private pagemap that stays pinned
                 // until `memunmap_pages` in `drop`.
-                let ret = unsafe { ffi::memremap_pages(slot, ffi::numa_node_id()) };
+                // `NUMA_NO_NODE` lets the core pick the node of the calling CPU's memory.
+                let ret = unsafe { ffi::memremap_pages(slot, ffi::NUMA_NO_NODE) };
                 if let Err(e) = from_err_ptr(ret) {
                     // SAFETY: Gives back the range reserved above.
                     unsafe { ffi::svm_release_mem_region(start, size as u64) };
@@ -67,7 +69,7 @@ impl DevicePrivateRegion {
     fn range(&self) -> (u64, u64) {
         // SAFETY: By the type invariant the pagemap is initialised; its range never changes.
         unsafe {
-            let r = (*self.pgmap.get()).__bindgen_anon_1.range;
+            let r = (*self.pgmap.get()).__bindgen_anon_1.range.as_ref();
             (r.start, r.end)
         }
     }
@@ -115,12 +117,20 @@ unsafe impl Sync for DevicePrivateRegion {}
 ///
 /// No folio of a region is handed to the core mm until migration to device memory exists, so
 /// there is no per-allocation state to release yet.
+///
+/// # Safety
+///
+/// Called by the core mm only, with a folio of a region using these ops.
 unsafe extern "C" fn folio_free(_folio: *mut ffi::folio) {}
 
 /// CPU fault on a device-private page.
 ///
 /// Without migration no process page can be device-private, so a fault here cannot be served:
 /// report it as a bus error rather than hang.
+///
+/// # Safety
+///
+/// Called by the core mm only, for a fault on a page of a region using these ops.
 unsafe extern "C" fn migrate_to_ram(_vmf: *mut ffi::vm_fault) -> ffi::vm_fault_t {
     ffi::vm_fault_reason_VM_FAULT_SIGBUS as ffi::vm_fault_t
 }

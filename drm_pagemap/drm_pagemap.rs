@@ -7,6 +7,7 @@ use kernel::prelude::*;
 
 pub mod device_private;
 mod ffi;
+pub mod lock_class;
 pub mod module_ref;
 pub mod pagemap;
 pub mod workqueue;

@@ -16,8 +16,8 @@ use core::sync::atomic::Ordering as AtomicOrdering;
 
 use kernel::device::Device;
 use kernel::prelude::*;
-use kernel::sync::aref::AlwaysRefCounted;
 use kernel::sync::aref::ARef;
+use kernel::sync::aref::AlwaysRefCounted;
 use kernel::sync::atomic::Full;
 use kernel::sync::atomic::Relaxed;
 use kernel::sync::Refcount;
@@ -99,7 +99,18 @@ impl Pagemap {
         module: &'static ThisModule,
         ops: impl PagemapOps + 'static,
     ) -> Result<ARef<Self>> {
-        let ops: KBox<dyn PagemapOps> = KBox::new(ops, GFP_KERNEL)?;
+        Self::new_dyn(device, module, KBox::new(ops, GFP_KERNEL)?)
+    }
+
+    // Not generic and never inlined, so that this module is the one place holding the work
+    // item's lock class key and name: lockdep refuses one key under two names, which is what
+    // a copy monomorphized into each provider module would give.
+    #[inline(never)]
+    fn new_dyn(
+        device: &Device,
+        module: &'static ThisModule,
+        ops: KBox<dyn PagemapOps>,
+    ) -> Result<ARef<Self>> {
         let module = ModuleRef::new(module)?;
         let pagemap = KBox::pin_init(
             try_pin_init!(Pagemap {
@@ -164,8 +175,8 @@ impl Pagemap {
         // and per this function's contract nobody else refers to it any more.
         let boxed = unsafe { Pin::new_unchecked(KBox::from_raw(ptr.as_ptr())) };
         if boxed.ops.destroy_in_work() {
-            // The work item is never queued before: the count reaches zero once.
-            let _ = destroy_queue().enqueue(boxed);
+            // A boxed work item cannot already be queued: the count reaches zero once.
+            destroy_queue().enqueue(boxed);
         } else {
             Self::destroy(boxed);
         }
@@ -245,7 +256,9 @@ mod tests {
         kernel::module::this_module::<crate::LocalModule>()
     }
 
-    fn counters() -> Result<(Arc<Atomic<u32>>, Arc<Atomic<u32>>)> {
+    type Counter = Arc<Atomic<u32>>;
+
+    fn counters() -> Result<(Counter, Counter)> {
         Ok((
             Arc::new(Atomic::new(0), GFP_KERNEL)?,
             Arc::new(Atomic::new(0), GFP_KERNEL)?,

@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(ChunkSizes::new(&[]).err(), Some(EINVAL));
         assert_eq!(ChunkSizes::new(&[SZ_2M, SZ_64K]).err(), Some(EINVAL));
         assert_eq!(ChunkSizes::new(&[SZ_64K, SZ_2M, SZ_4K]).err(), Some(EINVAL));
-        assert_eq!(ChunkSizes::new(&[SZ_64K, SZ_64K, SZ_4K]).err(), Some(EINVAL));
+        assert_eq!(
+            ChunkSizes::new(&[SZ_64K, SZ_64K, SZ_4K]).err(),
+            Some(EINVAL)
+        );
         assert_eq!(ChunkSizes::new(&[3 * SZ_4K, SZ_4K]).err(), Some(EINVAL));
         assert_eq!(ChunkSizes::new(&[SZ_4K; 9]).err(), Some(EINVAL));
         assert!(ChunkSizes::new(&[SZ_4K]).is_ok());
@@ -102,7 +105,7 @@ mod tests {
         let sizes = sizes()?;
         let vma = 0x4000_0000..0x4080_0000;
         let fault = 0x4023_4567;
-        let w = sizes.window(fault, &[vma.clone()], |_| true);
+        let w = sizes.window(fault, core::slice::from_ref(&vma), |_| true);
         assert_eq!(w, Some(0x4020_0000..0x4040_0000));
 
         // A VMA too small for 2 MiB around the fault falls back to 64 KiB.
@@ -119,7 +122,7 @@ mod tests {
         let existing = 0x20_1000..0x20_2000;
         let fault = 0x23_0000;
         let mut asked = 0;
-        let w = sizes.window(fault, &[vma], |w| {
+        let w = sizes.window(fault, core::slice::from_ref(&vma), |w| {
             asked += 1;
             !(w.start < existing.end && existing.start < w.end)
         });
@@ -128,7 +131,9 @@ mod tests {
         assert_eq!(asked, 2);
 
         // A single page is never checked: it cannot split anything.
-        let w = ChunkSizes::new(&[SZ_4K])?.window(0x20_1234, &[0..0x1000_0000], |_| false);
+        let all = 0..0x1000_0000;
+        let w =
+            ChunkSizes::new(&[SZ_4K])?.window(0x20_1234, core::slice::from_ref(&all), |_| false);
         assert_eq!(w, Some(0x20_1000..0x20_2000));
         Ok(())
     }
@@ -136,10 +141,15 @@ mod tests {
     #[test]
     fn fault_outside_bounds() -> Result {
         let sizes = sizes()?;
-        assert_eq!(sizes.window(0x1000, &[0x2000..0x3000], |_| true), None);
+        let bound = 0x2000..0x3000;
+        assert_eq!(
+            sizes.window(0x1000, core::slice::from_ref(&bound), |_| true),
+            None
+        );
         // Top of the address space: windows that would wrap are skipped.
         let top = usize::MAX & !(SZ_4K - 1);
-        let w = sizes.window(top + 5, &[top..usize::MAX], |_| true);
+        let bound = top..usize::MAX;
+        let w = sizes.window(top + 5, core::slice::from_ref(&bound), |_| true);
         assert_eq!(w, None);
         Ok(())
     }

@@ -11,6 +11,7 @@
 
 use core::ptr::NonNull;
 
+use drm_pagemap::lock_class::LockClass;
 use drm_pagemap::pagemap::Pagemap;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
@@ -20,19 +21,21 @@ use kernel::sync::Mutex;
 ///
 /// # Invariants
 ///
-/// While `slot` holds a pointer, that pagemap has not been freed: its destroy op calls
-/// [`PagemapCache::unlink`], which clears the slot under the lock, before it is freed.
+/// While `current` holds a pointer, that pagemap has not been freed: its destroy op calls
+/// [`PagemapCache::unlink`], which clears it under the lock, before it is freed.
 #[pin_data]
 pub struct PagemapCache {
     #[pin]
-    slot: Mutex<Option<NonNull<Pagemap>>>,
+    current: Mutex<Option<NonNull<Pagemap>>>,
 }
+
+static CURRENT_CLASS: LockClass = LockClass::new(c"PagemapCache::current");
 
 impl PagemapCache {
     /// Creates an empty cache.
     pub fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            slot <- kernel::new_mutex!(None, "PagemapCache::slot"),
+            current <- Mutex::new(None, CURRENT_CLASS.name(), CURRENT_CLASS.key()),
         })
     }
 
@@ -46,9 +49,9 @@ impl PagemapCache {
         &self,
         create: impl FnOnce() -> Result<ARef<Pagemap>>,
     ) -> Result<ARef<Pagemap>> {
-        let mut slot = self.slot.lock();
-        if let Some(ptr) = *slot {
-            // SAFETY: By the type invariant the pagemap is not freed while in the slot, and we
+        let mut current = self.current.lock();
+        if let Some(ptr) = *current {
+            // SAFETY: By the type invariant the pagemap is not freed while cached, and we
             // hold the lock its destroy op needs to leave it.
             if let Some(pagemap) = unsafe { ptr.as_ref() }.get_unless_zero() {
                 return Ok(pagemap);
@@ -56,21 +59,21 @@ impl PagemapCache {
         }
         let pagemap = create()?;
         // INVARIANT: `create`'s contract makes the pagemap unlink itself before it is freed.
-        *slot = Some(NonNull::from(&*pagemap));
+        *current = Some(NonNull::from(&*pagemap));
         Ok(pagemap)
     }
 
     /// Forgets `pagemap` if it is the cached one. Called from its destroy op.
     pub fn unlink(&self, pagemap: &Pagemap) {
-        let mut slot = self.slot.lock();
-        if *slot == Some(NonNull::from(pagemap)) {
-            *slot = None;
+        let mut current = self.current.lock();
+        if *current == Some(NonNull::from(pagemap)) {
+            *current = None;
         }
     }
 
     /// Whether a pagemap is cached (alive or being destroyed). For diagnostics and tests.
     pub fn is_populated(&self) -> bool {
-        self.slot.lock().is_some()
+        self.current.lock().is_some()
     }
 }
 
@@ -143,8 +146,12 @@ mod tests {
         let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
 
         assert!(!shared.cache.is_populated());
-        let a = shared.cache.get_or_create(|| create(&fdev, &shared, &done))?;
-        let b = shared.cache.get_or_create(|| create(&fdev, &shared, &done))?;
+        let a = shared
+            .cache
+            .get_or_create(|| create(&fdev, &shared, &done))?;
+        let b = shared
+            .cache
+            .get_or_create(|| create(&fdev, &shared, &done))?;
         assert!(core::ptr::eq(&*a, &*b));
         assert_eq!(shared.created.load(Relaxed), 1);
         assert_eq!(a.refcount(), 2);
@@ -156,7 +163,9 @@ mod tests {
 
         // A new user after destruction gets a fresh pagemap.
         let done2 = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
-        let c = shared.cache.get_or_create(|| create(&fdev, &shared, &done2))?;
+        let c = shared
+            .cache
+            .get_or_create(|| create(&fdev, &shared, &done2))?;
         assert_eq!(shared.created.load(Relaxed), 2);
         drop(c);
         done2.wait_for_completion();

@@ -32,8 +32,10 @@ SPLATS = [
     (re.compile(r"general protection fault"), "general protection fault"),
     (re.compile(r"Kernel panic"), "kernel panic"),
     (re.compile(r"possible circular locking dependency|possible recursive locking|"
-                r"inconsistent lock state|suspicious RCU usage|lockdep|"
-                r"held when returning to user space|lock held at task exit"), "lockdep report"),
+                r"inconsistent lock state|suspicious RCU usage|bad unlock balance|"
+                r"DEBUG_LOCKS_WARN_ON|INFO: trying to register non-static key|"
+                r"held when returning to user space|lock held at task exit|"
+                r"Looking for class .* but found a different class"), "lockdep report"),
     (re.compile(r"KASAN|UBSAN"), "sanitizer report"),
     (re.compile(r"kmemleak: \d+ new suspected memory leaks|^unreferenced object"), "kmemleak leak"),
     (re.compile(r"blocked for more than \d+ seconds|hung_task"), "hung task"),

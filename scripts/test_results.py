@@ -112,7 +112,7 @@ class BrokenRuns(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    runner = unittest.TextTestRunner(verbosity=0)
+    runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=0)
     result = runner.run(unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__]))
     print(f"runner self-tests: {result.testsRun - len(result.failures) - len(result.errors)} passed, "
           f"{len(result.failures) + len(result.errors)} failed")

@@ -36,6 +36,7 @@ else
 	t vgpu_basic /tests/vgpu_basic
 	t module_lifecycle sh /tests/module_lifecycle.sh
 	for m in vgpu gpusvm pagemap_util drm_pagemap; do
+		[ -d /sys/module/$m ] || continue
 		rmmod $m 2>/dev/null || { sleep 1; rmmod $m; } || echo "SVM-ERROR rmmod $m failed"
 	done
 

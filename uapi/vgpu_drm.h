@@ -10,7 +10,7 @@
 #ifndef _UAPI_VGPU_DRM_H_
 #define _UAPI_VGPU_DRM_H_
 
-#include "drm.h"
+#include <drm/drm.h>
 
 #if defined(__cplusplus)
 extern "C" {

@@ -26,16 +26,25 @@ macro_rules! declare_vgpu_ioctls {
                         kernel::uapi::DRM_COMMAND_BASE + $nr,
                     ),
                     func: {
+                        /// The ioctl's entry point from `drm_ioctl`.
+                        ///
+                        /// # Safety
+                        ///
+                        /// Only `drm_ioctl` calls this, with a registered vgpu device, the
+                        /// argument copied into a kernel buffer and the file it came through.
                         #[allow(non_snake_case)]
                         unsafe extern "C" fn $struct(
                             raw_dev: *mut kernel::drm::ioctl::internal::drm_device,
                             raw_data: *mut ::core::ffi::c_void,
                             raw_file: *mut kernel::drm::ioctl::internal::drm_file,
                         ) -> ::core::ffi::c_int {
+                            type Dev = kernel::drm::Device<
+                                crate::driver::VgpuDriver,
+                                kernel::drm::Ioctl,
+                            >;
                             // SAFETY: The DRM core calls ioctl handlers only for a registered
                             // device of this driver, alive for the duration of the call.
-                            let dev: &kernel::drm::Device<crate::driver::VgpuDriver, kernel::drm::Ioctl> =
-                                unsafe { kernel::drm::Device::from_raw(raw_dev) };
+                            let dev: &Dev = unsafe { Dev::from_raw(raw_dev) };
                             let Some(guard) = dev.registration_guard() else {
                                 return kernel::error::code::ENODEV.to_errno();
                             };

@@ -39,8 +39,8 @@ struct VgpuModule {
 
 impl kernel::Module for VgpuModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let count = *module_parameters::num_devices.value();
-        let vram_mib = *module_parameters::vram_mib.value();
+        let count = module_parameters::num_devices.value();
+        let vram_mib = module_parameters::vram_mib.value();
         if count == 0 || count > MAX_DEVICES {
             pr_err!("num_devices={count} is out of range: give 1 to {MAX_DEVICES}\n");
             return Err(EINVAL);

@@ -43,19 +43,15 @@ impl Vram {
         })
     }
 
-    /// Size in bytes.
+    /// Size in bytes. The device-private region behind it may be larger: the core mm hands
+    /// out physical address space in whole memory sections.
     pub(crate) fn size(&self) -> u64 {
-        self.region.size()
+        self.allocator.size()
     }
 
     /// Bytes not allocated.
     pub(crate) fn free(&self) -> u64 {
         self.allocator.avail()
-    }
-
-    /// Whether a pagemap for this memory currently exists.
-    pub(crate) fn has_pagemap(&self) -> bool {
-        self.pagemaps.is_populated()
     }
 }
 
