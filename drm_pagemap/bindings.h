@@ -1,18 +1,40 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Kernel APIs the drm_pagemap crate needs that `kernel::bindings` lacks:
- * function-like macros and static inlines wrapped by helpers.c.
+ * Kernel APIs the drm_pagemap crate needs that `kernel::bindings` lacks: the migrate_vma and
+ * migrate_device APIs, and function-like macros and static inlines wrapped by helpers.c.
  */
 #ifndef SVM_DRM_PAGEMAP_BINDINGS_H
 #define SVM_DRM_PAGEMAP_BINDINGS_H
 
+#include <linux/highmem.h>
 #include <linux/ioport.h>
 #include <linux/memremap.h>
+#include <linux/migrate.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/workqueue.h>
 
 struct resource *svm_request_free_mem_region(unsigned long size, const char *name);
 void svm_release_mem_region(resource_size_t start, resource_size_t size);
 struct workqueue_struct *svm_alloc_workqueue(const char *name, bool ordered);
+
+unsigned long svm_migrate_pfn(unsigned long pfn);
+struct page *svm_migrate_pfn_to_page(unsigned long mpfn);
+unsigned long svm_page_to_pfn(struct page *page);
+struct page *svm_pfn_to_page(unsigned long pfn);
+bool svm_is_device_private_page(struct page *page);
+struct dev_pagemap *svm_page_pgmap(struct page *page);
+void *svm_page_zone_device_data(struct page *page);
+void svm_page_set_zone_device_data(struct page *page, void *data);
+void *svm_folio_zone_device_data(struct folio *folio);
+struct page *svm_folio_page(struct folio *folio);
+void svm_unlock_put_page(struct page *page);
+struct page *svm_alloc_locked_page(struct vm_area_struct *vma, unsigned long addr);
+bool svm_vma_is_anonymous(struct vm_area_struct *vma);
+u64 svm_jiffies(void);
+u64 svm_msecs_to_jiffies(unsigned int ms);
+void svm_copy_from_page(void *dst, struct page *page);
+void svm_copy_to_page(struct page *page, const void *src);
+void svm_clear_page(struct page *page);
 
 #endif

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A region of device-private memory: struct pages for a device's memory, which the CPU cannot
-//! access, so that the core mm can track process pages that live there.
+//! access, so that the core mm can track process pages that live there. Its `dev_pagemap` ops
+//! are this module's: freed pages release their zone-device data, CPU faults migrate the data
+//! back to system memory.
 
 use kernel::error::from_err_ptr;
 use kernel::prelude::*;
@@ -25,11 +27,13 @@ pub struct DevicePrivateRegion {
 impl DevicePrivateRegion {
     /// Reserves `size` bytes of free physical address space named `name` and creates struct
     /// pages for it. `owner` is the device-private owner cookie that `hmm_range_fault` and
-    /// `migrate_vma` compare against; it is never dereferenced.
+    /// `migrate_vma` compare against (non-zero, `EINVAL` otherwise); it is never dereferenced.
     pub fn new(size: usize, name: &'static CStr, owner: usize) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             pgmap <- Opaque::try_ffi_init(move |slot: *mut ffi::dev_pagemap| {
-                if size == 0 || size % (1 << ffi::PAGE_SHIFT) != 0 {
+                // The core mm requires an owner for device-private memory: it is how
+                // `hmm_range_fault` and `migrate_vma` tell one device's pages from another's.
+                if size == 0 || size % (1 << ffi::PAGE_SHIFT) != 0 || owner == 0 {
                     return Err(EINVAL);
                 }
                 // SAFETY: `name` is a static string, which the resource keeps pointing to.
@@ -85,6 +89,22 @@ impl DevicePrivateRegion {
         end - start + 1
     }
 
+    /// The `dev_pagemap` the region's pages point to.
+    pub(crate) fn as_raw(&self) -> *mut ffi::dev_pagemap {
+        self.pgmap.get()
+    }
+
+    /// The device-private owner cookie of the region's pages.
+    pub fn owner(&self) -> usize {
+        // SAFETY: By the type invariant the pagemap is initialised; its owner never changes.
+        unsafe { (*self.pgmap.get()).owner as usize }
+    }
+
+    /// Whether `pfn` is a page of this region.
+    pub fn contains_pfn(&self, pfn: usize) -> bool {
+        pfn >= self.pfn_first() && pfn - self.pfn_first() < self.page_count()
+    }
+
     /// First page frame number of the region.
     pub fn pfn_first(&self) -> usize {
         (self.start() >> ffi::PAGE_SHIFT) as usize
@@ -113,26 +133,29 @@ unsafe impl Send for DevicePrivateRegion {}
 // SAFETY: Shared access only reads the immutable range.
 unsafe impl Sync for DevicePrivateRegion {}
 
-/// Called when the last reference to a device folio goes.
-///
-/// No folio of a region is handed to the core mm until migration to device memory exists, so
-/// there is no per-allocation state to release yet.
+/// Called when the last reference to a device folio goes: gives back the folio's reference
+/// on its zone-device data.
 ///
 /// # Safety
 ///
 /// Called by the core mm only, with a folio of a region using these ops.
-unsafe extern "C" fn folio_free(_folio: *mut ffi::folio) {}
+unsafe extern "C" fn folio_free(folio: *mut ffi::folio) {
+    // SAFETY: The folio of a region with these ops is being freed; its data came from
+    // `Zdd::attach` when migration placed it.
+    unsafe { crate::devmem::Zdd::detach_folio(folio) };
+}
 
-/// CPU fault on a device-private page.
-///
-/// Without migration no process page can be device-private, so a fault here cannot be served:
-/// report it as a bus error rather than hang.
+/// CPU fault on a device-private page: migrates the data back to system memory.
 ///
 /// # Safety
 ///
 /// Called by the core mm only, for a fault on a page of a region using these ops.
-unsafe extern "C" fn migrate_to_ram(_vmf: *mut ffi::vm_fault) -> ffi::vm_fault_t {
-    ffi::vm_fault_reason_VM_FAULT_SIGBUS as ffi::vm_fault_t
+unsafe extern "C" fn migrate_to_ram(vmf: *mut ffi::vm_fault) -> ffi::vm_fault_t {
+    // SAFETY: The core mm passes a valid fault on a (referenced, locked) page of ours.
+    match unsafe { crate::migrate::cpu_fault(vmf) } {
+        Ok(()) => 0,
+        Err(_) => ffi::vm_fault_reason_VM_FAULT_SIGBUS as ffi::vm_fault_t,
+    }
 }
 
 static PAGEMAP_OPS: ffi::dev_pagemap_ops = ffi::dev_pagemap_ops {

@@ -6,8 +6,10 @@
 use kernel::prelude::*;
 
 pub mod device_private;
+pub mod devmem;
 mod ffi;
 pub mod lock_class;
+pub mod migrate;
 pub mod module_ref;
 pub mod pagemap;
 pub mod workqueue;

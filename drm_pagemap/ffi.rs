@@ -7,6 +7,7 @@
 
 #![allow(
     dead_code,
+    improper_ctypes,
     non_camel_case_types,
     non_upper_case_globals,
     non_snake_case,

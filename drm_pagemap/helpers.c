@@ -22,3 +22,123 @@ struct workqueue_struct *svm_alloc_workqueue(const char *name, bool ordered)
 	return alloc_workqueue("%s", WQ_UNBOUND | WQ_MEM_RECLAIM, 0, name);
 }
 EXPORT_SYMBOL_GPL(svm_alloc_workqueue);
+
+unsigned long svm_migrate_pfn(unsigned long pfn)
+{
+	return migrate_pfn(pfn);
+}
+EXPORT_SYMBOL_GPL(svm_migrate_pfn);
+
+struct page *svm_migrate_pfn_to_page(unsigned long mpfn)
+{
+	return migrate_pfn_to_page(mpfn);
+}
+EXPORT_SYMBOL_GPL(svm_migrate_pfn_to_page);
+
+unsigned long svm_page_to_pfn(struct page *page)
+{
+	return page_to_pfn(page);
+}
+EXPORT_SYMBOL_GPL(svm_page_to_pfn);
+
+struct page *svm_pfn_to_page(unsigned long pfn)
+{
+	return pfn_to_page(pfn);
+}
+EXPORT_SYMBOL_GPL(svm_pfn_to_page);
+
+bool svm_is_device_private_page(struct page *page)
+{
+	return is_device_private_page(page);
+}
+EXPORT_SYMBOL_GPL(svm_is_device_private_page);
+
+struct dev_pagemap *svm_page_pgmap(struct page *page)
+{
+	return page_pgmap(page);
+}
+EXPORT_SYMBOL_GPL(svm_page_pgmap);
+
+void *svm_page_zone_device_data(struct page *page)
+{
+	return folio_zone_device_data(page_folio(page));
+}
+EXPORT_SYMBOL_GPL(svm_page_zone_device_data);
+
+void svm_page_set_zone_device_data(struct page *page, void *data)
+{
+	folio_set_zone_device_data(page_folio(page), data);
+}
+EXPORT_SYMBOL_GPL(svm_page_set_zone_device_data);
+
+void *svm_folio_zone_device_data(struct folio *folio)
+{
+	return folio_zone_device_data(folio);
+}
+EXPORT_SYMBOL_GPL(svm_folio_zone_device_data);
+
+struct page *svm_folio_page(struct folio *folio)
+{
+	return folio_page(folio, 0);
+}
+EXPORT_SYMBOL_GPL(svm_folio_page);
+
+void svm_unlock_put_page(struct page *page)
+{
+	struct folio *folio = page_folio(page);
+
+	folio_unlock(folio);
+	folio_put(folio);
+}
+EXPORT_SYMBOL_GPL(svm_unlock_put_page);
+
+/* A system page for migration to RAM, locked as migrate_vma_pages() expects. */
+struct page *svm_alloc_locked_page(struct vm_area_struct *vma, unsigned long addr)
+{
+	struct page *page;
+
+	if (vma)
+		page = alloc_page_vma(GFP_HIGHUSER_MOVABLE, vma, addr);
+	else
+		page = alloc_page(GFP_HIGHUSER);
+	if (page)
+		lock_page(page);
+	return page;
+}
+EXPORT_SYMBOL_GPL(svm_alloc_locked_page);
+
+bool svm_vma_is_anonymous(struct vm_area_struct *vma)
+{
+	return vma_is_anonymous(vma);
+}
+EXPORT_SYMBOL_GPL(svm_vma_is_anonymous);
+
+u64 svm_jiffies(void)
+{
+	return get_jiffies_64();
+}
+EXPORT_SYMBOL_GPL(svm_jiffies);
+
+u64 svm_msecs_to_jiffies(unsigned int ms)
+{
+	return msecs_to_jiffies(ms);
+}
+EXPORT_SYMBOL_GPL(svm_msecs_to_jiffies);
+
+void svm_copy_from_page(void *dst, struct page *page)
+{
+	memcpy_from_page(dst, page, 0, PAGE_SIZE);
+}
+EXPORT_SYMBOL_GPL(svm_copy_from_page);
+
+void svm_copy_to_page(struct page *page, const void *src)
+{
+	memcpy_to_page(page, 0, src, PAGE_SIZE);
+}
+EXPORT_SYMBOL_GPL(svm_copy_to_page);
+
+void svm_clear_page(struct page *page)
+{
+	clear_highpage(page);
+}
+EXPORT_SYMBOL_GPL(svm_clear_page);

@@ -15,16 +15,20 @@ use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::Ordering as AtomicOrdering;
 
 use kernel::device::Device;
+use kernel::mm::Mm;
+use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::aref::AlwaysRefCounted;
 use kernel::sync::atomic::Full;
 use kernel::sync::atomic::Relaxed;
+use kernel::sync::Arc;
 use kernel::sync::Refcount;
 use kernel::workqueue::Queue;
 use kernel::workqueue::Work;
 use kernel::workqueue::WorkItem;
 
+use crate::device_private::DevicePrivateRegion;
 use crate::module_ref::ModuleRef;
 use crate::workqueue::OwnedQueue;
 
@@ -39,6 +43,38 @@ pub trait PagemapOps: Send + Sync {
     /// references are dropped. `pagemap` can no longer be revived ([`Pagemap::get_unless_zero`]
     /// fails), so this is where a provider unlinks it from its lookup structures.
     fn destroy(&self, _pagemap: &Pagemap) {}
+
+    /// Moves `[start, end)` of `mm`, locked by `mmap`, into this pagemap's memory,
+    /// keeping it there for at least `timeslice_ms` against CPU faults. Best effort: on
+    /// success the data may still be (partly) elsewhere later.
+    fn populate_mm(
+        &self,
+        _pagemap: &Pagemap,
+        _mm: &Mm,
+        _mmap: &MmapReadGuard<'_>,
+        _start: usize,
+        _end: usize,
+        _timeslice_ms: u32,
+    ) -> Result {
+        Err(EOPNOTSUPP)
+    }
+}
+
+/// Populates `[start, end)` of `mm` with `pagemap`'s memory through its provider: takes a user
+/// reference on `mm` (`EFAULT` if the address space is already gone) and its mmap lock for
+/// reading, and calls [`PagemapOps::populate_mm`].
+pub fn populate_mm(
+    pagemap: &Pagemap,
+    mm: &Mm,
+    start: usize,
+    end: usize,
+    timeslice_ms: u32,
+) -> Result {
+    let user = mm.mmget_not_zero().ok_or(EFAULT)?;
+    let mmap = user.mmap_read_lock();
+    pagemap
+        .ops()
+        .populate_mm(pagemap, mm, &mmap, start, end, timeslice_ms)
 }
 
 /// A refcounted handle to a device memory region.
@@ -55,6 +91,7 @@ pub struct Pagemap {
     // the provider module.
     ops: KBox<dyn PagemapOps>,
     device: ARef<Device>,
+    region: Arc<DevicePrivateRegion>,
     #[pin]
     work: Work<Pagemap>,
     module: ModuleRef,
@@ -84,7 +121,7 @@ pub(crate) fn fini_destroy_queue() {
     }
 }
 
-fn destroy_queue() -> &'static Queue {
+pub(crate) fn destroy_queue() -> &'static Queue {
     let ptr = DESTROY_QUEUE.load(AtomicOrdering::Acquire);
     // SAFETY: The queue is set in module init before any pagemap can exist and freed in module
     // exit, which cannot run while a provider module (which depends on this one) still holds
@@ -93,13 +130,15 @@ fn destroy_queue() -> &'static Queue {
 }
 
 impl Pagemap {
-    /// Creates a pagemap with one reference, holding `device` and `module` until destroyed.
+    /// Creates a pagemap of `region` with one reference, holding `device` and `module` until
+    /// destroyed.
     pub fn new(
         device: &Device,
         module: &'static ThisModule,
+        region: Arc<DevicePrivateRegion>,
         ops: impl PagemapOps + 'static,
     ) -> Result<ARef<Self>> {
-        Self::new_dyn(device, module, KBox::new(ops, GFP_KERNEL)?)
+        Self::new_dyn(device, module, region, KBox::new(ops, GFP_KERNEL)?)
     }
 
     // Not generic and never inlined, so that this module is the one place holding the work
@@ -109,6 +148,7 @@ impl Pagemap {
     fn new_dyn(
         device: &Device,
         module: &'static ThisModule,
+        region: Arc<DevicePrivateRegion>,
         ops: KBox<dyn PagemapOps>,
     ) -> Result<ARef<Self>> {
         let module = ModuleRef::new(module)?;
@@ -117,6 +157,7 @@ impl Pagemap {
                 refcount: Refcount::new(1),
                 ops,
                 device: device.into(),
+                region,
                 work <- kernel::new_work!("Pagemap::work"),
                 module,
             }),
@@ -132,6 +173,11 @@ impl Pagemap {
     /// The device whose memory this pagemap maps.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The device-private memory this pagemap hands out.
+    pub fn region(&self) -> &DevicePrivateRegion {
+        &self.region
     }
 
     /// The provider's ops.
@@ -252,6 +298,30 @@ mod tests {
         }
     }
 
+    /// The device-private owner of the tests' regions.
+    static OWNER: u8 = 0;
+
+    /// A small device-private region for a test's pagemap.
+    fn test_region() -> Result<Arc<DevicePrivateRegion>> {
+        let owner = core::ptr::from_ref(&OWNER) as usize;
+        Arc::pin_init(
+            DevicePrivateRegion::new(1 << 21, c"drm_pagemap_kunit", owner),
+            GFP_KERNEL,
+        )
+    }
+
+    #[test]
+    fn region_needs_owner_and_size() {
+        let bad = [(0, 1), (1 << 21, 0), (4095, 1)];
+        for (size, owner) in bad {
+            let r = Arc::pin_init(
+                DevicePrivateRegion::new(size, c"drm_pagemap_kunit", owner),
+                GFP_KERNEL,
+            );
+            assert_eq!(r.err(), Some(EINVAL));
+        }
+    }
+
     fn this_module() -> &'static ThisModule {
         kernel::module::this_module::<crate::LocalModule>()
     }
@@ -275,7 +345,7 @@ mod tests {
             in_work: false,
             done: None,
         };
-        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), ops)?;
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), test_region()?, ops)?;
         assert_eq!(pm.refcount(), 1);
         let second = pm.clone();
         assert_eq!(pm.refcount(), 2);
@@ -298,7 +368,7 @@ mod tests {
             in_work: false,
             done: None,
         };
-        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), ops)?;
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), test_region()?, ops)?;
         // While counted, it can be revived.
         let again = pm.get_unless_zero().ok_or(EINVAL)?;
         assert_eq!(pm.refcount(), 2);
@@ -321,7 +391,7 @@ mod tests {
             in_work: true,
             done: Some(done.clone()),
         };
-        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), ops)?;
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), test_region()?, ops)?;
         drop(pm);
         done.wait_for_completion();
         assert_eq!(destroys.load(Relaxed), 1);
@@ -342,7 +412,7 @@ mod tests {
             in_work: false,
             done: None,
         };
-        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), ops)?;
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), test_region()?, ops)?;
         let mut dones = KVec::with_capacity(WORKERS, GFP_KERNEL)?;
         for _ in 0..WORKERS {
             let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;

@@ -85,6 +85,7 @@ unsafe impl Sync for PagemapCache {}
 #[kunit_tests(pagemap_util_cache)]
 mod tests {
     use super::*;
+    use drm_pagemap::device_private::DevicePrivateRegion;
     use drm_pagemap::pagemap::PagemapOps;
     use kernel::faux;
     use kernel::sync::atomic::Atomic;
@@ -122,9 +123,19 @@ mod tests {
         done: &Arc<Completion>,
     ) -> Result<ARef<Pagemap>> {
         shared.created.fetch_add(1, Full);
+        static OWNER: u8 = 0;
+        let region = Arc::pin_init(
+            DevicePrivateRegion::new(
+                1 << 21,
+                c"pagemap_util_kunit",
+                core::ptr::from_ref(&OWNER) as usize,
+            ),
+            GFP_KERNEL,
+        )?;
         Pagemap::new(
             fdev.as_ref().as_ref(),
             kernel::module::this_module::<crate::LocalModule>(),
+            region,
             CachedOps {
                 shared: shared.clone(),
                 done: done.clone(),

@@ -34,6 +34,7 @@ if [ "$mode" = run ]; then
 else
 	load_stack
 	t vgpu_basic /tests/vgpu_basic
+	t vgpu_migrate /tests/vgpu_migrate
 	t module_lifecycle sh /tests/module_lifecycle.sh
 	for m in vgpu gpusvm pagemap_util drm_pagemap; do
 		[ -d /sys/module/$m ] || continue

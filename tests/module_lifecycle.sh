@@ -16,8 +16,9 @@ unload() { for i in 1 2 3 4 5 6 7 8 9 10; do rmmod "$1" 2>/dev/null && return 0;
 logged() { dmesg | grep -q "$1"; }
 
 echo "KTAP version 1"
-echo "1..11"
+echo "1..12"
 refuse unload-refused-while-open sh -c 'exec 3</dev/dri/renderD128 && rmmod vgpu'
+expect unload-refused-while-migrated sh -c 'VGPU_UNLOAD_TEST=1 /tests/vgpu_migrate -t unload-refused-while-migrated >/tmp/u.log || { sed "s/^/# /" /tmp/u.log; exit 1; }'
 expect unload unload vgpu
 refuse vram-released grep -q vgpu /proc/iomem
 refuse no-render-node-left test -e /dev/dri/renderD128

@@ -17,6 +17,9 @@ extern "C" {
 #endif
 
 #define DRM_VGPU_QUERY 0x00
+#define DRM_VGPU_MIGRATE 0x01
+#define DRM_VGPU_STATS 0x02
+#define DRM_VGPU_INJECT 0x03
 
 /**
  * enum drm_vgpu_query_kind - What &drm_vgpu_query.query asks for.
@@ -65,8 +68,89 @@ struct drm_vgpu_query {
 	__u64 data;
 };
 
+/**
+ * enum drm_vgpu_migrate_target - Where &drm_vgpu_migrate moves a range.
+ *
+ * @DRM_VGPU_MIGRATE_TO_DEVICE: Into this GPU's device memory. All or nothing: if any page of
+ *	the range cannot be moved (pinned, racing, in another GPU's memory) nothing moves and
+ *	the ioctl fails with EBUSY. Pages already in this GPU's memory stay there.
+ * @DRM_VGPU_MIGRATE_TO_SYSTEM: Whatever of the range is in this GPU's memory goes back to
+ *	system memory.
+ */
+enum drm_vgpu_migrate_target {
+	DRM_VGPU_MIGRATE_TO_DEVICE = 0,
+	DRM_VGPU_MIGRATE_TO_SYSTEM = 1,
+};
+
+/**
+ * struct drm_vgpu_migrate - Argument of %DRM_IOCTL_VGPU_MIGRATE: moves a range of the calling
+ * process's address space.
+ *
+ * @start: Start address, page aligned (EINVAL otherwise).
+ * @size: Size in bytes, page aligned and non-zero (EINVAL otherwise).
+ * @target: One of &enum drm_vgpu_migrate_target (EINVAL otherwise).
+ * @timeslice_ms: For %DRM_VGPU_MIGRATE_TO_DEVICE: for how many milliseconds CPU faults leave
+ *	the data on the device (they retry until then) instead of pulling it back. 0 for none.
+ * @flags: Must be 0 (EINVAL otherwise).
+ * @pad: Must be 0 (EINVAL otherwise).
+ *
+ * To the device, the range must lie in one private anonymous mapping: ENOENT if @start is not
+ * mapped, EINVAL if the range runs past the end of its mapping, EOPNOTSUPP for shared or
+ * file-backed mappings, ENOMEM if the device memory cannot hold it, EBUSY if not every page
+ * could be collected, EIO if the copy engine failed (the data then stays in system memory).
+ * To system memory the range may span several mappings (ENOENT for a hole).
+ */
+struct drm_vgpu_migrate {
+	__u64 start;
+	__u64 size;
+	__u32 target;
+	__u32 timeslice_ms;
+	__u32 flags;
+	__u32 pad;
+};
+
+/**
+ * struct drm_vgpu_stats - Argument of %DRM_IOCTL_VGPU_STATS: this GPU's counters since load.
+ *
+ * @pages_to_device: Pages migrated into this GPU's memory.
+ * @pages_to_system: Pages migrated out of it, for any reason.
+ * @bytes_copied: Bytes the copy engine moved, both ways.
+ * @cpu_faults: CPU faults on this GPU's pages served by migrating them back.
+ * @evictions: Allocations evicted to system memory.
+ * @flags: Must be 0 on input (EINVAL otherwise).
+ * @pad: Must be 0 on input (EINVAL otherwise).
+ */
+struct drm_vgpu_stats {
+	__u64 pages_to_device;
+	__u64 pages_to_system;
+	__u64 bytes_copied;
+	__u64 cpu_faults;
+	__u64 evictions;
+	__u32 flags;
+	__u32 pad;
+};
+
+/**
+ * struct drm_vgpu_inject - Argument of %DRM_IOCTL_VGPU_INJECT: error injection for tests.
+ *
+ * @fail_allocs: The next this many device-memory allocations fail with ENOMEM.
+ * @fail_copies: The next this many copy-engine jobs fail with EIO.
+ *
+ * Each call replaces both counters; zeroes turn injection off.
+ */
+struct drm_vgpu_inject {
+	__u32 fail_allocs;
+	__u32 fail_copies;
+};
+
 #define DRM_IOCTL_VGPU_QUERY \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_QUERY, struct drm_vgpu_query)
+#define DRM_IOCTL_VGPU_MIGRATE \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_MIGRATE, struct drm_vgpu_migrate)
+#define DRM_IOCTL_VGPU_STATS \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_STATS, struct drm_vgpu_stats)
+#define DRM_IOCTL_VGPU_INJECT \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_INJECT, struct drm_vgpu_inject)
 
 #if defined(__cplusplus)
 }

@@ -66,5 +66,8 @@ impl drm::Driver for VgpuDriver {
 
     declare_vgpu_ioctls! {
         (uapi::DRM_VGPU_QUERY, drm_vgpu_query, RENDER_ALLOW, VgpuFile::query),
+        (uapi::DRM_VGPU_MIGRATE, drm_vgpu_migrate, RENDER_ALLOW, VgpuFile::migrate),
+        (uapi::DRM_VGPU_STATS, drm_vgpu_stats, RENDER_ALLOW, VgpuFile::stats),
+        (uapi::DRM_VGPU_INJECT, drm_vgpu_inject, RENDER_ALLOW, VgpuFile::inject),
     }
 }

@@ -2,10 +2,13 @@
 
 //! Per-open state and ioctl handlers.
 
+use drm_pagemap::migrate;
+use drm_pagemap::pagemap;
 use drm_pagemap::pagemap::Pagemap;
 use kernel::drm;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
+use kernel::sync::atomic::Relaxed;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
@@ -17,9 +20,9 @@ use crate::vram::VRAM_PAGE_SIZE;
 
 /// An open render node.
 pub(crate) struct VgpuFile {
-    /// Each client uses the device memory, so holds its pagemap: the pagemap lives exactly as
-    /// long as some client has the device open.
-    _pagemap: ARef<Pagemap>,
+    /// Each client uses the device memory, so holds its pagemap: the pagemap lives as long as
+    /// some client has the device open or some data lives in the device memory.
+    pagemap: ARef<Pagemap>,
 }
 
 impl drm::file::DriverFile for VgpuFile {
@@ -27,7 +30,7 @@ impl drm::file::DriverFile for VgpuFile {
 
     fn open(dev: &VgpuDevice) -> Result<Pin<KBox<Self>>> {
         let pagemap = vram::pagemap(dev)?;
-        Ok(KBox::new(Self { _pagemap: pagemap }, GFP_KERNEL)?.into())
+        Ok(KBox::new(Self { pagemap }, GFP_KERNEL)?.into())
     }
 }
 
@@ -62,6 +65,65 @@ impl VgpuFile {
         }
         let user = UserSlice::new(UserPtr::from_addr(req.data as usize), need as usize);
         user.writer().write(&answer)?;
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_MIGRATE`.
+    pub(crate) fn migrate(
+        dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_migrate,
+        file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        if req.flags != 0 || req.pad != 0 || req.size == 0 {
+            return Err(EINVAL);
+        }
+        let start = usize::try_from(req.start).map_err(|_| EINVAL)?;
+        let size = usize::try_from(req.size).map_err(|_| EINVAL)?;
+        let end = start.checked_add(size).ok_or(EINVAL)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EFAULT)?;
+        match req.target {
+            uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_DEVICE => {
+                pagemap::populate_mm(&file.inner().pagemap, mm, start, end, req.timeslice_ms)?
+            }
+            uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_SYSTEM => {
+                let mmap = mm.mmap_read_lock();
+                migrate::migrate_to_ram(&mmap, start, end, dev.vram.owner())?;
+            }
+            _ => return Err(EINVAL),
+        }
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_STATS`.
+    pub(crate) fn stats(
+        dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_stats,
+        _file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        if req.flags != 0 || req.pad != 0 {
+            return Err(EINVAL);
+        }
+        let stats = dev.vram.stats();
+        req.pages_to_device = stats.pages_to_device.load(Relaxed);
+        req.pages_to_system = stats.pages_to_ram.load(Relaxed);
+        req.bytes_copied = dev.vram.bytes_copied();
+        req.cpu_faults = stats.cpu_faults.load(Relaxed);
+        req.evictions = stats.evictions.load(Relaxed);
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_INJECT`.
+    pub(crate) fn inject(
+        dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_inject,
+        _file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        dev.vram.fail_allocs.store(req.fail_allocs, Relaxed);
+        dev.vram.fail_copies.store(req.fail_copies, Relaxed);
         Ok(0)
     }
 }

@@ -30,10 +30,11 @@ impl Gpu {
         let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
         // The device's own address is a unique device-private owner cookie for its pages.
         let owner = core::ptr::from_ref(fdev) as usize;
+        let engine = CString::try_from_fmt(fmt!("vgpu{index}_copy"))?;
         let data = try_pin_init!(GpuData {
             index,
             num_devices,
-            vram <- Vram::new(vram_size, owner),
+            vram <- Vram::new(vram_size, owner, &engine)?,
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
         // SAFETY: The registration is stored in `Gpu` and dropped, never forgotten, before the

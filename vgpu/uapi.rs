@@ -28,3 +28,15 @@ unsafe impl FromBytes for drm_vgpu_query_device {}
 unsafe impl AsBytes for drm_vgpu_query {}
 // SAFETY: As above.
 unsafe impl FromBytes for drm_vgpu_query {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_migrate {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_migrate {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_stats {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_stats {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_inject {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_inject {}

@@ -6,6 +6,7 @@
 use kernel::prelude::*;
 
 mod driver;
+mod engine;
 mod file;
 mod gpu;
 mod ioctl;

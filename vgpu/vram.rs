@@ -1,20 +1,42 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A virtual GPU's device memory: a device-private region, its allocator and its pagemap.
+//! A virtual GPU's device memory: a device-private region, its allocator, its real backing
+//! pages, its copy engine and its pagemap.
 
 use drm_pagemap::device_private::DevicePrivateRegion;
+use drm_pagemap::devmem::Devmem;
+use drm_pagemap::devmem::DevmemOps;
+use drm_pagemap::devmem::Direction;
+use drm_pagemap::devmem::MigrationStats;
+use drm_pagemap::devmem::PageCopy;
+use drm_pagemap::devmem::PAGE_SIZE;
+use drm_pagemap::migrate::migrate_to_devmem;
+use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
 use drm_pagemap::pagemap::PagemapOps;
 use kernel::drm;
+use kernel::gpu::buddy::AllocatedBlocks;
 use kernel::gpu::buddy::GpuBuddy;
+use kernel::gpu::buddy::GpuBuddyAllocFlags;
+use kernel::gpu::buddy::GpuBuddyAllocMode;
 use kernel::gpu::buddy::GpuBuddyParams;
+use kernel::mm::Mm;
+use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::ptr::Alignment;
 use kernel::sizes::SZ_4K;
 use kernel::sync::aref::ARef;
+use kernel::sync::atomic::Atomic;
+use kernel::sync::atomic::Full;
+use kernel::sync::atomic::Relaxed;
+use kernel::sync::Arc;
 use pagemap_util::cache::PagemapCache;
 
 use crate::driver::VgpuDriver;
+use crate::engine::Backing;
+use crate::engine::CopyDir;
+use crate::engine::CopyEngine;
+use crate::engine::VramPages;
 
 /// Smallest allocation unit of device memory.
 pub(crate) const VRAM_PAGE_SIZE: usize = SZ_4K;
@@ -22,25 +44,60 @@ pub(crate) const VRAM_PAGE_SIZE: usize = SZ_4K;
 /// The device memory of one virtual GPU.
 #[pin_data]
 pub(crate) struct Vram {
-    #[pin]
-    region: DevicePrivateRegion,
+    region: Arc<DevicePrivateRegion>,
     allocator: GpuBuddy,
+    engine: CopyEngine,
+    stats: Arc<MigrationStats>,
+    /// Error injection: how many of the next allocations fail.
+    pub(crate) fail_allocs: Atomic<u32>,
+    /// Error injection: how many of the next copy jobs fail.
+    pub(crate) fail_copies: Atomic<u32>,
     #[pin]
     pagemaps: PagemapCache,
 }
 
+/// Takes one from an error-injection counter; true if this operation is to fail.
+fn inject(counter: &Atomic<u32>) -> bool {
+    let mut old = counter.load(Relaxed);
+    while old > 0 {
+        match counter.cmpxchg(old, old - 1, Full) {
+            Ok(_) => return true,
+            Err(cur) => old = cur,
+        }
+    }
+    false
+}
+
 impl Vram {
     /// Creates `size` bytes of device memory whose pages carry the device-private `owner`.
-    pub(crate) fn new(size: usize, owner: usize) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
-            region <- DevicePrivateRegion::new(size, c"vgpu", owner),
+    pub(crate) fn new(
+        size: usize,
+        owner: usize,
+        engine_name: &CStr,
+    ) -> Result<impl PinInit<Self, Error>> {
+        let region = Arc::pin_init(DevicePrivateRegion::new(size, c"vgpu", owner), GFP_KERNEL)?;
+        let pages = Arc::new(
+            VramPages {
+                backing: Backing::new(size)?,
+                pfn_first: region.pfn_first(),
+                bytes_copied: Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?;
+        let engine = CopyEngine::new(engine_name, pages)?;
+        Ok(try_pin_init!(Self {
+            region,
             allocator: GpuBuddy::new(GpuBuddyParams {
                 base_offset: 0,
                 size: size as u64,
                 chunk_size: Alignment::new::<VRAM_PAGE_SIZE>(),
             })?,
+            engine,
+            stats: Arc::new(MigrationStats::new(), GFP_KERNEL)?,
+            fail_allocs: Atomic::new(0),
+            fail_copies: Atomic::new(0),
             pagemaps <- PagemapCache::new(),
-        })
+        }))
     }
 
     /// Size in bytes. The device-private region behind it may be larger: the core mm hands
@@ -53,6 +110,21 @@ impl Vram {
     pub(crate) fn free(&self) -> u64 {
         self.allocator.avail()
     }
+
+    /// Migration counters.
+    pub(crate) fn stats(&self) -> &MigrationStats {
+        &self.stats
+    }
+
+    /// Bytes the copy engine moved.
+    pub(crate) fn bytes_copied(&self) -> u64 {
+        self.engine.vram().bytes_copied.load(Relaxed)
+    }
+
+    /// The device-private owner of this memory's pages.
+    pub(crate) fn owner(&self) -> usize {
+        self.region.owner()
+    }
 }
 
 /// Returns a reference to the pagemap of `drm`'s device memory, created on first use.
@@ -62,6 +134,7 @@ pub(crate) fn pagemap(drm: &drm::Device<VgpuDriver>) -> Result<ARef<Pagemap>> {
         Pagemap::new(
             parent.as_ref(),
             kernel::module::this_module::<crate::LocalModule>(),
+            drm.vram.region.clone(),
             VramPagemap { drm: drm.into() },
         )
     })
@@ -80,5 +153,93 @@ impl PagemapOps for VramPagemap {
 
     fn destroy(&self, pagemap: &Pagemap) {
         self.drm.vram.pagemaps.unlink(pagemap);
+    }
+
+    fn populate_mm(
+        &self,
+        pagemap: &Pagemap,
+        mm: &Mm,
+        mmap: &MmapReadGuard<'_>,
+        start: usize,
+        end: usize,
+        timeslice_ms: u32,
+    ) -> Result {
+        if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        let vram = &self.drm.vram;
+        let size = (end - start) as u64;
+        if size > vram.size() {
+            return Err(ENOMEM);
+        }
+        if inject(&vram.fail_allocs) {
+            return Err(ENOMEM);
+        }
+        let blocks = KBox::pin_init(
+            vram.allocator.alloc_blocks(
+                GpuBuddyAllocMode::Simple,
+                size,
+                Alignment::new::<VRAM_PAGE_SIZE>(),
+                GpuBuddyAllocFlags::default(),
+            ),
+            GFP_KERNEL,
+        )
+        .map_err(|_| ENOMEM)?;
+        let devmem = Devmem::new(
+            pagemap.into(),
+            Some(mm),
+            (end - start) / PAGE_SIZE,
+            vram.stats.clone(),
+            VramAllocation {
+                blocks,
+                drm: self.drm.clone(),
+            },
+        )?;
+        migrate_to_devmem(&devmem, mmap, start, end, &MigrateDetails { timeslice_ms })
+    }
+}
+
+/// Device memory backing one migration.
+struct VramAllocation {
+    blocks: Pin<KBox<AllocatedBlocks>>,
+    drm: ARef<drm::Device<VgpuDriver>>,
+}
+
+impl VramAllocation {
+    fn copy(&self, copies: &[PageCopy], dir: CopyDir) -> Result {
+        let vram = &self.drm.vram;
+        if inject(&vram.fail_copies) {
+            return Err(EIO);
+        }
+        vram.engine.copy(copies, dir)
+    }
+}
+
+impl DevmemOps for VramAllocation {
+    fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result {
+        let first = self.drm.vram.region.pfn_first();
+        let mut i = 0;
+        for block in self.blocks.iter() {
+            let base = first + (block.offset() as usize) / PAGE_SIZE;
+            for k in 0..(block.size() as usize) / PAGE_SIZE {
+                if i == pfns.len() {
+                    return Ok(());
+                }
+                pfns[i] = base + k;
+                i += 1;
+            }
+        }
+        if i < pfns.len() {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    fn copy_to_devmem(&self, copies: &[PageCopy]) -> Result {
+        self.copy(copies, CopyDir::ToVram)
+    }
+
+    fn copy_to_ram(&self, copies: &[PageCopy], _dir: Direction) -> Result {
+        self.copy(copies, CopyDir::ToRam)
     }
 }

@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Migration of a process's pages between system memory and device memory.
+//!
+//! Every path keeps the data: a page's contents move only once the provider's copy succeeded,
+//! and on any error the pages stay (with their data) where they were. Locking follows
+//! `Documentation/gpu/rfc/gpusvm.rst`: the mmap lock is taken by the callers around the core-mm
+//! calls only, and the CPU-fault path takes no lock of ours.
+
+use core::ptr::null_mut;
+
+use kernel::error::to_result;
+use kernel::mm::virt::VmaRef;
+use kernel::mm::MmapReadGuard;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+use crate::devmem::Devmem;
+use crate::devmem::Direction;
+use crate::devmem::PageCopy;
+use crate::devmem::SystemPage;
+use crate::devmem::Zdd;
+use crate::devmem::PAGE_SIZE;
+use crate::ffi;
+
+/// How a migration to device memory behaves.
+#[derive(Clone, Copy, Default)]
+pub struct MigrateDetails {
+    /// For how long freshly migrated pages stay on the device against CPU faults, in ms.
+    pub timeslice_ms: u32,
+}
+
+const MIGRATE: usize = ffi::MIGRATE_PFN_MIGRATE as usize;
+const WRITE: usize = ffi::MIGRATE_PFN_WRITE as usize;
+
+/// The `src`/`dst` arrays of one `migrate_vma` or `migrate_device` operation.
+struct PfnArrays {
+    src: KVVec<usize>,
+    dst: KVVec<usize>,
+}
+
+impl PfnArrays {
+    fn new(npages: usize) -> Result<Self> {
+        Ok(Self {
+            src: KVVec::from_elem(0, npages, GFP_KERNEL)?,
+            dst: KVVec::from_elem(0, npages, GFP_KERNEL)?,
+        })
+    }
+
+    /// Unlocks and frees every destination page set so far, so that nothing moves.
+    fn abandon_dst(&mut self) {
+        for d in self.dst.iter_mut() {
+            // SAFETY: A non-zero `dst` entry is a migrate pfn of a page this operation
+            // allocated and locked; it is not referenced anywhere else yet.
+            let page = unsafe { ffi::svm_migrate_pfn_to_page(*d) };
+            if !page.is_null() {
+                // SAFETY: As above: we hold its only reference and its lock.
+                unsafe { ffi::svm_unlock_put_page(page) };
+            }
+            *d = 0;
+        }
+    }
+}
+
+fn page_of(mpfn: usize) -> *mut ffi::page {
+    // SAFETY: Pure computation on a migrate pfn; null if it names no page.
+    unsafe { ffi::svm_migrate_pfn_to_page(mpfn) }
+}
+
+fn is_device_private(page: *mut ffi::page) -> bool {
+    // SAFETY: `page` is a valid page collected by a migration.
+    !page.is_null() && unsafe { ffi::svm_is_device_private_page(page) }
+}
+
+/// Moves `[start, end)` of the address space locked by `mmap` into `devmem`, all or nothing:
+/// if any page cannot be collected (pinned, locked, of another device, racing), nothing moves
+/// and the result is `EBUSY`. Pages already in `devmem`'s pagemap stay where they are.
+///
+/// Refuses unaligned or empty ranges and ranges larger than `devmem` (`EINVAL`), addresses
+/// with no mapping (`ENOENT`), ranges crossing the end of their mapping (`EINVAL`) and
+/// mappings that are not private anonymous memory (`EOPNOTSUPP`). An allocation backs one
+/// migration only (`EBUSY` on reuse).
+pub fn migrate_to_devmem(
+    devmem: &Arc<Devmem>,
+    mmap: &MmapReadGuard<'_>,
+    start: usize,
+    end: usize,
+    details: &MigrateDetails,
+) -> Result {
+    if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
+        return Err(EINVAL);
+    }
+    let npages = (end - start) / PAGE_SIZE;
+    if npages > devmem.npages() {
+        return Err(EINVAL);
+    }
+    let vma = mmap.vma_lookup(start).ok_or(ENOENT)?;
+    if end > vma.end() {
+        return Err(EINVAL);
+    }
+    // SAFETY: The VMA is valid while the mmap lock is held.
+    if !unsafe { ffi::svm_vma_is_anonymous(vma.as_ptr()) } {
+        return Err(EOPNOTSUPP);
+    }
+    if !devmem.claim() {
+        return Err(EBUSY);
+    }
+    let region = devmem.pagemap().region();
+    let mut pfns = PfnArrays::new(npages)?;
+    let mut copies = KVec::with_capacity(npages, GFP_KERNEL)?;
+    let zdd = Zdd::new(devmem.clone())?;
+
+    // SAFETY: `migrate_vma` is plain data; zero is its documented initial state.
+    let mut args: ffi::migrate_vma = unsafe { core::mem::zeroed() };
+    args.vma = vma.as_ptr();
+    args.start = start;
+    args.end = end;
+    args.src = pfns.src.as_mut_ptr();
+    args.dst = pfns.dst.as_mut_ptr();
+    args.pgmap_owner = region.owner() as *mut kernel::ffi::c_void;
+    args.flags = (ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
+        | ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE) as usize;
+    // SAFETY: `args` describes a range of one VMA under the mmap lock, with arrays of `npages`.
+    to_result(unsafe { ffi::migrate_vma_setup(&mut args) })?;
+
+    // From here on, every path goes through `migrate_vma_pages` and `migrate_vma_finalize`.
+    let placed = place_in_devmem(devmem, &zdd, &mut pfns, &mut copies, npages);
+    if placed.is_err() {
+        pfns.abandon_dst();
+    }
+    // SAFETY: `args` was set up above; the `dst` entries are either zero or device pages
+    // initialised, locked and filled for this migration.
+    unsafe { ffi::migrate_vma_pages(&mut args) };
+    let moved = pfns
+        .src
+        .iter()
+        .zip(pfns.dst.iter())
+        .filter(|(s, d)| **s & MIGRATE != 0 && **d != 0)
+        .count();
+    // SAFETY: As above; this ends the migration and unlocks every page.
+    unsafe { ffi::migrate_vma_finalize(&mut args) };
+    devmem.stats().count(Direction::ToDevice, moved);
+
+    let wanted = placed?;
+    if moved < wanted {
+        // Some page changed under us between setup and now; what moved has its data.
+        return Err(EBUSY);
+    }
+    devmem.start_timeslice(details.timeslice_ms);
+    devmem.set_va_start(start);
+    Ok(())
+}
+
+/// Fills `pfns.dst` with `devmem`'s pages and copies the data there. Returns how many pages
+/// are to move; on error no destination page is set up any more (the caller abandons them).
+fn place_in_devmem(
+    devmem: &Arc<Devmem>,
+    zdd: &Arc<Zdd>,
+    pfns: &mut PfnArrays,
+    copies: &mut KVec<PageCopy>,
+    npages: usize,
+) -> Result<usize> {
+    let region = devmem.pagemap().region();
+    if pfns.src.iter().any(|s| s & MIGRATE == 0) {
+        // All or nothing: some page could not be collected.
+        return Err(EBUSY);
+    }
+    // Pages already in this pagemap stay; everything else moves.
+    let mut own = 0;
+    for s in pfns.src.iter() {
+        let page = page_of(*s);
+        // SAFETY: Collected pages are valid and referenced until finalize.
+        if is_device_private(page) && unsafe { ffi::svm_page_pgmap(page) } == region.as_raw() {
+            own += 1;
+        }
+    }
+    if own == npages {
+        return Ok(0);
+    }
+    devmem.ops().populate_devmem_pfn(&mut pfns.dst)?;
+    if let Some(bad) = pfns.dst.iter().find(|pfn| !region.contains_pfn(**pfn)) {
+        pr_err!("device pfn {bad:#x} is outside the pagemap's region\n");
+        pfns.dst.iter_mut().for_each(|d| *d = 0);
+        return Err(EINVAL);
+    }
+    for i in 0..npages {
+        let spage = page_of(pfns.src[i]);
+        // SAFETY: As above.
+        if is_device_private(spage) && unsafe { ffi::svm_page_pgmap(spage) } == region.as_raw() {
+            pfns.dst[i] = 0;
+            continue;
+        }
+        let pfn = pfns.dst[i];
+        // SAFETY: `pfn` is a page of the region (checked above), handed to us free by the
+        // provider's allocator.
+        let dpage = unsafe { ffi::svm_pfn_to_page(pfn) };
+        // SAFETY: A free device page of our region: initialise it (reference 1, locked) and
+        // point it at this migration's zone-device data.
+        unsafe {
+            ffi::zone_device_page_init(dpage, region.as_raw(), 0);
+            Zdd::attach(zdd, dpage);
+        }
+        // SAFETY: Pure computation.
+        pfns.dst[i] = unsafe { ffi::svm_migrate_pfn(pfn) } | (pfns.src[i] & WRITE);
+        let system = core::ptr::NonNull::new(spage).map(SystemPage::from_raw);
+        // Cannot fail: reserved for `npages` entries.
+        copies.push(
+            PageCopy {
+                device_pfn: pfn,
+                system,
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    devmem.ops().copy_to_devmem(copies)?;
+    Ok(npages - own)
+}
+
+/// Moves the device pages of `[start, end)` of `vma` back to system memory.
+///
+/// # Safety
+///
+/// `vma` is valid under the mmap (or VMA) lock the caller holds, `[start, end)` inside it and
+/// page-aligned; `fault_page` is null or the locked device page a CPU fault is on.
+unsafe fn vma_to_ram(
+    vma: *mut ffi::vm_area_struct,
+    start: usize,
+    end: usize,
+    owner: usize,
+    fault_page: *mut ffi::page,
+    dir: Direction,
+) -> Result<usize> {
+    let npages = (end - start) / PAGE_SIZE;
+    let mut pfns = PfnArrays::new(npages)?;
+    // SAFETY: `migrate_vma` is plain data; zero is its documented initial state.
+    let mut args: ffi::migrate_vma = unsafe { core::mem::zeroed() };
+    args.vma = vma;
+    args.start = start;
+    args.end = end;
+    args.src = pfns.src.as_mut_ptr();
+    args.dst = pfns.dst.as_mut_ptr();
+    args.pgmap_owner = owner as *mut kernel::ffi::c_void;
+    args.flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE as usize;
+    args.fault_page = fault_page;
+    // SAFETY: Per the function's contract `args` describes a locked VMA's range.
+    to_result(unsafe { ffi::migrate_vma_setup(&mut args) })?;
+    if args.cpages == 0 {
+        // Raced with another fault or migration: nothing of ours left here.
+        return Ok(0);
+    }
+    let copied = copy_back(&mut pfns, vma, start, dir);
+    if copied.is_err() {
+        pfns.abandon_dst();
+    }
+    // SAFETY: `args` was set up above; `dst` holds filled, locked system pages or zero.
+    unsafe { ffi::migrate_vma_pages(&mut args) };
+    let moved = pfns
+        .src
+        .iter()
+        .zip(pfns.dst.iter())
+        .filter(|(s, d)| **s & MIGRATE != 0 && **d != 0)
+        .count();
+    // SAFETY: As above.
+    unsafe { ffi::migrate_vma_finalize(&mut args) };
+    copied?;
+    Ok(moved)
+}
+
+/// Allocates system pages for the collected device pages of `pfns.src` and copies the data
+/// into them, one batch per device allocation. `vma` may be null (eviction).
+fn copy_back(
+    pfns: &mut PfnArrays,
+    vma: *mut ffi::vm_area_struct,
+    start: usize,
+    dir: Direction,
+) -> Result {
+    let npages = pfns.src.len();
+    let mut batch: KVec<PageCopy> = KVec::with_capacity(npages, GFP_KERNEL)?;
+    let mut batch_owner: Option<Arc<Devmem>> = None;
+    for i in 0..npages {
+        let spage = page_of(pfns.src[i]);
+        if pfns.src[i] & MIGRATE == 0 || !is_device_private(spage) {
+            continue;
+        }
+        // SAFETY: A collected device page of a region with our ops, kept alive by the
+        // migration until finalize.
+        let devmem = unsafe { Zdd::of_page(spage) }.devmem().clone();
+        if let Some(owner) = &batch_owner {
+            if !Arc::ptr_eq(owner, &devmem) {
+                owner.ops().copy_to_ram(&batch, dir)?;
+                owner.stats().count(dir, batch.len());
+                batch.clear();
+            }
+        }
+        batch_owner = Some(devmem);
+        let addr = if vma.is_null() {
+            0
+        } else {
+            start + i * PAGE_SIZE
+        };
+        // SAFETY: `vma` is null or valid under the caller's lock, with `addr` inside it.
+        let dpage = unsafe { ffi::svm_alloc_locked_page(vma, addr) };
+        let system = core::ptr::NonNull::new(dpage).ok_or(ENOMEM)?;
+        // SAFETY: Pure computation.
+        pfns.dst[i] = unsafe { ffi::svm_migrate_pfn(ffi::svm_page_to_pfn(dpage)) };
+        batch.push(
+            PageCopy {
+                // SAFETY: `spage` is valid.
+                device_pfn: unsafe { ffi::svm_page_to_pfn(spage) },
+                system: Some(SystemPage::from_raw(system)),
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    if let Some(owner) = batch_owner {
+        if !batch.is_empty() {
+            owner.ops().copy_to_ram(&batch, dir)?;
+            owner.stats().count(dir, batch.len());
+        }
+    }
+    Ok(())
+}
+
+/// Moves whatever of `[start, end)` of the address space locked by `mmap` lives in device
+/// memory with the private owner `owner` back to system memory. Returns the pages moved.
+pub fn migrate_to_ram(
+    mmap: &MmapReadGuard<'_>,
+    start: usize,
+    end: usize,
+    owner: usize,
+) -> Result<usize> {
+    if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
+        return Err(EINVAL);
+    }
+    let mut moved = 0;
+    let mut addr = start;
+    while addr < end {
+        let vma = mmap.vma_lookup(addr).ok_or(ENOENT)?;
+        let stop = end.min(vma.end());
+        // SAFETY: The VMA is valid under the mmap lock and `[addr, stop)` lies inside it.
+        moved += unsafe {
+            vma_to_ram(
+                vma.as_ptr(),
+                addr,
+                stop,
+                owner,
+                null_mut(),
+                Direction::ToRam,
+            )
+        }?;
+        addr = stop;
+    }
+    Ok(moved)
+}
+
+/// Serves a CPU fault on a device page: moves the faulting allocation's pages of the VMA back
+/// to system memory, unless the allocation is still within its timeslice (the fault is then
+/// retried). Takes no lock of ours.
+///
+/// # Safety
+///
+/// `vmf` is a CPU fault on a locked, referenced device page of a region with our ops, with
+/// the mmap or VMA lock held.
+pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result {
+    // SAFETY: Per the contract.
+    let (page, vma, address) = unsafe {
+        (
+            (*vmf).page,
+            (*vmf).__bindgen_anon_1.vma,
+            (*vmf).__bindgen_anon_1.address,
+        )
+    };
+    // SAFETY: The faulting page is ours and referenced for the duration of the fault.
+    let devmem = unsafe { Zdd::of_page(page) }.devmem().clone();
+    if devmem.in_timeslice() {
+        return Ok(());
+    }
+    // SAFETY: The VMA is valid under the caller's lock for the duration of the fault.
+    let vma_ref = unsafe { VmaRef::from_raw(vma) };
+    let (vm_start, vm_end) = (vma_ref.start(), vma_ref.end());
+    let address = address & !(PAGE_SIZE - 1);
+    // The allocation's whole range, clipped to the VMA; just the page if it moved since.
+    let (mut start, mut end) = devmem.va_range();
+    if address < start || address >= end {
+        (start, end) = (address, address + PAGE_SIZE);
+    }
+    let start = start.max(vm_start);
+    let end = end.min(vm_end);
+    // SAFETY: `page`'s pagemap is ours, with a valid owner.
+    let owner = unsafe { (*ffi::svm_page_pgmap(page)).owner } as usize;
+    // SAFETY: The caller holds the lock `vma` needs; `page` is the locked faulting page.
+    unsafe { vma_to_ram(vma, start, end, owner, page, Direction::CpuFault) }?;
+    devmem
+        .stats()
+        .cpu_faults
+        .fetch_add(1, kernel::sync::atomic::Relaxed);
+    Ok(())
+}
+
+/// Moves every page of `devmem` still in device memory back to system memory, without the
+/// mmap lock or a VMA (the provider needs its memory back, or is going away). Retries while
+/// pages race with faults or migrations; `EBUSY` if some page stays pinned.
+pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
+    const TRIES: usize = 8;
+    let npages = devmem.npages();
+    for pass in 0..TRIES {
+        if devmem.is_detached() {
+            if pass > 0 {
+                devmem
+                    .stats()
+                    .evictions
+                    .fetch_add(1, kernel::sync::atomic::Relaxed);
+            }
+            return Ok(());
+        }
+        // Keep the address space from being torn down under the migration.
+        let _user = match devmem.mm() {
+            Some(mm) => match mm.mmget_not_zero() {
+                Some(user) => Some(user),
+                None => {
+                    // It is being torn down, which frees every page.
+                    devmem.wait_detached();
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
+        let mut pfns = PfnArrays::new(npages)?;
+        devmem.ops().populate_devmem_pfn(&mut pfns.src)?;
+        // SAFETY: `src` holds `npages` pfns of the allocation's device pages.
+        to_result(unsafe { ffi::migrate_device_pfns(pfns.src.as_mut_ptr(), npages) })?;
+        let copied = copy_back(&mut pfns, null_mut(), 0, Direction::Eviction);
+        if copied.is_err() {
+            pfns.abandon_dst();
+        }
+        // SAFETY: The arrays were set up by `migrate_device_pfns` and `copy_back`.
+        unsafe {
+            ffi::migrate_device_pages(pfns.src.as_mut_ptr(), pfns.dst.as_mut_ptr(), npages);
+            ffi::migrate_device_finalize(pfns.src.as_mut_ptr(), pfns.dst.as_mut_ptr(), npages);
+        }
+        copied?;
+    }
+    if devmem.is_detached() {
+        devmem
+            .stats()
+            .evictions
+            .fetch_add(1, kernel::sync::atomic::Relaxed);
+        Ok(())
+    } else {
+        Err(EBUSY)
+    }
+}

@@ -1,0 +1,510 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vgpu_migrate: moving a process's memory into a virtual GPU's device memory and back, by
+ * ioctl and by CPU fault, checking every byte after every move, plus the refusals and the
+ * failure paths (error injection).
+ */
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <drm/drm.h>
+#include "vgpu_drm.h"
+#include "igt.h"
+
+#define PAGE 4096UL
+#define MIB (1UL << 20)
+
+static int fd = -1;	/* vgpu0 */
+static int fd1 = -1;	/* vgpu1, if there is one */
+
+static void open_nodes(void)
+{
+	for (int minor = 128; minor < 192; minor++) {
+		char path[64], name[32] = { 0 };
+		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
+		struct drm_vgpu_query_device d;
+		struct drm_vgpu_query q = {
+			.query = DRM_VGPU_QUERY_DEVICE, .size = sizeof(d), .data = (uintptr_t)&d,
+		};
+		int f;
+
+		snprintf(path, sizeof(path), "/dev/dri/renderD%d", minor);
+		f = open(path, O_RDWR | O_CLOEXEC);
+		if (f < 0)
+			continue;
+		if (ioctl(f, DRM_IOCTL_VERSION, &v) || strcmp(name, "vgpu") ||
+		    ioctl(f, DRM_IOCTL_VGPU_QUERY, &q)) {
+			close(f);
+			continue;
+		}
+		if (d.index == 0)
+			fd = f;
+		else if (d.index == 1)
+			fd1 = f;
+		else
+			close(f);
+	}
+}
+
+static int migrate(int f, void *p, size_t size, uint32_t target)
+{
+	struct drm_vgpu_migrate m = {
+		.start = (uintptr_t)p, .size = size, .target = target,
+	};
+
+	return ioctl(f, DRM_IOCTL_VGPU_MIGRATE, &m);
+}
+
+static struct drm_vgpu_stats stats(int f)
+{
+	struct drm_vgpu_stats s = { 0 };
+
+	if (ioctl(f, DRM_IOCTL_VGPU_STATS, &s))
+		memset(&s, 0xff, sizeof(s));
+	return s;
+}
+
+static uint64_t vram_free(int f)
+{
+	struct drm_vgpu_query_device d;
+	struct drm_vgpu_query q = {
+		.query = DRM_VGPU_QUERY_DEVICE, .size = sizeof(d), .data = (uintptr_t)&d,
+	};
+
+	if (ioctl(f, DRM_IOCTL_VGPU_QUERY, &q))
+		return ~0ull;
+	return d.vram_free;
+}
+
+static uint64_t vram_size(int f)
+{
+	struct drm_vgpu_query_device d;
+	struct drm_vgpu_query q = {
+		.query = DRM_VGPU_QUERY_DEVICE, .size = sizeof(d), .data = (uintptr_t)&d,
+	};
+
+	if (ioctl(f, DRM_IOCTL_VGPU_QUERY, &q))
+		return 0;
+	return d.vram_size;
+}
+
+/* Device memory is given back from a work item after the last page goes: wait for it. */
+static int wait_vram_free(int f, uint64_t want)
+{
+	for (int i = 0; i < 200; i++) {
+		if (vram_free(f) == want)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static int inject(int f, uint32_t allocs, uint32_t copies)
+{
+	struct drm_vgpu_inject in = { .fail_allocs = allocs, .fail_copies = copies };
+
+	return ioctl(f, DRM_IOCTL_VGPU_INJECT, &in);
+}
+
+static void *map_anon(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* A pattern that differs per byte and per seed, so a page copied to the wrong place shows. */
+static uint8_t pattern(size_t i, unsigned int seed)
+{
+	return (uint8_t)((i * 2654435761u) >> 13) ^ (uint8_t)(i / PAGE) ^ (uint8_t)seed;
+}
+
+static void fill(uint8_t *p, size_t size, unsigned int seed)
+{
+	for (size_t i = 0; i < size; i++)
+		p[i] = pattern(i, seed);
+}
+
+/* Index of the first wrong byte, or -1. */
+static long check(const uint8_t *p, size_t size, unsigned int seed)
+{
+	for (size_t i = 0; i < size; i++)
+		if (p[i] != pattern(i, seed))
+			return (long)i;
+	return -1;
+}
+
+#define NEED_GPU() do { if (fd < 0) igt_skip("no vgpu0"); } while (0)
+
+static enum igt_result roundtrip(size_t size, int hint_huge)
+{
+	uint64_t free0 = vram_free(fd);
+	struct drm_vgpu_stats s0 = stats(fd), s1, s2;
+	size_t npages = size / PAGE;
+	uint8_t *p, *raw = NULL;
+
+	if (hint_huge) {
+		/* 2 MiB aligned so that the kernel can back it with a transparent huge page. */
+		raw = map_anon(size + 2 * MIB);
+		igt_assert(raw);
+		p = (uint8_t *)(((uintptr_t)raw + 2 * MIB - 1) & ~(2 * MIB - 1));
+		madvise(p, size, MADV_HUGEPAGE);
+	} else {
+		p = map_anon(size);
+		igt_assert(p);
+	}
+	fill(p, size, 1);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	s1 = stats(fd);
+	igt_assert_eq(s1.pages_to_device - s0.pages_to_device, npages);
+	igt_assert_eq(vram_free(fd), free0 - size);
+	/* Every read is a CPU fault that pulls the data back. */
+	igt_assert_eq(check(p, size, 1), -1);
+	s2 = stats(fd);
+	igt_assert_eq(s2.pages_to_system - s1.pages_to_system, npages);
+	igt_assert(s2.cpu_faults > s1.cpu_faults);
+	igt_assert(s2.bytes_copied - s0.bytes_copied >= 2 * size);
+	igt_assert(wait_vram_free(fd, free0));
+	munmap(raw ? raw : p, raw ? size + 2 * MIB : size);
+	return IGT_PASS;
+}
+
+static enum igt_result migrate_mmap_fault_back(void)
+{
+	NEED_GPU();
+	return roundtrip(MIB, 0);
+}
+
+static enum igt_result migrate_malloc_fault_back(void)
+{
+	void *p;
+	uint64_t free0;
+
+	NEED_GPU();
+	free0 = vram_free(fd);
+	igt_assert_eq(posix_memalign(&p, PAGE, 256 * 1024), 0);
+	fill(p, 256 * 1024, 2);
+	igt_assert_eq(migrate(fd, p, 256 * 1024, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(check(p, 256 * 1024, 2), -1);
+	free(p);
+	igt_assert(wait_vram_free(fd, free0));
+	return IGT_PASS;
+}
+
+static enum igt_result migrate_thp(void)
+{
+	NEED_GPU();
+	return roundtrip(2 * MIB, 1);
+}
+
+static enum igt_result migrate_explicit_back(void)
+{
+	size_t size = 512 * 1024;
+	uint64_t free0;
+	struct drm_vgpu_stats s0, s1;
+	uint8_t *p;
+
+	NEED_GPU();
+	free0 = vram_free(fd);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 3);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	s0 = stats(fd);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_SYSTEM), 0);
+	s1 = stats(fd);
+	igt_assert_eq(s1.pages_to_system - s0.pages_to_system, size / PAGE);
+	/* Back by ioctl: no CPU fault was needed. */
+	igt_assert_eq(s1.cpu_faults, s0.cpu_faults);
+	igt_assert_eq(check(p, size, 3), -1);
+	igt_assert(wait_vram_free(fd, free0));
+	munmap(p, size);
+	return IGT_PASS;
+}
+
+static enum igt_result write_middle_and_again(void)
+{
+	size_t size = 256 * 1024;
+	uint64_t free0;
+	uint8_t *p;
+
+	NEED_GPU();
+	free0 = vram_free(fd);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 4);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	/* One CPU write in the middle brings the allocation back... */
+	p[size / 2 + 7] ^= 0xff;
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	/* ...and the second migration carries the written byte along. */
+	p[size / 2 + 7] ^= 0xff;
+	igt_assert_eq(check(p, size, 4), -1);
+	munmap(p, size);
+	igt_assert(wait_vram_free(fd, free0));
+	return IGT_PASS;
+}
+
+static enum igt_result fork_after_migration(void)
+{
+	size_t size = 128 * 1024;
+	uint8_t *p;
+	int status;
+	pid_t pid;
+
+	NEED_GPU();
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 5);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	pid = fork();
+	igt_assert(pid >= 0);
+	if (pid == 0) {
+		/* The child sees the data, then writes its own copy. */
+		if (check(p, size, 5) != -1)
+			_exit(1);
+		fill(p, size, 6);
+		_exit(check(p, size, 6) == -1 ? 0 : 2);
+	}
+	igt_assert_eq(waitpid(pid, &status, 0), pid);
+	igt_assert(WIFEXITED(status));
+	igt_assert_eq(WEXITSTATUS(status), 0);
+	/* The parent's data is its own, untouched by the child's writes. */
+	igt_assert_eq(check(p, size, 5), -1);
+	munmap(p, size);
+	return IGT_PASS;
+}
+
+static enum igt_result munmap_while_migrated(void)
+{
+	size_t size = 2 * MIB;
+	uint64_t free0;
+	uint8_t *p;
+
+	NEED_GPU();
+	free0 = vram_free(fd);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 7);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vram_free(fd), free0 - size);
+	igt_assert_eq(munmap(p, size), 0);
+	igt_assert(wait_vram_free(fd, free0));
+	return IGT_PASS;
+}
+
+static enum igt_result shared_and_file_refused(void)
+{
+	size_t size = 64 * 1024;
+	uint8_t *shared, *file;
+	int mfd;
+
+	NEED_GPU();
+	shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	igt_assert(shared != MAP_FAILED);
+	fill(shared, size, 8);
+	igt_assert_errno(migrate(fd, shared, size, DRM_VGPU_MIGRATE_TO_DEVICE), EOPNOTSUPP);
+	igt_assert_eq(check(shared, size, 8), -1);
+	munmap(shared, size);
+
+	mfd = open("/tmp/vgpu_migrate_file", O_RDWR | O_CREAT | O_TRUNC, 0600);
+	igt_assert(mfd >= 0);
+	igt_assert_eq(ftruncate(mfd, size), 0);
+	file = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
+	igt_assert(file != MAP_FAILED);
+	fill(file, size, 9);
+	igt_assert_errno(migrate(fd, file, size, DRM_VGPU_MIGRATE_TO_DEVICE), EOPNOTSUPP);
+	igt_assert_eq(check(file, size, 9), -1);
+	munmap(file, size);
+	close(mfd);
+	unlink("/tmp/vgpu_migrate_file");
+	return IGT_PASS;
+}
+
+static enum igt_result bad_requests(void)
+{
+	size_t size = 64 * 1024;
+	uint8_t *p, *hole;
+	struct drm_vgpu_migrate m;
+
+	NEED_GPU();
+	p = map_anon(size + PAGE);
+	igt_assert(p);
+	hole = p + size;
+	igt_assert_eq(munmap(hole, PAGE), 0);
+	fill(p, size, 10);
+	igt_assert_errno(migrate(fd, p + 1, size - PAGE, DRM_VGPU_MIGRATE_TO_DEVICE), EINVAL);
+	igt_assert_errno(migrate(fd, p, size - 1, DRM_VGPU_MIGRATE_TO_DEVICE), EINVAL);
+	igt_assert_errno(migrate(fd, p, 0, DRM_VGPU_MIGRATE_TO_DEVICE), EINVAL);
+	igt_assert_errno(migrate(fd, p, size, 2), EINVAL);
+	/* Running past the end of the mapping, or starting in a hole. */
+	igt_assert_errno(migrate(fd, p, size + PAGE, DRM_VGPU_MIGRATE_TO_DEVICE), EINVAL);
+	igt_assert_errno(migrate(fd, hole, PAGE, DRM_VGPU_MIGRATE_TO_DEVICE), ENOENT);
+	igt_assert_errno(migrate(fd, hole, PAGE, DRM_VGPU_MIGRATE_TO_SYSTEM), ENOENT);
+	/* Address space wrap-around. */
+	igt_assert_errno(migrate(fd, (void *)(~0ul & ~(PAGE - 1)), 2 * PAGE,
+				 DRM_VGPU_MIGRATE_TO_DEVICE), EINVAL);
+	/* Larger than the device memory. */
+	igt_assert_errno(migrate(fd, p, vram_size(fd) + PAGE, DRM_VGPU_MIGRATE_TO_DEVICE), ENOMEM);
+	m = (struct drm_vgpu_migrate){ .start = (uintptr_t)p, .size = size, .flags = 1 };
+	igt_assert_errno(ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m), EINVAL);
+	m = (struct drm_vgpu_migrate){ .start = (uintptr_t)p, .size = size, .pad = 1 };
+	igt_assert_errno(ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m), EINVAL);
+	igt_assert_eq(check(p, size, 10), -1);
+	munmap(p, size);
+	return IGT_PASS;
+}
+
+static enum igt_result alloc_failure(void)
+{
+	size_t size = 256 * 1024;
+	uint64_t free0;
+	struct drm_vgpu_stats s0;
+	uint8_t *p;
+
+	NEED_GPU();
+	free0 = vram_free(fd);
+	s0 = stats(fd);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 11);
+	igt_assert_eq(inject(fd, 1, 0), 0);
+	igt_assert_errno(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), ENOMEM);
+	igt_assert_eq(stats(fd).pages_to_device, s0.pages_to_device);
+	igt_assert_eq(vram_free(fd), free0);
+	igt_assert_eq(check(p, size, 11), -1);
+	/* The injection was used up: the next migration works. */
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(check(p, size, 11), -1);
+	munmap(p, size);
+	igt_assert(wait_vram_free(fd, free0));
+	return IGT_PASS;
+}
+
+static enum igt_result copy_failure(void)
+{
+	size_t size = 256 * 1024;
+	uint64_t free0;
+	struct drm_vgpu_stats s0, s1;
+	uint8_t *p;
+
+	NEED_GPU();
+	free0 = vram_free(fd);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 12);
+	s0 = stats(fd);
+	igt_assert_eq(inject(fd, 0, 1), 0);
+	igt_assert_errno(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), EIO);
+	s1 = stats(fd);
+	/* Nothing moved, nothing was faulted back: the data never left system memory. */
+	igt_assert_eq(s1.pages_to_device, s0.pages_to_device);
+	igt_assert_eq(check(p, size, 12), -1);
+	igt_assert_eq(stats(fd).cpu_faults, s0.cpu_faults);
+	igt_assert(wait_vram_free(fd, free0));
+	munmap(p, size);
+	return IGT_PASS;
+}
+
+static enum igt_result pinned_page_busy(void)
+{
+	size_t size = 64 * 1024;
+	uint8_t *p;
+
+	NEED_GPU();
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 13);
+	/* mlock does not pin against migration, so use the page that another GPU holds. */
+	if (fd1 < 0)
+		igt_skip("needs a second GPU");
+	igt_assert_eq(migrate(fd1, p + PAGE, PAGE, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	/* All or nothing: one page of the range lives on vgpu1, so vgpu0 moves nothing. */
+	igt_assert_errno(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), EBUSY);
+	igt_assert_eq(check(p, size, 13), -1);
+	munmap(p, size);
+	return IGT_PASS;
+}
+
+static enum igt_result timeslice(void)
+{
+	size_t size = 64 * 1024;
+	struct drm_vgpu_migrate m;
+	struct timespec t0, t1;
+	uint8_t *p;
+	long ms;
+
+	NEED_GPU();
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 14);
+	m = (struct drm_vgpu_migrate){
+		.start = (uintptr_t)p, .size = size,
+		.target = DRM_VGPU_MIGRATE_TO_DEVICE, .timeslice_ms = 200,
+	};
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m), 0);
+	/* The first touch keeps faulting until the timeslice is over. */
+	igt_assert_eq(p[0], pattern(0, 14));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	igt_info("first touch after %ld ms\n", ms);
+	igt_assert(ms >= 150);
+	igt_assert_eq(check(p, size, 14), -1);
+	munmap(p, size);
+	return IGT_PASS;
+}
+
+/*
+ * Run by module_lifecycle.sh only (VGPU_UNLOAD_TEST=1): with no file open, data living in
+ * device memory must keep the module loaded, and stay readable.
+ */
+static enum igt_result unload_refused_while_migrated(void)
+{
+	size_t size = 256 * 1024;
+	uint8_t *p;
+
+	if (!getenv("VGPU_UNLOAD_TEST"))
+		igt_skip("only run by module_lifecycle.sh");
+	NEED_GPU();
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 15);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	close(fd);
+	if (fd1 >= 0)
+		close(fd1);
+	fd = fd1 = -1;
+	igt_assert(system("rmmod vgpu 2>/dev/null") != 0);
+	igt_assert_eq(check(p, size, 15), -1);
+	munmap(p, size);
+	return IGT_PASS;
+}
+
+static const struct igt_subtest tests[] = {
+	{ "migrate-mmap-fault-back", migrate_mmap_fault_back },
+	{ "migrate-malloc-fault-back", migrate_malloc_fault_back },
+	{ "migrate-thp", migrate_thp },
+	{ "migrate-explicit-back", migrate_explicit_back },
+	{ "write-middle-and-again", write_middle_and_again },
+	{ "fork-after-migration", fork_after_migration },
+	{ "munmap-while-migrated", munmap_while_migrated },
+	{ "shared-and-file-refused", shared_and_file_refused },
+	{ "bad-requests", bad_requests },
+	{ "alloc-failure", alloc_failure },
+	{ "copy-failure", copy_failure },
+	{ "other-gpu-page-busy", pinned_page_busy },
+	{ "timeslice", timeslice },
+	{ "unload-refused-while-migrated", unload_refused_while_migrated },
+};
+
+int main(int argc, char **argv)
+{
+	open_nodes();
+	return igt_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
+}

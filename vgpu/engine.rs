@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The copy engine: moves pages between system memory and VRAM asynchronously, one job at a
+//! time in submission order on the GPU's own ordered workqueue, like a DMA engine would.
+
+use core::ptr::NonNull;
+
+use drm_pagemap::devmem::PageCopy;
+use drm_pagemap::devmem::PAGE_SIZE;
+use drm_pagemap::workqueue::OwnedQueue;
+use kernel::prelude::*;
+use kernel::sync::atomic::Atomic;
+use kernel::sync::atomic::Relaxed;
+use kernel::sync::Arc;
+use kernel::sync::Completion;
+use kernel::workqueue::Work;
+use kernel::workqueue::WorkItem;
+
+/// VRAM contents: real memory standing in for the device's.
+///
+/// # Invariants
+///
+/// `ptr` is a `VVec<u8>`'s buffer of `len` bytes, owned by this object.
+pub(crate) struct Backing {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: The buffer is plain memory owned by `Backing`; jobs touching it are serialised per
+// page by the migration protocol (a device page is locked while being copied).
+unsafe impl Send for Backing {}
+// SAFETY: As above.
+unsafe impl Sync for Backing {}
+
+impl Backing {
+    /// `len` bytes of zeroed memory.
+    pub(crate) fn new(len: usize) -> Result<Self> {
+        let v = KVVec::from_elem(0u8, len, GFP_KERNEL)?;
+        let (ptr, len, _cap) = v.into_raw_parts();
+        // INVARIANT: Taken from a `VVec` of `len` bytes.
+        Ok(Self {
+            ptr: NonNull::new(ptr).ok_or(ENOMEM)?,
+            len,
+        })
+    }
+
+    /// The page at index `index`, if inside the buffer.
+    fn page(&self, index: usize) -> Result<*mut [u8; PAGE_SIZE]> {
+        let offset = index.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
+        if offset + PAGE_SIZE > self.len {
+            return Err(EINVAL);
+        }
+        // SAFETY: `offset + PAGE_SIZE <= len`, inside the buffer.
+        Ok(unsafe { self.ptr.as_ptr().add(offset) }.cast())
+    }
+
+    /// Copies VRAM page `index` into `dst`.
+    pub(crate) fn read_page(&self, index: usize, dst: &mut [u8; PAGE_SIZE]) -> Result {
+        let src = self.page(index)?;
+        // SAFETY: `src` is a page of our buffer; `dst` is a distinct buffer.
+        unsafe { core::ptr::copy_nonoverlapping(src.cast::<u8>(), dst.as_mut_ptr(), PAGE_SIZE) };
+        Ok(())
+    }
+
+    /// Overwrites VRAM page `index` with `src`, or zeroes.
+    pub(crate) fn write_page(&self, index: usize, src: Option<&[u8; PAGE_SIZE]>) -> Result {
+        let dst = self.page(index)?.cast::<u8>();
+        match src {
+            // SAFETY: `dst` is a page of our buffer; `src` is a distinct buffer.
+            Some(src) => unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst, PAGE_SIZE) },
+            // SAFETY: As above.
+            None => unsafe { core::ptr::write_bytes(dst, 0, PAGE_SIZE) },
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant this is the buffer of a `VVec` of `len` bytes.
+        drop(unsafe { KVVec::from_raw_parts(self.ptr.as_ptr(), self.len, self.len) });
+    }
+}
+
+/// Which way a job copies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyDir {
+    ToVram,
+    ToRam,
+}
+
+/// One submitted copy.
+#[pin_data]
+struct CopyJob {
+    #[pin]
+    work: Work<CopyJob>,
+    #[pin]
+    done: Completion,
+    copies: KVec<PageCopy>,
+    dir: CopyDir,
+    vram: Arc<VramPages>,
+    result: Atomic<i32>,
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self> for CopyJob { self.work }
+}
+
+/// What a job needs to address VRAM by device page frame number.
+pub(crate) struct VramPages {
+    pub(crate) backing: Backing,
+    pub(crate) pfn_first: usize,
+    pub(crate) bytes_copied: Atomic<u64>,
+}
+
+impl VramPages {
+    fn index(&self, pfn: usize) -> Result<usize> {
+        pfn.checked_sub(self.pfn_first).ok_or(EINVAL)
+    }
+
+    fn run(&self, copies: &[PageCopy], dir: CopyDir) -> Result {
+        let mut buf = KBox::new([0u8; PAGE_SIZE], GFP_KERNEL)?;
+        for c in copies {
+            let index = self.index(c.device_pfn)?;
+            match (dir, c.system) {
+                (CopyDir::ToVram, Some(sys)) => {
+                    sys.read(&mut buf);
+                    self.backing.write_page(index, Some(&buf))?;
+                }
+                (CopyDir::ToVram, None) => self.backing.write_page(index, None)?,
+                (CopyDir::ToRam, Some(sys)) => {
+                    self.backing.read_page(index, &mut buf)?;
+                    sys.write(&buf);
+                }
+                (CopyDir::ToRam, None) => return Err(EINVAL),
+            }
+            self.bytes_copied.fetch_add(PAGE_SIZE as u64, Relaxed);
+        }
+        Ok(())
+    }
+}
+
+impl WorkItem for CopyJob {
+    type Pointer = Arc<CopyJob>;
+
+    fn run(this: Arc<CopyJob>) {
+        let ret = match this.vram.run(&this.copies, this.dir) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        };
+        this.result.store(ret, Relaxed);
+        this.done.complete_all();
+    }
+}
+
+/// A GPU's copy engine.
+pub(crate) struct CopyEngine {
+    queue: OwnedQueue,
+    vram: Arc<VramPages>,
+}
+
+impl CopyEngine {
+    pub(crate) fn new(name: &CStr, vram: Arc<VramPages>) -> Result<Self> {
+        Ok(Self {
+            queue: OwnedQueue::new(name, true)?,
+            vram,
+        })
+    }
+
+    /// The VRAM this engine copies to and from.
+    pub(crate) fn vram(&self) -> &VramPages {
+        &self.vram
+    }
+
+    /// Runs `copies` as one job and waits for it: migration needs the data in place before it
+    /// remaps the pages, and the caller holds the pages locked meanwhile.
+    pub(crate) fn copy(&self, copies: &[PageCopy], dir: CopyDir) -> Result {
+        if copies.is_empty() {
+            return Ok(());
+        }
+        let mut list = KVec::with_capacity(copies.len(), GFP_KERNEL)?;
+        list.extend_from_slice(copies, GFP_KERNEL)?;
+        let job = Arc::pin_init(
+            try_pin_init!(CopyJob {
+                work <- kernel::new_work!("CopyJob::work"),
+                done <- Completion::new(),
+                copies: list,
+                dir,
+                vram: self.vram.clone(),
+                result: Atomic::new(0),
+            }),
+            GFP_KERNEL,
+        )?;
+        // A new job cannot be queued already.
+        let _ = self.queue.enqueue(job.clone());
+        job.done.wait_for_completion();
+        match job.result.load(Relaxed) {
+            0 => Ok(()),
+            e => Err(Error::from_errno(e)),
+        }
+    }
+}
