@@ -5,6 +5,7 @@
 #   make check           everything from a fresh machine: set-up, kernel, modules, VM, tests
 #   make run             the VM with the modules and virtual GPUs loaded
 #   make lint            rustfmt check and a CLIPPY=1 build with warnings as errors
+#   make bench           migration throughput, ours against test_hmm and memcpy, one VM boot
 #   make clean
 
 SHELL := /bin/bash
@@ -26,7 +27,7 @@ KMAKE = kdir=$$($(KDIR_CMD)) && rls=$$($(RUST_LIB_SRC_CMD)) && \
 	PATH="$(SVM_CACHE)/tools/bin:$(HOME)/.cargo/bin:$$PATH" \
 	$(MAKE) -C $$kdir M=$(TOP) LLVM=$(LLVM) $${rls:+RUST_LIB_SRC=$$rls}
 
-.PHONY: all modules check run lint clean
+.PHONY: all modules check run lint bench clean
 
 all: modules
 
@@ -41,6 +42,9 @@ run:
 
 lint:
 	+@bash scripts/lint.sh
+
+bench:
+	+@bash scripts/bench.sh
 
 clean:
 	+@$(KMAKE) clean || true

@@ -3,8 +3,10 @@
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 kdir=$1 out=$2
+ksrc=$(readlink -f "$kdir/source")
 mkdir -p "$out"
+# The kernel's own test_hmm uAPI header (lib/) is read from the kernel source, for the benchmark.
 for src in "$SVM_TOP"/tests/*.c; do
 	gcc -static -O2 -Wall -Wextra -Werror -I "$kdir/usr-headers/include" -I "$SVM_TOP/uapi" \
-		-o "$out/$(basename "$src" .c)" "$src"
+		-I "$ksrc/lib" -o "$out/$(basename "$src" .c)" "$src"
 done

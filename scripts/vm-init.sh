@@ -22,15 +22,21 @@ t() {
 	echo "SVM-TEST-END $name rc=$?"
 }
 
+# load_stack [vgpu parameters...]
 load_stack() {
-	for m in drm_pagemap pagemap_util gpusvm vgpu; do
-		insmod $M/$m.ko "$@" || echo "SVM-ERROR insmod $m failed"
+	for m in drm_pagemap pagemap_util gpusvm; do
+		insmod $M/$m.ko || echo "SVM-ERROR insmod $m failed"
 	done
+	insmod $M/vgpu.ko "$@" || echo "SVM-ERROR insmod vgpu failed"
 }
 
 if [ "$mode" = run ]; then
 	load_stack
 	/tests/vgpu_info
+elif [ "$mode" = bench ]; then
+	load_stack num_devices=1 vram_mib=160
+	insmod $M/test_hmm.ko || echo "SVM-ERROR insmod test_hmm failed"
+	/tests/bench_migrate
 else
 	load_stack
 	t vgpu_basic /tests/vgpu_basic

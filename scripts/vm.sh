@@ -24,13 +24,19 @@ cp "$SVM_TOP/tests/module_lifecycle.sh" "$root/tests/"
 log="$out/vm-$mode.log"
 log "booting the VM ($mode), log in $log"
 set +e
+# QEMU itself writes the serial console to the log, unbuffered, so a hung or crashed guest
+# leaves everything it printed.
+rm -f "$log"
 timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -m 3G -smp 2 \
-	-nographic -no-reboot -kernel "$kdir/arch/x86/boot/bzImage" \
-	-initrd "$out/initramfs-$mode.cpio.gz" \
+	-display none -no-reboot -monitor none \
+	-chardev stdio,id=console,logfile="$log",signal=off -serial chardev:console \
+	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs-$mode.cpio.gz" \
 	-append "console=ttyS0 panic=-1 loglevel=4 log_buf_len=8M svm.mode=$mode" \
-	</dev/null 2>&1 | tr -d '\r' | tee "$log" | if [ "$mode" = run ]; then cat; else cat >/dev/null; fi
+	</dev/null | if [ "$mode" = run ]; then tr -d '\r'; else cat >/dev/null; fi
 rc=${PIPESTATUS[0]}
 set -e
+# The serial log has CRLF line ends.
+sed -i 's/\r$//' "$log"
 if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
 	echo "SVM-VM-TIMEOUT after ${timeout_s}s" | tee -a "$log"
 fi
