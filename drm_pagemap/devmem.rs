@@ -265,6 +265,17 @@ impl Devmem {
         self.claimed.cmpxchg(false, true, Full).is_ok()
     }
 
+    /// Gives back a claim no page was placed under.
+    pub(crate) fn unclaim(&self) {
+        self.claimed.store(false, Release);
+    }
+
+    /// Whether a migration has used this allocation: if so, [`DevmemOps::release`] runs exactly
+    /// once, when it is detached; if not, it never runs.
+    pub fn is_claimed(&self) -> bool {
+        self.claimed.load(Relaxed)
+    }
+
     /// Records where in the address space the allocation's data went.
     pub(crate) fn set_va_start(&self, start: usize) {
         self.va_start.store(start as u64, Relaxed);

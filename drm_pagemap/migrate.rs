@@ -102,13 +102,14 @@ pub fn migrate_to_devmem(
     if !unsafe { ffi::svm_vma_is_anonymous(vma.as_ptr()) } {
         return Err(EOPNOTSUPP);
     }
-    if !devmem.claim() {
-        return Err(EBUSY);
-    }
     let region = devmem.pagemap().region();
     let mut pfns = PfnArrays::new(npages)?;
     let mut copies = KVec::with_capacity(npages, GFP_KERNEL)?;
-    let zdd = Zdd::new(devmem.clone())?;
+    if !devmem.claim() {
+        return Err(EBUSY);
+    }
+    // Claimed iff a `Zdd` exists: its drop is what runs the release op.
+    let zdd = Zdd::new(devmem.clone()).inspect_err(|_| devmem.unclaim())?;
 
     // SAFETY: `migrate_vma` is plain data; zero is its documented initial state.
     let mut args: ffi::migrate_vma = unsafe { core::mem::zeroed() };

@@ -460,6 +460,44 @@ static enum igt_result timeslice(void)
 	return IGT_PASS;
 }
 
+static enum igt_result evict(void)
+{
+	size_t size = 512 * 1024;
+	uint64_t free0;
+	struct drm_vgpu_stats s0, s1;
+	struct drm_vgpu_evict ev = { 0 };
+	uint8_t *a, *b;
+
+	NEED_GPU();
+	free0 = vram_free(fd);
+	a = map_anon(size);
+	b = map_anon(size);
+	igt_assert(a && b);
+	fill(a, size, 16);
+	fill(b, size, 17);
+	igt_assert_eq(migrate(fd, a, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(migrate(fd, b, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	s0 = stats(fd);
+	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_EVICT, &ev), 0);
+	igt_assert_eq(ev.evicted, 2);
+	s1 = stats(fd);
+	igt_assert_eq(s1.evictions - s0.evictions, 2);
+	igt_assert_eq(s1.pages_to_system - s0.pages_to_system, 2 * size / PAGE);
+	igt_assert(wait_vram_free(fd, free0));
+	/* The data is back in system memory: reading it takes no CPU fault. */
+	igt_assert_eq(check(a, size, 16), -1);
+	igt_assert_eq(check(b, size, 17), -1);
+	igt_assert_eq(stats(fd).cpu_faults, s0.cpu_faults);
+	/* Nothing left to evict; bad flags refused. */
+	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_EVICT, &ev), 0);
+	igt_assert_eq(ev.evicted, 0);
+	ev.flags = 1;
+	igt_assert_errno(ioctl(fd, DRM_IOCTL_VGPU_EVICT, &ev), EINVAL);
+	munmap(a, size);
+	munmap(b, size);
+	return IGT_PASS;
+}
+
 /*
  * Run by module_lifecycle.sh only (VGPU_UNLOAD_TEST=1): with no file open, data living in
  * device memory must keep the module loaded, and stay readable.
@@ -500,6 +538,7 @@ static const struct igt_subtest tests[] = {
 	{ "copy-failure", copy_failure },
 	{ "other-gpu-page-busy", pinned_page_busy },
 	{ "timeslice", timeslice },
+	{ "evict", evict },
 	{ "unload-refused-while-migrated", unload_refused_while_migrated },
 };
 

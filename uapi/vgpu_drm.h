@@ -20,6 +20,7 @@ extern "C" {
 #define DRM_VGPU_MIGRATE 0x01
 #define DRM_VGPU_STATS 0x02
 #define DRM_VGPU_INJECT 0x03
+#define DRM_VGPU_EVICT 0x04
 
 /**
  * enum drm_vgpu_query_kind - What &drm_vgpu_query.query asks for.
@@ -143,6 +144,21 @@ struct drm_vgpu_inject {
 	__u32 fail_copies;
 };
 
+/**
+ * struct drm_vgpu_evict - Argument of %DRM_IOCTL_VGPU_EVICT: moves every page in this GPU's
+ * memory, of every process, back to system memory, as a driver does when it needs its memory
+ * back. The processes keep their data and do not notice (no CPU fault is taken).
+ *
+ * @flags: Must be 0 (EINVAL otherwise).
+ * @evicted: Out: how many allocations were evicted.
+ *
+ * EBUSY if some page stayed pinned through every retry.
+ */
+struct drm_vgpu_evict {
+	__u32 flags;
+	__u32 evicted;
+};
+
 #define DRM_IOCTL_VGPU_QUERY \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_QUERY, struct drm_vgpu_query)
 #define DRM_IOCTL_VGPU_MIGRATE \
@@ -151,6 +167,8 @@ struct drm_vgpu_inject {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_STATS, struct drm_vgpu_stats)
 #define DRM_IOCTL_VGPU_INJECT \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_INJECT, struct drm_vgpu_inject)
+#define DRM_IOCTL_VGPU_EVICT \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_EVICT, struct drm_vgpu_evict)
 
 #if defined(__cplusplus)
 }

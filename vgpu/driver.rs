@@ -69,5 +69,6 @@ impl drm::Driver for VgpuDriver {
         (uapi::DRM_VGPU_MIGRATE, drm_vgpu_migrate, RENDER_ALLOW, VgpuFile::migrate),
         (uapi::DRM_VGPU_STATS, drm_vgpu_stats, RENDER_ALLOW, VgpuFile::stats),
         (uapi::DRM_VGPU_INJECT, drm_vgpu_inject, RENDER_ALLOW, VgpuFile::inject),
+        (uapi::DRM_VGPU_EVICT, drm_vgpu_evict, RENDER_ALLOW, VgpuFile::evict),
     }
 }

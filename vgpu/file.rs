@@ -126,4 +126,18 @@ impl VgpuFile {
         dev.vram.fail_copies.store(req.fail_copies, Relaxed);
         Ok(0)
     }
+
+    /// `DRM_IOCTL_VGPU_EVICT`.
+    pub(crate) fn evict(
+        dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_evict,
+        _file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        req.evicted = dev.vram.evict_all()?;
+        Ok(0)
+    }
 }

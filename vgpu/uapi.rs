@@ -40,3 +40,7 @@ unsafe impl FromBytes for drm_vgpu_stats {}
 unsafe impl AsBytes for drm_vgpu_inject {}
 // SAFETY: As above.
 unsafe impl FromBytes for drm_vgpu_inject {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_evict {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_evict {}

@@ -10,6 +10,7 @@ use drm_pagemap::devmem::Direction;
 use drm_pagemap::devmem::MigrationStats;
 use drm_pagemap::devmem::PageCopy;
 use drm_pagemap::devmem::PAGE_SIZE;
+use drm_pagemap::migrate;
 use drm_pagemap::migrate::migrate_to_devmem;
 use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
@@ -30,6 +31,7 @@ use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Full;
 use kernel::sync::atomic::Relaxed;
 use kernel::sync::Arc;
+use kernel::sync::Mutex;
 use pagemap_util::cache::PagemapCache;
 
 use crate::driver::VgpuDriver;
@@ -52,6 +54,10 @@ pub(crate) struct Vram {
     pub(crate) fail_allocs: Atomic<u32>,
     /// Error injection: how many of the next copy jobs fail.
     pub(crate) fail_copies: Atomic<u32>,
+    next_id: Atomic<u64>,
+    /// Allocations holding data, until their release op: what eviction evicts.
+    #[pin]
+    allocations: Mutex<KVec<(u64, Arc<Devmem>)>>,
     #[pin]
     pagemaps: PagemapCache,
 }
@@ -96,6 +102,8 @@ impl Vram {
             stats: Arc::new(MigrationStats::new(), GFP_KERNEL)?,
             fail_allocs: Atomic::new(0),
             fail_copies: Atomic::new(0),
+            next_id: Atomic::new(0),
+            allocations <- kernel::new_mutex!(KVec::new(), "Vram::allocations"),
             pagemaps <- PagemapCache::new(),
         }))
     }
@@ -124,6 +132,27 @@ impl Vram {
     /// The device-private owner of this memory's pages.
     pub(crate) fn owner(&self) -> usize {
         self.region.owner()
+    }
+
+    /// Moves the data of every allocation back to system memory. Returns how many
+    /// allocations were evicted.
+    pub(crate) fn evict_all(&self) -> Result<u32> {
+        let snapshot = {
+            let list = self.allocations.lock();
+            let mut v = KVec::with_capacity(list.len(), GFP_KERNEL)?;
+            for (_, devmem) in list.iter() {
+                v.push(devmem.clone(), GFP_KERNEL)?;
+            }
+            v
+        };
+        let mut evicted = 0;
+        for devmem in snapshot.iter() {
+            if !devmem.is_detached() {
+                migrate::evict_to_ram(devmem)?;
+                evicted += 1;
+            }
+        }
+        Ok(evicted)
     }
 }
 
@@ -185,22 +214,34 @@ impl PagemapOps for VramPagemap {
             GFP_KERNEL,
         )
         .map_err(|_| ENOMEM)?;
+        let id = vram.next_id.fetch_add(1, Relaxed);
         let devmem = Devmem::new(
             pagemap.into(),
             Some(mm),
             (end - start) / PAGE_SIZE,
             vram.stats.clone(),
             VramAllocation {
+                id,
                 blocks,
                 drm: self.drm.clone(),
             },
         )?;
-        migrate_to_devmem(&devmem, mmap, start, end, &MigrateDetails { timeslice_ms })
+        // Listed under the lock across the migration, so that the release op, which may run
+        // as soon as the pages are placed, always finds its entry.
+        let mut list = vram.allocations.lock();
+        list.push((id, devmem.clone()), GFP_KERNEL)?;
+        let result = migrate_to_devmem(&devmem, mmap, start, end, &MigrateDetails { timeslice_ms });
+        if !devmem.is_claimed() {
+            // No page was placed: the release op will never run.
+            list.retain(|(i, _)| *i != id);
+        }
+        result
     }
 }
 
 /// Device memory backing one migration.
 struct VramAllocation {
+    id: u64,
     blocks: Pin<KBox<AllocatedBlocks>>,
     drm: ARef<drm::Device<VgpuDriver>>,
 }
@@ -241,5 +282,14 @@ impl DevmemOps for VramAllocation {
 
     fn copy_to_ram(&self, copies: &[PageCopy], _dir: Direction) -> Result {
         self.copy(copies, CopyDir::ToRam)
+    }
+
+    fn release(&self) {
+        // Dropping the list's reference; the device memory is freed with the allocation.
+        self.drm
+            .vram
+            .allocations
+            .lock()
+            .retain(|(i, _)| *i != self.id);
     }
 }
