@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 mode=$1 kdir=$2 out=$3
-timeout_s=${SVM_VM_TIMEOUT:-900}
+timeout_s=${SVM_VM_TIMEOUT:-600}
 root="$out/initramfs-$mode"
 rm -rf "$root"
 mkdir -p "$root"/{bin,lib/svm,tests,proc,sys,dev,tmp}
@@ -31,7 +31,7 @@ timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -
 	-display none -no-reboot -monitor none \
 	-chardev stdio,id=console,logfile="$log",signal=off -serial chardev:console \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs-$mode.cpio.gz" \
-	-append "console=ttyS0 panic=-1 loglevel=4 log_buf_len=8M svm.mode=$mode" \
+	-append "console=ttyS0 panic=-1 oops=panic loglevel=5 log_buf_len=8M svm.mode=$mode" \
 	</dev/null | if [ "$mode" = run ]; then tr -d '\r'; else cat >/dev/null; fi
 rc=${PIPESTATUS[0]}
 set -e
