@@ -56,9 +56,9 @@ impl DevicePrivateRegion {
                     (*slot).ops = &PAGEMAP_OPS;
                     (*slot).owner = owner as *mut kernel::ffi::c_void;
                 }
+                // `NUMA_NO_NODE` lets the core pick the node of the calling CPU's memory.
                 // SAFETY: `slot` is a fully set-up device-private pagemap that stays pinned
                 // until `memunmap_pages` in `drop`.
-                // `NUMA_NO_NODE` lets the core pick the node of the calling CPU's memory.
                 let ret = unsafe { ffi::memremap_pages(slot, ffi::NUMA_NO_NODE) };
                 if let Err(e) = from_err_ptr(ret) {
                     // SAFETY: Gives back the range reserved above.
