@@ -62,6 +62,57 @@ impl PfnArrays {
     }
 }
 
+/// Runs one `migrate_vma` operation over `[start, end)` of `vma`: collects the pages, lets
+/// `fill` set up and fill the destinations, and moves what it set up. If `fill` fails, every
+/// destination is abandoned so that nothing moves. Returns `fill`'s result and the number of
+/// pages that moved.
+///
+/// # Safety
+///
+/// `vma` is valid under the mmap (or VMA) lock the caller holds, `[start, end)` is inside it,
+/// page-aligned and `pfns` sized for it; `fault_page` is null or the locked faulting page.
+#[expect(clippy::too_many_arguments)]
+unsafe fn run_migrate_vma<T>(
+    vma: *mut ffi::vm_area_struct,
+    start: usize,
+    end: usize,
+    owner: usize,
+    flags: u32,
+    fault_page: *mut ffi::page,
+    pfns: &mut PfnArrays,
+    fill: impl FnOnce(&mut PfnArrays) -> Result<T>,
+) -> Result<(Result<T>, usize)> {
+    // SAFETY: `migrate_vma` is plain data; zero is its documented initial state.
+    let mut args: ffi::migrate_vma = unsafe { core::mem::zeroed() };
+    args.vma = vma;
+    args.start = start;
+    args.end = end;
+    args.src = pfns.src.as_mut_ptr();
+    args.dst = pfns.dst.as_mut_ptr();
+    args.pgmap_owner = owner as *mut kernel::ffi::c_void;
+    args.flags = flags as usize;
+    args.fault_page = fault_page;
+    // SAFETY: Per the function's contract `args` describes a locked VMA's range.
+    to_result(unsafe { ffi::migrate_vma_setup(&mut args) })?;
+
+    // From here on, every path goes through `migrate_vma_pages` and `migrate_vma_finalize`.
+    let filled = fill(pfns);
+    if filled.is_err() {
+        pfns.abandon_dst();
+    }
+    // SAFETY: `args` was set up above; `dst` holds zero or locked, filled destinations.
+    unsafe { ffi::migrate_vma_pages(&mut args) };
+    let moved = pfns
+        .src
+        .iter()
+        .zip(pfns.dst.iter())
+        .filter(|(s, d)| **s & MIGRATE != 0 && **d != 0)
+        .count();
+    // SAFETY: As above; this ends the migration and unlocks every page.
+    unsafe { ffi::migrate_vma_finalize(&mut args) };
+    Ok((filled, moved))
+}
+
 fn page_of(mpfn: usize) -> *mut ffi::page {
     // SAFETY: Pure computation on a migrate pfn; null if it names no page.
     unsafe { ffi::svm_migrate_pfn_to_page(mpfn) }
@@ -111,35 +162,21 @@ pub fn migrate_to_devmem(
     // Claimed iff a `Zdd` exists: its drop is what runs the release op.
     let zdd = Zdd::new(devmem.clone()).inspect_err(|_| devmem.unclaim())?;
 
-    // SAFETY: `migrate_vma` is plain data; zero is its documented initial state.
-    let mut args: ffi::migrate_vma = unsafe { core::mem::zeroed() };
-    args.vma = vma.as_ptr();
-    args.start = start;
-    args.end = end;
-    args.src = pfns.src.as_mut_ptr();
-    args.dst = pfns.dst.as_mut_ptr();
-    args.pgmap_owner = region.owner() as *mut kernel::ffi::c_void;
-    args.flags = (ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
-        | ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE) as usize;
-    // SAFETY: `args` describes a range of one VMA under the mmap lock, with arrays of `npages`.
-    to_result(unsafe { ffi::migrate_vma_setup(&mut args) })?;
-
-    // From here on, every path goes through `migrate_vma_pages` and `migrate_vma_finalize`.
-    let placed = place_in_devmem(devmem, &zdd, &mut pfns, &mut copies, npages);
-    if placed.is_err() {
-        pfns.abandon_dst();
-    }
-    // SAFETY: `args` was set up above; the `dst` entries are either zero or device pages
-    // initialised, locked and filled for this migration.
-    unsafe { ffi::migrate_vma_pages(&mut args) };
-    let moved = pfns
-        .src
-        .iter()
-        .zip(pfns.dst.iter())
-        .filter(|(s, d)| **s & MIGRATE != 0 && **d != 0)
-        .count();
-    // SAFETY: As above; this ends the migration and unlocks every page.
-    unsafe { ffi::migrate_vma_finalize(&mut args) };
+    let flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
+        | ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+    // SAFETY: The VMA is valid under the mmap lock and the range lies inside it.
+    let (placed, moved) = unsafe {
+        run_migrate_vma(
+            vma.as_ptr(),
+            start,
+            end,
+            region.owner(),
+            flags,
+            null_mut(),
+            &mut pfns,
+            |pfns| place_in_devmem(devmem, &zdd, pfns, &mut copies, npages),
+        )
+    }?;
     devmem.stats().count(Direction::ToDevice, moved);
 
     let wanted = placed?;
@@ -233,36 +270,20 @@ unsafe fn vma_to_ram(
 ) -> Result<usize> {
     let npages = (end - start) / PAGE_SIZE;
     let mut pfns = PfnArrays::new(npages)?;
-    // SAFETY: `migrate_vma` is plain data; zero is its documented initial state.
-    let mut args: ffi::migrate_vma = unsafe { core::mem::zeroed() };
-    args.vma = vma;
-    args.start = start;
-    args.end = end;
-    args.src = pfns.src.as_mut_ptr();
-    args.dst = pfns.dst.as_mut_ptr();
-    args.pgmap_owner = owner as *mut kernel::ffi::c_void;
-    args.flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE as usize;
-    args.fault_page = fault_page;
-    // SAFETY: Per the function's contract `args` describes a locked VMA's range.
-    to_result(unsafe { ffi::migrate_vma_setup(&mut args) })?;
-    if args.cpages == 0 {
-        // Raced with another fault or migration: nothing of ours left here.
-        return Ok(0);
-    }
-    let copied = copy_back(&mut pfns, vma, start, dir);
-    if copied.is_err() {
-        pfns.abandon_dst();
-    }
-    // SAFETY: `args` was set up above; `dst` holds filled, locked system pages or zero.
-    unsafe { ffi::migrate_vma_pages(&mut args) };
-    let moved = pfns
-        .src
-        .iter()
-        .zip(pfns.dst.iter())
-        .filter(|(s, d)| **s & MIGRATE != 0 && **d != 0)
-        .count();
-    // SAFETY: As above.
-    unsafe { ffi::migrate_vma_finalize(&mut args) };
+    let flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+    // SAFETY: Per this function's contract.
+    let (copied, moved) = unsafe {
+        run_migrate_vma(
+            vma,
+            start,
+            end,
+            owner,
+            flags,
+            fault_page,
+            &mut pfns,
+            |pfns| copy_back(pfns, vma, start, dir),
+        )
+    }?;
     copied?;
     Ok(moved)
 }

@@ -123,9 +123,9 @@ pub(crate) fn fini_destroy_queue() {
 
 pub(crate) fn destroy_queue() -> &'static Queue {
     let ptr = DESTROY_QUEUE.load(AtomicOrdering::Acquire);
-    // SAFETY: The queue is set in module init before any pagemap can exist and freed in module
-    // exit, which cannot run while a provider module (which depends on this one) still holds
-    // pagemaps; so while a pagemap is being released the queue is alive.
+    // The queue is set in module init, before any pagemap exists, and freed in module exit,
+    // which cannot run while a provider module (a user of this one) still holds pagemaps.
+    // SAFETY: So the queue is alive whenever a pagemap or allocation is being released.
     unsafe { &*ptr }
 }
 

@@ -4,13 +4,10 @@
 # TCG vary between boots, so only figures from the same boot are compared.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
-bash "$SVM_TOP/scripts/setup.sh"
-kdir=$(bash "$SVM_TOP/scripts/build-kernel.sh")
-. "$SVM_CACHE/setup.env"
+prepare_kernel
+build_modules_and_tests
 out="$SVM_TOP/build"
-make -s -C "$kdir" M="$SVM_TOP" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" -j"$SVM_JOBS" modules
-bash "$SVM_TOP/scripts/build-tests.sh" "$kdir" "$out/tests"
-SVM_VM_TIMEOUT=${SVM_VM_TIMEOUT:-1500} bash "$SVM_TOP/scripts/vm.sh" bench "$kdir" "$out"
+SVM_VM_TIMEOUT=${SVM_VM_TIMEOUT:-1500} bash "$SVM_TOP/scripts/vm.sh" bench "$KDIR" "$out"
 log="$out/vm-bench.log"
 if ! grep -q '^SVM-BENCH-END' "$log"; then
 	grep -E 'SVM-|bench|BUG|WARNING|Oops' "$log" | tail -20 >&2

@@ -4,9 +4,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 t0=$(date +%s)
 
-bash "$SVM_TOP/scripts/setup.sh"
-kdir=$(bash "$SVM_TOP/scripts/build-kernel.sh")
-. "$SVM_CACHE/setup.env"
+prepare_kernel
 t1=$(date +%s)
 
 out="$SVM_TOP/build"
@@ -15,14 +13,11 @@ mkdir -p "$out/tests"
 log "runner self-tests"
 python3 "$SVM_TOP/scripts/test_results.py"
 
-log "building the modules"
-make -s -C "$kdir" M="$SVM_TOP" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" -j"$SVM_JOBS" modules
-
-log "building the test programs"
-bash "$SVM_TOP/scripts/build-tests.sh" "$kdir" "$out/tests"
+log "building the modules and the test programs"
+build_modules_and_tests
 t2=$(date +%s)
 
-bash "$SVM_TOP/scripts/vm.sh" check "$kdir" "$out"
+bash "$SVM_TOP/scripts/vm.sh" check "$KDIR" "$out"
 t3=$(date +%s)
 
 log "set-up and kernel $((t1 - t0))s, modules and tests $((t2 - t1))s, VM $((t3 - t2))s"

@@ -20,3 +20,22 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 rustc_version() { rustc --version | awk '{print $2}'; }
+
+# Sets up the machine and the test kernel (both cached), then sets KDIR and the variables
+# of setup.env (KSRC, RUST_LIB_SRC).
+prepare_kernel() {
+	bash "$SVM_TOP/scripts/setup.sh"
+	KDIR=$(bash "$SVM_TOP/scripts/build-kernel.sh")
+	. "$SVM_CACHE/setup.env"
+}
+
+# Runs kbuild for the modules against KDIR with extra arguments (targets, CLIPPY=1...).
+kbuild() {
+	make -C "$KDIR" M="$SVM_TOP" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" -j"$SVM_JOBS" "$@"
+}
+
+# Builds the modules and the test programs into $SVM_TOP/build/tests.
+build_modules_and_tests() {
+	kbuild -s modules
+	bash "$SVM_TOP/scripts/build-tests.sh" "$KDIR" "$SVM_TOP/build/tests"
+}

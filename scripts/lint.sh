@@ -3,22 +3,19 @@
 # that fails on any warning.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
-bash "$SVM_TOP/scripts/setup.sh"
-kdir=$(bash "$SVM_TOP/scripts/build-kernel.sh")
-. "$SVM_CACHE/setup.env"
+prepare_kernel
 
 mapfile -t files < <(cd "$SVM_TOP" && git ls-files '*.rs' 2>/dev/null || find . -name '*.rs' -not -name '*_generated.rs')
 log "rustfmt --check (${#files[@]} files)"
 (cd "$SVM_TOP" && rustfmt --check --edition 2021 --config-path "$KSRC/.rustfmt.toml" "${files[@]}")
 
 log "clippy build"
-make -s -C "$kdir" M="$SVM_TOP" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" clean >/dev/null
+kbuild -s clean >/dev/null
 clog=$(mktemp)
-make -C "$kdir" M="$SVM_TOP" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" CLIPPY=1 \
-	-j"$SVM_JOBS" modules 2>&1 | tee "$clog"
+kbuild CLIPPY=1 modules 2>&1 | tee "$clog"
 rc=${PIPESTATUS[0]}
 # Rebuild without clippy so the tree is left with ordinary objects.
-make -s -C "$kdir" M="$SVM_TOP" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" clean >/dev/null
+kbuild -s clean >/dev/null
 if [ "$rc" != 0 ] || grep -qE '^(warning|error)(\[|:)' "$clog"; then
 	grep -E -A8 '^(warning|error)(\[|:)' "$clog" | head -100
 	rm -f "$clog"

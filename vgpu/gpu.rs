@@ -24,9 +24,9 @@ impl Gpu {
     pub(crate) fn new(index: u32, num_devices: u32, vram_size: usize) -> Result<Self> {
         let name = CString::try_from_fmt(fmt!("vgpu{index}"))?;
         let faux = faux::Registration::new(&name, None)?;
-        // SAFETY: The faux device stays registered, and bound, until `faux` is dropped, which
-        // `Gpu`'s field order makes happen after the DRM registration that borrows it is gone;
-        // `Gpu` is never forgotten (it lives in the module's list until module exit).
+        // The faux device stays registered and bound until `faux` is dropped, which `Gpu`'s
+        // field order puts after the DRM registration that borrows it; `Gpu` is never forgotten.
+        // SAFETY: So the device outlives every use of this reference.
         let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
         // The device's own address is a unique device-private owner cookie for its pages.
         let owner = core::ptr::from_ref(fdev) as usize;

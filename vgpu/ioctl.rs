@@ -48,10 +48,10 @@ macro_rules! declare_vgpu_ioctls {
                             let Some(guard) = dev.registration_guard() else {
                                 return kernel::error::code::ENODEV.to_errno();
                             };
-                            // SAFETY: `drm_ioctl` copied the argument, sized by the command
-                            // number built from this very type, into a kernel buffer that is
-                            // exclusively ours for the call; every bit pattern of a uAPI struct
-                            // is valid.
+                            // `drm_ioctl` copied the argument, sized by the command number
+                            // built from this very type, into a kernel buffer ours for the call.
+                            // SAFETY: Hence valid and unaliased; any bit pattern is a valid uAPI
+                            // struct.
                             let data = unsafe { &mut *raw_data.cast::<crate::uapi::$struct>() };
                             // SAFETY: `raw_file` is the DRM file the ioctl came through.
                             let file = unsafe { kernel::drm::File::from_raw(raw_file) };
