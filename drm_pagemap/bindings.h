@@ -31,6 +31,8 @@ struct page *svm_folio_page(struct folio *folio);
 void svm_unlock_put_page(struct page *page);
 struct page *svm_alloc_locked_page(struct vm_area_struct *vma, unsigned long addr);
 bool svm_vma_is_anonymous(struct vm_area_struct *vma);
+bool svm_vma_is_shared(struct vm_area_struct *vma);
+bool svm_page_is_anon(struct page *page);
 u64 svm_jiffies(void);
 u64 svm_msecs_to_jiffies(unsigned int ms);
 void svm_copy_from_page(void *dst, struct page *page);

@@ -113,6 +113,18 @@ bool svm_vma_is_anonymous(struct vm_area_struct *vma)
 }
 EXPORT_SYMBOL_GPL(svm_vma_is_anonymous);
 
+bool svm_vma_is_shared(struct vm_area_struct *vma)
+{
+	return vma->vm_flags & VM_SHARED;
+}
+EXPORT_SYMBOL_GPL(svm_vma_is_shared);
+
+bool svm_page_is_anon(struct page *page)
+{
+	return folio_test_anon(page_folio(page));
+}
+EXPORT_SYMBOL_GPL(svm_page_is_anon);
+
 u64 svm_jiffies(void)
 {
 	return get_jiffies_64();

@@ -128,9 +128,10 @@ fn is_device_private(page: *mut ffi::page) -> bool {
 /// and the result is `EBUSY`. Pages already in `devmem`'s pagemap stay where they are.
 ///
 /// Refuses unaligned or empty ranges and ranges larger than `devmem` (`EINVAL`), addresses
-/// with no mapping (`ENOENT`), ranges crossing the end of their mapping (`EINVAL`) and
-/// mappings that are not private anonymous memory (`EOPNOTSUPP`). An allocation backs one
-/// migration only (`EBUSY` on reuse).
+/// with no mapping (`ENOENT`), ranges crossing the end of their mapping (`EINVAL`), shared
+/// mappings, and pages of private file mappings that are still the file's own pages rather
+/// than the process's private copies (`EOPNOTSUPP`): only anonymous memory can live in
+/// device-private memory. An allocation backs one migration only (`EBUSY` on reuse).
 pub fn migrate_to_devmem(
     devmem: &Arc<Devmem>,
     mmap: &MmapReadGuard<'_>,
@@ -150,9 +151,12 @@ pub fn migrate_to_devmem(
         return Err(EINVAL);
     }
     // SAFETY: The VMA is valid while the mmap lock is held.
-    if !unsafe { ffi::svm_vma_is_anonymous(vma.as_ptr()) } {
+    if unsafe { ffi::svm_vma_is_shared(vma.as_ptr()) } {
         return Err(EOPNOTSUPP);
     }
+    // A private file mapping holds the file's pages until written, then anonymous copies.
+    // SAFETY: As above.
+    let file_backed = !unsafe { ffi::svm_vma_is_anonymous(vma.as_ptr()) };
     let region = devmem.pagemap().region();
     let mut pfns = PfnArrays::new(npages)?;
     let mut copies = KVec::with_capacity(npages, GFP_KERNEL)?;
@@ -174,7 +178,7 @@ pub fn migrate_to_devmem(
             flags,
             null_mut(),
             &mut pfns,
-            |pfns| place_in_devmem(devmem, &zdd, pfns, &mut copies, npages),
+            |pfns| place_in_devmem(devmem, &zdd, pfns, &mut copies, npages, file_backed),
         )
     }?;
     devmem.stats().count(Direction::ToDevice, moved);
@@ -197,11 +201,22 @@ fn place_in_devmem(
     pfns: &mut PfnArrays,
     copies: &mut KVec<PageCopy>,
     npages: usize,
+    file_backed: bool,
 ) -> Result<usize> {
     let region = devmem.pagemap().region();
     if pfns.src.iter().any(|s| s & MIGRATE == 0) {
-        // All or nothing: some page could not be collected.
-        return Err(EBUSY);
+        // All or nothing: some page could not be collected; in a file mapping, a hole.
+        return Err(if file_backed { EOPNOTSUPP } else { EBUSY });
+    }
+    if file_backed
+        && pfns.src.iter().any(|s| {
+            let page = page_of(*s);
+            // SAFETY: Collected pages are valid and referenced until finalize.
+            page.is_null() || !(is_device_private(page) || unsafe { ffi::svm_page_is_anon(page) })
+        })
+    {
+        // The file's own pages: the core would refuse to move them after the copy.
+        return Err(EOPNOTSUPP);
     }
     // Pages already in this pagemap stay; everything else moves.
     let mut own = 0;

@@ -12,8 +12,16 @@ program whose plan (``1..N``) names more cases than reported (crash or hang
 mid-suite); a suite or program listed in the expected file but absent; a test
 program exiting non-zero; any kernel splat (BUG, WARNING, Oops, lockdep, KASAN,
 kmemleak, hung task, panic...) anywhere in the log; a run that did not reach
-``SVM-RUN-END`` (timeout or crash). The last line printed is
-``N passed, N failed, N skipped``.
+``SVM-RUN-END`` (timeout or crash).
+
+Known failures (``--known-failures``: lines ``suite: case  # why``) count as such, not
+as failures; one that passes is reported, so that the list never outlives its reason.
+A conformance pair (``--conformance REFERENCE=OURS``) prints both programs' result of
+every case side by side, and fails the run for each case that passes against the
+reference but not against ours (unless a known failure).
+
+The last line printed is
+``N passed, N failed, N skipped, N known failures``.
 """
 
 import argparse
@@ -55,17 +63,30 @@ class Node:
 
 
 class Report:
-    def __init__(self):
+    def __init__(self, known=()):
         self.passed = 0
         self.failed = 0
         self.skipped = 0
+        self.known = set(known)  # "suite: case" that are expected to fail
+        self.known_failures = []
         self.problems = []  # anything wrong besides a failed case
         self.case_failures = []
-        self.suites = {}  # name -> [passed, failed, skipped]
+        self.suites = {}  # name -> [passed, failed, skipped, known failures]
+        self.outcomes = {}  # suite -> {case: "pass" | "fail" | "skip" | "known"}
 
     def case(self, suite, name, outcome):
-        counts = self.suites.setdefault(suite, [0, 0, 0])
-        if outcome == "pass":
+        counts = self.suites.setdefault(suite, [0, 0, 0, 0])
+        key = f"{suite}: {name}"
+        if key in self.known:
+            if outcome == "fail":
+                outcome = "known"
+            elif outcome == "pass":
+                self.problems.append(f"XPASS: {key} passes now: take it off the known failures")
+        self.outcomes.setdefault(suite, {})[name] = outcome
+        if outcome == "known":
+            counts[3] += 1
+            self.known_failures.append(f"KNOWN FAILURE: {key}")
+        elif outcome == "pass":
             self.passed += 1
             counts[0] += 1
         elif outcome == "skip":
@@ -128,7 +149,7 @@ def parse_ktap(lines, report, top_name=None):
         if closed is not None and closed.name == name:
             # The suite's own verdict; its cases were counted one by one. A failed
             # suite with no failed case means it crashed or failed to init.
-            if status == "not ok" and not report.suites.get(name, [0, 0, 0])[1]:
+            if status == "not ok" and not report.suites.get(name, [0, 0, 0, 0])[1]:
                 report.problem(f"FAILED: suite {name} reported failure")
             continue
         if parent is None:
@@ -148,8 +169,8 @@ def parse_ktap(lines, report, top_name=None):
         close(stack.pop())
 
 
-def analyse(text, expected):
-    report = Report()
+def analyse(text, expected, known=(), conformance=()):
+    report = Report(known)
     lines = text.splitlines()
 
     for i, line in enumerate(lines):
@@ -168,9 +189,10 @@ def analyse(text, expected):
             parse_ktap(block, report, top_name=current)
             m = re.search(r"rc=(\d+)", line)
             rc = int(m.group(1)) if m else -1
-            if rc != 0 and not report.suites.get(current, [0, 0, 0])[1]:
+            counts = report.suites.get(current, [0, 0, 0, 0])
+            if rc != 0 and not counts[1] and not counts[3]:
                 report.problem(f"FAILED: {current} exited with status {rc}")
-            report.suites.setdefault(current, [0, 0, 0])
+            report.suites.setdefault(current, [0, 0, 0, 0])
             current = None
         elif current is not None:
             block.append(line)
@@ -189,6 +211,14 @@ def analyse(text, expected):
             dmesg.append(TIMESTAMP.sub("", line))
     parse_ktap(dmesg, report)
 
+    for reference, ours in conformance:
+        ref = report.outcomes.get(reference, {})
+        got = report.outcomes.get(ours, {})
+        for case, outcome in ref.items():
+            if outcome == "pass" and got.get(case) not in ("pass", "known"):
+                report.problem(f"CONFORMANCE: {case} passes against {reference} but is "
+                               f"{got.get(case, 'missing')} against {ours}")
+
     for name in expected:
         if name not in report.suites:
             report.problem(f"MISSING: expected suite or program {name} did not run")
@@ -200,27 +230,48 @@ def analyse(text, expected):
     return report
 
 
+def read_list(path):
+    """Non-empty lines of `path`, comments (from '#') removed."""
+    with open(path) as f:
+        return [l.split("#")[0].strip() for l in f if l.split("#")[0].strip()]
+
+
+def print_side_by_side(report, reference, ours):
+    ref = report.outcomes.get(reference, {})
+    got = report.outcomes.get(ours, {})
+    cases = list(ref) + [c for c in got if c not in ref]
+    width = max([len(c) for c in cases] + [4])
+    print(f"  {'case':<{width}}  {reference:<20}  {ours}")
+    for case in cases:
+        print(f"  {case:<{width}}  {ref.get(case, '-'):<20}  {got.get(case, '-')}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("log")
     ap.add_argument("--expected", help="file listing suites/programs that must run")
+    ap.add_argument("--known-failures", help="file listing 'suite: case' expected to fail")
+    ap.add_argument("--conformance", action="append", default=[], metavar="REFERENCE=OURS",
+                    help="every case passing in REFERENCE must pass in OURS")
     args = ap.parse_args()
     with open(args.log, errors="replace") as f:
         text = f.read()
-    expected = []
-    if args.expected:
-        with open(args.expected) as f:
-            expected = [l.split("#")[0].strip() for l in f if l.split("#")[0].strip()]
-    report = analyse(text, expected)
-    for suite, (p, f, s) in sorted(report.suites.items()):
+    expected = read_list(args.expected) if args.expected else []
+    known = read_list(args.known_failures) if args.known_failures else []
+    conformance = [tuple(pair.split("=", 1)) for pair in args.conformance]
+    report = analyse(text, expected, known, conformance)
+    for suite, (p, f, s, k) in sorted(report.suites.items()):
         verdict = "FAIL" if f else "ok  "
-        print(f"  {verdict} {suite}: {p} passed, {f} failed, {s} skipped")
-    for problem in report.case_failures + report.problems:
-        print(problem)
+        print(f"  {verdict} {suite}: {p} passed, {f} failed, {s} skipped, {k} known failures")
+    for reference, ours in conformance:
+        print_side_by_side(report, reference, ours)
+    for line in report.known_failures + report.case_failures + report.problems:
+        print(line)
     # Each problem that is not a failed case (splat, missing suite, timeout...) counts as one
     # failure, so the summary can never read "0 failed" for a broken run.
     failed = report.failed + len(report.problems)
-    print(f"{report.passed} passed, {failed} failed, {report.skipped} skipped")
+    print(f"{report.passed} passed, {failed} failed, {report.skipped} skipped, "
+          f"{len(report.known_failures)} known failures")
     return 1 if report.problems or report.failed else 0
 
 

@@ -30,6 +30,13 @@ load_stack() {
 	insmod $M/vgpu.ko "$@" || echo "SVM-ERROR insmod vgpu failed"
 }
 
+unload_stack() {
+	for m in vgpu gpusvm pagemap_util drm_pagemap; do
+		[ -d /sys/module/$m ] || continue
+		rmmod $m 2>/dev/null || { sleep 1; rmmod $m; } || echo "SVM-ERROR rmmod $m failed"
+	done
+}
+
 if [ "$mode" = run ]; then
 	load_stack
 	/tests/vgpu_info
@@ -42,12 +49,14 @@ else
 	t vgpu_basic /tests/vgpu_basic
 	t vgpu_migrate /tests/vgpu_migrate
 	t module_lifecycle sh /tests/module_lifecycle.sh
-	for m in vgpu gpusvm pagemap_util drm_pagemap; do
-		[ -d /sys/module/$m ] || continue
-		rmmod $m 2>/dev/null || { sleep 1; rmmod $m; } || echo "SVM-ERROR rmmod $m failed"
-	done
+	unload_stack
 
-	# The kernel's own HMM selftest against the C reference driver, for comparison.
+	# The kernel's own HMM selftest, unmodified, against our stack (vgpu's dmirror nodes),
+	# then against the C reference driver, for comparison.
+	load_stack hmm_dmirror=1
+	t hmm-tests/vgpu /tests/hmm-tests -T benchmark_thp_migration
+	unload_stack
+
 	if insmod $M/test_hmm.ko; then
 		t hmm-tests/test_hmm /tests/hmm-tests -T benchmark_thp_migration
 		rmmod test_hmm || echo "SVM-ERROR rmmod test_hmm failed"

@@ -139,6 +139,15 @@ static long check(const uint8_t *p, size_t size, unsigned int seed)
 	return -1;
 }
 
+/* Index of the first non-zero byte, or -1. */
+static long check_zero(const uint8_t *p, size_t size)
+{
+	for (size_t i = 0; i < size; i++)
+		if (p[i])
+			return (long)i;
+	return -1;
+}
+
 #define NEED_GPU() do { if (fd < 0) igt_skip("no vgpu0"); } while (0)
 
 static enum igt_result roundtrip(size_t size, int hint_huge)
@@ -298,10 +307,11 @@ static enum igt_result munmap_while_migrated(void)
 	return IGT_PASS;
 }
 
-static enum igt_result shared_and_file_refused(void)
+static enum igt_result shared_and_file_pages_refused(void)
 {
 	size_t size = 64 * 1024;
 	uint8_t *shared, *file;
+	uint64_t free0;
 	int mfd;
 
 	NEED_GPU();
@@ -317,8 +327,19 @@ static enum igt_result shared_and_file_refused(void)
 	igt_assert_eq(ftruncate(mfd, size), 0);
 	file = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
 	igt_assert(file != MAP_FAILED);
-	fill(file, size, 9);
+	/* Untouched: the file's own pages cannot move. */
 	igt_assert_errno(migrate(fd, file, size, DRM_VGPU_MIGRATE_TO_DEVICE), EOPNOTSUPP);
+	igt_assert_eq(check_zero(file, size), -1);
+	/* Half written: still some of the file's pages; nothing moves. */
+	fill(file, size / 2, 9);
+	igt_assert_errno(migrate(fd, file, size, DRM_VGPU_MIGRATE_TO_DEVICE), EOPNOTSUPP);
+	igt_assert_eq(check(file, size / 2, 9), -1);
+	igt_assert_eq(check_zero(file + size / 2, size / 2), -1);
+	/* All written: private anonymous copies, which move and come back by fault. */
+	fill(file, size, 9);
+	free0 = vram_free(fd);
+	igt_assert_eq(migrate(fd, file, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vram_free(fd), free0 - size);
 	igt_assert_eq(check(file, size, 9), -1);
 	munmap(file, size);
 	close(mfd);
@@ -532,7 +553,7 @@ static const struct igt_subtest tests[] = {
 	{ "write-middle-and-again", write_middle_and_again },
 	{ "fork-after-migration", fork_after_migration },
 	{ "munmap-while-migrated", munmap_while_migrated },
-	{ "shared-and-file-refused", shared_and_file_refused },
+	{ "shared-and-file-pages-refused", shared_and_file_pages_refused },
 	{ "bad-requests", bad_requests },
 	{ "alloc-failure", alloc_failure },
 	{ "copy-failure", copy_failure },

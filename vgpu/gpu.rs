@@ -8,20 +8,29 @@ use kernel::faux;
 use kernel::prelude::*;
 use kernel::str::CString;
 
+use crate::dmirror::DmirrorNode;
 use crate::driver::GpuData;
 use crate::driver::VgpuDriver;
 use crate::vram::Vram;
 
 /// A registered virtual GPU; dropping it unregisters the render node, then the device.
 pub(crate) struct Gpu {
+    // Dropped first: its open files hold the DRM device, not the registration.
+    _dmirror: Option<Pin<KBox<DmirrorNode>>>,
     // Declared (so dropped) before `faux`: it borrows the faux device.
     _drm: drm::Registration<'static, VgpuDriver>,
     _faux: faux::Registration,
 }
 
 impl Gpu {
-    /// Creates GPU `index` of `num_devices`, with `vram_size` bytes of device memory.
-    pub(crate) fn new(index: u32, num_devices: u32, vram_size: usize) -> Result<Self> {
+    /// Creates GPU `index` of `num_devices`, with `vram_size` bytes of device memory, and its
+    /// `/dev/hmm_dmirror<index>` node if `dmirror`.
+    pub(crate) fn new(
+        index: u32,
+        num_devices: u32,
+        vram_size: usize,
+        dmirror: bool,
+    ) -> Result<Self> {
         let name = CString::try_from_fmt(fmt!("vgpu{index}"))?;
         let faux = faux::Registration::new(&name, None)?;
         // The faux device stays registered and bound until `faux` is dropped, which `Gpu`'s
@@ -40,7 +49,14 @@ impl Gpu {
         // SAFETY: The registration is stored in `Gpu` and dropped, never forgotten, before the
         // faux device it borrows.
         let reg = unsafe { drm::Registration::new(fdev.as_ref(), unregistered, (), 0)? };
+        let dmirror = if dmirror {
+            let node = DmirrorNode::new(index, reg.device().into())?;
+            Some(KBox::pin_init(node, GFP_KERNEL)?)
+        } else {
+            None
+        };
         Ok(Self {
+            _dmirror: dmirror,
             _drm: reg,
             _faux: faux,
         })

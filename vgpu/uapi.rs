@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! vgpu's uAPI structures, generated from `uapi/vgpu_drm.h`.
+//! vgpu's uAPI structures, generated from `uapi/vgpu_drm.h` and `lib/test_hmm_uapi.h`.
 
 #![allow(
     dead_code,
@@ -44,3 +44,7 @@ unsafe impl FromBytes for drm_vgpu_inject {}
 unsafe impl AsBytes for drm_vgpu_evict {}
 // SAFETY: As above.
 unsafe impl FromBytes for drm_vgpu_evict {}
+// SAFETY: As above (`lib/test_hmm_uapi.h`: five `__u64`).
+unsafe impl AsBytes for hmm_dmirror_cmd {}
+// SAFETY: As above.
+unsafe impl FromBytes for hmm_dmirror_cmd {}

@@ -5,6 +5,7 @@
 
 use kernel::prelude::*;
 
+mod dmirror;
 mod driver;
 mod engine;
 mod file;
@@ -24,6 +25,10 @@ module! {
             default: 2,
             description: "Number of virtual GPUs to create (1 to 8)",
         },
+        hmm_dmirror: u32 {
+            default: 0,
+            description: "1: also expose each GPU as /dev/hmm_dmirror<N>, speaking the ioctls of the kernel's lib/test_hmm_uapi.h (do not load test_hmm meanwhile)",
+        },
         vram_mib: u32 {
             default: 64,
             description: "Device-private memory per GPU in MiB (even, 2 to 1024)",
@@ -32,7 +37,7 @@ module! {
 }
 
 /// The most GPUs one load creates.
-const MAX_DEVICES: u32 = 8;
+pub(crate) const MAX_DEVICES: u32 = 8;
 
 struct VgpuModule {
     _gpus: KVec<gpu::Gpu>,
@@ -50,11 +55,19 @@ impl kernel::Module for VgpuModule {
             pr_err!("vram_mib={vram_mib} is invalid: give an even size from 2 to 1024\n");
             return Err(EINVAL);
         }
+        let dmirror = match module_parameters::hmm_dmirror.value() {
+            0 => false,
+            1 => true,
+            v => {
+                pr_err!("hmm_dmirror={v} is invalid: give 0 or 1\n");
+                return Err(EINVAL);
+            }
+        };
         let mut gpus = KVec::with_capacity(count as usize, GFP_KERNEL)?;
         for index in 0..count {
             // On error, the GPUs created so far are unregistered as `gpus` drops.
             gpus.push(
-                gpu::Gpu::new(index, count, vram_mib as usize * (1 << 20))?,
+                gpu::Gpu::new(index, count, vram_mib as usize * (1 << 20), dmirror)?,
                 GFP_KERNEL,
             )?;
         }

@@ -134,6 +134,23 @@ impl Vram {
         self.region.owner()
     }
 
+    /// Whether `pfn` is a page of this device's memory.
+    pub(crate) fn is_local_pfn(&self, pfn: usize) -> bool {
+        self.region.contains_pfn(pfn)
+    }
+
+    /// The GPU reading its own memory: copies device page `pfn` into `dst`.
+    pub(crate) fn read_device_page(&self, pfn: usize, dst: &mut [u8; PAGE_SIZE]) -> Result {
+        let pages = self.engine.vram();
+        pages.backing.read_page(pfn.checked_sub(pages.pfn_first).ok_or(EINVAL)?, dst)
+    }
+
+    /// The GPU writing its own memory: overwrites device page `pfn` with `src`.
+    pub(crate) fn write_device_page(&self, pfn: usize, src: &[u8; PAGE_SIZE]) -> Result {
+        let pages = self.engine.vram();
+        pages.backing.write_page(pfn.checked_sub(pages.pfn_first).ok_or(EINVAL)?, Some(src))
+    }
+
     /// Moves the data of every allocation back to system memory. Returns how many
     /// allocations were evicted.
     pub(crate) fn evict_all(&self) -> Result<u32> {

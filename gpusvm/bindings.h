@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Kernel APIs the gpusvm crate needs that `kernel::bindings` lacks: HMM range faults and
+ * interval notifiers, with the static inlines wrapped by helpers.c.
+ */
+#ifndef SVM_GPUSVM_BINDINGS_H
+#define SVM_GPUSVM_BINDINGS_H
+
+#include <linux/hmm.h>
+#include <linux/interval_tree.h>
+#include <linux/memremap.h>
+#include <linux/mm.h>
+#include <linux/mmu_notifier.h>
+
+bool svm_mmu_interval_read_retry(struct mmu_interval_notifier *mni, unsigned long seq);
+void svm_mmu_interval_set_seq(struct mmu_interval_notifier *mni, unsigned long seq);
+bool svm_mmu_notifier_range_blockable(const struct mmu_notifier_range *range);
+unsigned long svm_hmm_pfn_to_pfn(unsigned long hmm_pfn);
+unsigned int svm_hmm_pfn_to_map_order(unsigned long hmm_pfn);
+bool svm_pfn_is_zero(unsigned long pfn);
+struct page *svm_pfn_page(unsigned long pfn);
+bool svm_pfn_is_device_private(unsigned long pfn);
+
+#endif

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: GPL-2.0
+/* C glue for kernel macros and static inlines used by the gpusvm crate. */
+
+#include "bindings.h"
+
+bool svm_mmu_interval_read_retry(struct mmu_interval_notifier *mni, unsigned long seq)
+{
+	return mmu_interval_read_retry(mni, seq);
+}
+EXPORT_SYMBOL_GPL(svm_mmu_interval_read_retry);
+
+void svm_mmu_interval_set_seq(struct mmu_interval_notifier *mni, unsigned long seq)
+{
+	mmu_interval_set_seq(mni, seq);
+}
+EXPORT_SYMBOL_GPL(svm_mmu_interval_set_seq);
+
+bool svm_mmu_notifier_range_blockable(const struct mmu_notifier_range *range)
+{
+	return mmu_notifier_range_blockable(range);
+}
+EXPORT_SYMBOL_GPL(svm_mmu_notifier_range_blockable);
+
+unsigned long svm_hmm_pfn_to_pfn(unsigned long hmm_pfn)
+{
+	return hmm_pfn & ~HMM_PFN_FLAGS;
+}
+EXPORT_SYMBOL_GPL(svm_hmm_pfn_to_pfn);
+
+unsigned int svm_hmm_pfn_to_map_order(unsigned long hmm_pfn)
+{
+	return hmm_pfn_to_map_order(hmm_pfn);
+}
+EXPORT_SYMBOL_GPL(svm_hmm_pfn_to_map_order);
+
+bool svm_pfn_is_zero(unsigned long pfn)
+{
+	return is_zero_pfn(pfn);
+}
+EXPORT_SYMBOL_GPL(svm_pfn_is_zero);
+
+struct page *svm_pfn_page(unsigned long pfn)
+{
+	return pfn_to_page(pfn);
+}
+EXPORT_SYMBOL_GPL(svm_pfn_page);
+
+bool svm_pfn_is_device_private(unsigned long pfn)
+{
+	return is_device_private_page(pfn_to_page(pfn));
+}
+EXPORT_SYMBOL_GPL(svm_pfn_is_device_private);

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Range faults: what a process's CPU page tables map over a range, optionally faulting pages
+//! in first (`hmm_range_fault`), checked against an interval notifier so that a driver never
+//! uses a stale answer.
+
+use kernel::mm::MmWithUser;
+use kernel::prelude::*;
+use kernel::time::Instant;
+use kernel::time::Monotonic;
+
+use crate::ffi;
+use crate::notifier::Invalidate;
+use crate::notifier::Notifier;
+
+/// Bytes per page.
+pub const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
+
+/// How long a range fault keeps retrying against concurrent invalidations before it gives up
+/// with `EBUSY` (the C `HMM_RANGE_DEFAULT_TIMEOUT`).
+const TIMEOUT_MS: i64 = 1000;
+
+const VALID: usize = ffi::hmm_pfn_flags_HMM_PFN_VALID as usize;
+const WRITE: usize = ffi::hmm_pfn_flags_HMM_PFN_WRITE as usize;
+const ERROR: usize = ffi::hmm_pfn_flags_HMM_PFN_ERROR as usize;
+
+/// What a range fault does with pages the CPU does not map (well enough).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing: report what is mapped (a snapshot).
+    None,
+    /// Fault in every page readable.
+    Read,
+    /// Fault in every page writable (breaking copy-on-write).
+    Write,
+}
+
+/// One page of a range fault's answer (an HMM pfn).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(transparent)]
+pub struct HmmPfn(usize);
+
+impl HmmPfn {
+    /// The raw HMM pfn.
+    pub fn raw(self) -> usize {
+        self.0
+    }
+
+    /// Whether a page is mapped.
+    pub fn is_valid(self) -> bool {
+        self.0 & VALID != 0
+    }
+
+    /// Whether it is mapped writable.
+    pub fn is_write(self) -> bool {
+        self.0 & WRITE != 0
+    }
+
+    /// Whether the address cannot be accessed at all (`PROT_NONE`, no VMA) in a snapshot.
+    pub fn is_error(self) -> bool {
+        self.0 & ERROR != 0
+    }
+
+    /// The page frame number; meaningful if valid.
+    pub fn pfn(self) -> usize {
+        // SAFETY: Pure computation.
+        unsafe { ffi::svm_hmm_pfn_to_pfn(self.0 as _) as usize }
+    }
+
+    /// Order of the CPU mapping: 0 for a PTE, 9 for a 2 MiB PMD on x86.
+    pub fn map_order(self) -> u32 {
+        // SAFETY: Pure computation.
+        unsafe { ffi::svm_hmm_pfn_to_map_order(self.0 as _) }
+    }
+
+    /// Whether the page is the shared zero page.
+    pub fn is_zero_page(self) -> bool {
+        // SAFETY: Pure computation.
+        self.is_valid() && unsafe { ffi::svm_pfn_is_zero(self.pfn() as _) }
+    }
+
+    /// Whether the page is device-private memory (of the fault's owner).
+    pub fn is_device_private(self) -> bool {
+        // SAFETY: A valid HMM pfn names a page with a `struct page`.
+        self.is_valid() && unsafe { ffi::svm_pfn_is_device_private(self.pfn() as _) }
+    }
+
+    /// The `struct page` of a valid pfn. Only usable while the notifier's sequence is
+    /// checked under the owner's lock (see [`fault_range`]).
+    pub fn page(self) -> Option<core::ptr::NonNull<kernel::bindings::page>> {
+        if !self.is_valid() {
+            return None;
+        }
+        // SAFETY: A valid HMM pfn names a page with a `struct page`.
+        core::ptr::NonNull::new(unsafe { ffi::svm_pfn_page(self.pfn() as _) }.cast())
+    }
+}
+
+/// Finds (and with `fault` other than [`Fault::None`], faults in) what `notifier`'s mm maps
+/// over `pfns.len()` pages from `start`, then takes the driver's lock with `lock` and returns
+/// its guard if no invalidation raced with the fault; retries otherwise.
+///
+/// Device-private pages of `owner` are reported as they are; those of other owners are
+/// migrated to system memory by a fault, or reported not mapped by a snapshot. Errors are
+/// those of `hmm_range_fault`: `EFAULT` for an inaccessible address, `EPERM` for a write to a
+/// read-only mapping, `EBUSY` if invalidations kept racing for a second.
+pub fn fault_range<T: Invalidate, G>(
+    notifier: &Notifier<T>,
+    mm: &MmWithUser,
+    start: usize,
+    pfns: &mut [HmmPfn],
+    fault: Fault,
+    owner: usize,
+    lock: impl Fn() -> G,
+) -> Result<G> {
+    if start % PAGE_SIZE != 0 || pfns.is_empty() {
+        return Err(EINVAL);
+    }
+    let len = pfns.len().checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
+    let end = start.checked_add(len).ok_or(EINVAL)?;
+    let default_flags = match fault {
+        Fault::None => 0,
+        Fault::Read => VALID,
+        Fault::Write => VALID | WRITE,
+    };
+    let begun = Instant::<Monotonic>::now();
+    loop {
+        if begun.elapsed().as_millis() > TIMEOUT_MS {
+            return Err(EBUSY);
+        }
+        let seq = notifier.read_begin();
+        let mut range = ffi::hmm_range {
+            notifier: notifier.as_raw(),
+            notifier_seq: seq as _,
+            start: start as _,
+            end: end as _,
+            hmm_pfns: pfns.as_mut_ptr().cast(),
+            default_flags: default_flags as _,
+            pfn_flags_mask: 0,
+            dev_private_owner: owner as *mut kernel::ffi::c_void,
+        };
+        let ret = {
+            let _mmap = mm.mmap_read_lock();
+            // SAFETY: `range` describes `pfns` (an `HmmPfn` is an `unsigned long`) and the
+            // notifier's mm, whose mmap lock is held.
+            unsafe { ffi::hmm_range_fault(&mut range) }
+        };
+        if ret == EBUSY.to_errno() {
+            continue;
+        }
+        kernel::error::to_result(ret)?;
+        let guard = lock();
+        if notifier.read_retry(seq) {
+            drop(guard);
+            continue;
+        }
+        return Ok(guard);
+    }
+}
