@@ -158,9 +158,27 @@ unsafe extern "C" fn migrate_to_ram(vmf: *mut ffi::vm_fault) -> ffi::vm_fault_t 
     }
 }
 
+/// A huge device folio is being split (partial unmap, or migration into base pages): each
+/// folio split off inherits the pagemap and a reference to the zone-device data. Called once
+/// per new folio, then once with `new` null for the remaining head, which keeps its own.
+///
+/// # Safety
+///
+/// Called by the core mm only, with a folio of a region using these ops.
+unsafe extern "C" fn folio_split(orig: *mut ffi::folio, new: *mut ffi::folio) {
+    if new.is_null() {
+        return;
+    }
+    // SAFETY: `new` was just split off `orig`, a device folio of ours set up by migration.
+    unsafe {
+        ffi::svm_folio_split_inherit(orig, new);
+        crate::devmem::Zdd::attach_split(orig, new);
+    }
+}
+
 static PAGEMAP_OPS: ffi::dev_pagemap_ops = ffi::dev_pagemap_ops {
     folio_free: Some(folio_free),
     migrate_to_ram: Some(migrate_to_ram),
     memory_failure: None,
-    folio_split: None,
+    folio_split: Some(folio_split),
 };

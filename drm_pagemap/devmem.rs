@@ -347,6 +347,28 @@ impl Zdd {
         }
     }
 
+    /// Gives `new`, just split off the device folio `orig`, a reference of its own to
+    /// `orig`'s zone-device data: each folio is freed on its own from now on.
+    ///
+    /// # Safety
+    ///
+    /// `orig` is a device-private folio of a region using this module's ops whose data was
+    /// set by `attach`; `new` was split off it and its data is not set.
+    pub(crate) unsafe fn attach_split(orig: *mut ffi::folio, new: *mut ffi::folio) {
+        // SAFETY: Per the contract `orig` holds a reference from `attach`.
+        let raw = unsafe { ffi::svm_folio_zone_device_data(orig) };
+        let data = if raw.is_null() {
+            raw
+        } else {
+            // SAFETY: As above; `orig` keeps its reference while we take another.
+            let zdd: Arc<Self> =
+                unsafe { ArcBorrow::from_raw(raw.cast::<Self>().cast_const()) }.into();
+            Arc::into_raw(zdd).cast_mut().cast()
+        };
+        // SAFETY: Per the contract `new` is ours to set up.
+        unsafe { ffi::svm_folio_set_zone_device_data(new, data) };
+    }
+
     /// Gives back the reference a freed folio held.
     ///
     /// # Safety

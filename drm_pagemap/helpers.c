@@ -107,6 +107,59 @@ struct page *svm_alloc_locked_page(struct vm_area_struct *vma, unsigned long add
 }
 EXPORT_SYMBOL_GPL(svm_alloc_locked_page);
 
+/*
+ * A locked transparent huge page for migrating a device folio of the same size back: for
+ * the faulting VMA when there is one, else from any node (eviction).
+ */
+struct page *svm_alloc_locked_thp(struct vm_area_struct *vma, unsigned long addr)
+{
+	gfp_t gfp = GFP_HIGHUSER_MOVABLE | __GFP_NOWARN | __GFP_NORETRY;
+	struct folio *folio;
+
+	if (vma)
+		folio = vma_alloc_folio(gfp, HPAGE_PMD_ORDER, vma, addr & HPAGE_PMD_MASK);
+	else
+		folio = folio_alloc(gfp, HPAGE_PMD_ORDER);
+	if (!folio)
+		return NULL;
+	folio_lock(folio);
+	return folio_page(folio, 0);
+}
+EXPORT_SYMBOL_GPL(svm_alloc_locked_thp);
+
+unsigned long svm_hpage_pmd_nr(void)
+{
+	return HPAGE_PMD_NR;
+}
+EXPORT_SYMBOL_GPL(svm_hpage_pmd_nr);
+
+unsigned int svm_hpage_pmd_order(void)
+{
+	return HPAGE_PMD_ORDER;
+}
+EXPORT_SYMBOL_GPL(svm_hpage_pmd_order);
+
+/* Page @n of the folio @page belongs to. */
+struct page *svm_folio_nth_page(struct page *page, unsigned long n)
+{
+	return folio_page(page_folio(page), n);
+}
+EXPORT_SYMBOL_GPL(svm_folio_nth_page);
+
+/* What a folio split off a device folio inherits from it, besides its zone-device data. */
+void svm_folio_split_inherit(struct folio *orig, struct folio *new)
+{
+	new->pgmap = orig->pgmap;
+	new->page.mapping = orig->page.mapping;
+}
+EXPORT_SYMBOL_GPL(svm_folio_split_inherit);
+
+void svm_folio_set_zone_device_data(struct folio *folio, void *data)
+{
+	folio_set_zone_device_data(folio, data);
+}
+EXPORT_SYMBOL_GPL(svm_folio_set_zone_device_data);
+
 bool svm_vma_is_anonymous(struct vm_area_struct *vma)
 {
 	return vma_is_anonymous(vma);

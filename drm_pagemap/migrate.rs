@@ -28,10 +28,51 @@ use crate::ffi;
 pub struct MigrateDetails {
     /// For how long freshly migrated pages stay on the device against CPU faults, in ms.
     pub timeslice_ms: u32,
+    /// Use base pages only, even where a huge page could move whole.
+    pub base_pages_only: bool,
 }
 
 const MIGRATE: usize = ffi::MIGRATE_PFN_MIGRATE as usize;
 const WRITE: usize = ffi::MIGRATE_PFN_WRITE as usize;
+const COMPOUND: usize = ffi::MIGRATE_PFN_COMPOUND as usize;
+
+/// Pages in a PMD-sized (huge) folio.
+fn huge_nr() -> usize {
+    // SAFETY: Reads a constant.
+    unsafe { ffi::svm_hpage_pmd_nr() as usize }
+}
+
+/// Number of entries of a `src` array the entry `mpfn` stands for: a huge folio (or a huge
+/// hole) is one entry followed by zeroes.
+fn span(mpfn: usize) -> usize {
+    if mpfn & COMPOUND != 0 {
+        huge_nr()
+    } else {
+        1
+    }
+}
+
+/// Pages that moved, once `migrate_*_pages` ran: a huge source that moved whole into a huge
+/// destination counts all its pages.
+fn moved_pages(pfns: &PfnArrays) -> usize {
+    let mut moved = 0;
+    let mut i = 0;
+    while i < pfns.src.len() {
+        let (s, d) = (pfns.src[i], pfns.dst[i]);
+        if s & MIGRATE != 0 && d != 0 {
+            let n = if s & COMPOUND != 0 && d & COMPOUND != 0 {
+                huge_nr()
+            } else {
+                1
+            };
+            moved += n;
+            i += n;
+        } else {
+            i += 1;
+        }
+    }
+    moved
+}
 
 /// The `src`/`dst` arrays of one `migrate_vma` or `migrate_device` operation.
 struct PfnArrays {
@@ -102,12 +143,7 @@ unsafe fn run_migrate_vma<T>(
     }
     // SAFETY: `args` was set up above; `dst` holds zero or locked, filled destinations.
     unsafe { ffi::migrate_vma_pages(&mut args) };
-    let moved = pfns
-        .src
-        .iter()
-        .zip(pfns.dst.iter())
-        .filter(|(s, d)| **s & MIGRATE != 0 && **d != 0)
-        .count();
+    let moved = moved_pages(pfns);
     // SAFETY: As above; this ends the migration and unlocks every page.
     unsafe { ffi::migrate_vma_finalize(&mut args) };
     Ok((filled, moved))
@@ -166,8 +202,11 @@ pub fn migrate_to_devmem(
     // Claimed iff a `Zdd` exists: its drop is what runs the release op.
     let zdd = Zdd::new(devmem.clone()).inspect_err(|_| devmem.unclaim())?;
 
-    let flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
+    let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
         | ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+    if !details.base_pages_only {
+        flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
+    }
     // SAFETY: The VMA is valid under the mmap lock and the range lies inside it.
     let (placed, moved) = unsafe {
         run_migrate_vma(
@@ -195,6 +234,10 @@ pub fn migrate_to_devmem(
 
 /// Fills `pfns.dst` with `devmem`'s pages and copies the data there. Returns how many pages
 /// are to move; on error no destination page is set up any more (the caller abandons them).
+///
+/// A huge source (a transparent huge page, or a huge hole) moves into one huge device folio
+/// when the provider's pages for it are contiguous and aligned; otherwise into base pages, and
+/// the core splits the source.
 fn place_in_devmem(
     devmem: &Arc<Devmem>,
     zdd: &Arc<Zdd>,
@@ -204,28 +247,30 @@ fn place_in_devmem(
     file_backed: bool,
 ) -> Result<usize> {
     let region = devmem.pagemap().region();
-    if pfns.src.iter().any(|s| s & MIGRATE == 0) {
-        // All or nothing: some page could not be collected; in a file mapping, a hole.
-        return Err(if file_backed { EOPNOTSUPP } else { EBUSY });
-    }
-    if file_backed
-        && pfns.src.iter().any(|s| {
-            let page = page_of(*s);
-            // SAFETY: Collected pages are valid and referenced until finalize.
-            page.is_null() || !(is_device_private(page) || unsafe { ffi::svm_page_is_anon(page) })
-        })
-    {
-        // The file's own pages: the core would refuse to move them after the copy.
-        return Err(EOPNOTSUPP);
-    }
-    // Pages already in this pagemap stay; everything else moves.
-    let mut own = 0;
-    for s in pfns.src.iter() {
-        let page = page_of(*s);
+    let is_own = |page: *mut ffi::page| {
         // SAFETY: Collected pages are valid and referenced until finalize.
-        if is_device_private(page) && unsafe { ffi::svm_page_pgmap(page) } == region.as_raw() {
-            own += 1;
+        is_device_private(page) && unsafe { ffi::svm_page_pgmap(page) } == region.as_raw()
+    };
+    // Pages already in this pagemap stay; everything else moves, or nothing does.
+    let mut own = 0;
+    let mut i = 0;
+    while i < npages {
+        let s = pfns.src[i];
+        if s & MIGRATE == 0 {
+            // Some page could not be collected; in a file mapping, a hole.
+            return Err(if file_backed { EOPNOTSUPP } else { EBUSY });
         }
+        let page = page_of(s);
+        // SAFETY: Collected pages are valid and referenced until finalize.
+        let anon = !page.is_null() && unsafe { ffi::svm_page_is_anon(page) };
+        if file_backed && !(anon || is_device_private(page)) {
+            // The file's own pages: the core would refuse to move them after the copy.
+            return Err(EOPNOTSUPP);
+        }
+        if is_own(page) {
+            own += span(s);
+        }
+        i += span(s);
     }
     if own == npages {
         return Ok(0);
@@ -236,34 +281,64 @@ fn place_in_devmem(
         pfns.dst.iter_mut().for_each(|d| *d = 0);
         return Err(EINVAL);
     }
-    for i in 0..npages {
-        let spage = page_of(pfns.src[i]);
-        // SAFETY: As above.
-        if is_device_private(spage) && unsafe { ffi::svm_page_pgmap(spage) } == region.as_raw() {
-            pfns.dst[i] = 0;
+    let mut i = 0;
+    while i < npages {
+        let s = pfns.src[i];
+        let n = span(s);
+        let spage = page_of(s);
+        if is_own(spage) {
+            pfns.dst[i..i + n].iter_mut().for_each(|d| *d = 0);
+            i += n;
             continue;
         }
-        let pfn = pfns.dst[i];
-        // SAFETY: `pfn` is a page of the region (checked above), handed to us free by the
-        // provider's allocator.
-        let dpage = unsafe { ffi::svm_pfn_to_page(pfn) };
-        // SAFETY: A free device page of our region: initialise it (reference 1, locked) and
-        // point it at this migration's zone-device data.
-        unsafe {
-            ffi::zone_device_page_init(dpage, region.as_raw(), 0);
-            Zdd::attach(zdd, dpage);
+        let first = pfns.dst[i];
+        let huge =
+            n > 1 && first % n == 0 && (1..n).all(|k| pfns.dst.get(i + k) == Some(&(first + k)));
+        let (folios, order) = if huge {
+            // SAFETY: Reads a constant.
+            (1, unsafe { ffi::svm_hpage_pmd_order() })
+        } else {
+            (n, 0)
+        };
+        for f in 0..folios {
+            let pfn = pfns.dst[i + f];
+            // SAFETY: `pfn` is a page of the region (checked above), handed to us free by the
+            // provider's allocator, with the folio's pages after it when huge.
+            let dpage = unsafe { ffi::svm_pfn_to_page(pfn) };
+            // SAFETY: Free device pages of our region: initialise the folio (reference 1,
+            // locked) and point it at this migration's zone-device data.
+            unsafe {
+                ffi::zone_device_page_init(dpage, region.as_raw(), order);
+                Zdd::attach(zdd, dpage);
+            }
+            let pages = if huge { 0..n } else { f..f + 1 };
+            for k in pages {
+                let system = core::ptr::NonNull::new(spage).map(|p| {
+                    // SAFETY: `p` heads the collected folio the `n` entries stand for.
+                    let page = unsafe { ffi::svm_folio_nth_page(p.as_ptr(), k) };
+                    // SAFETY: A page of a valid folio is not null.
+                    SystemPage::from_raw(unsafe { core::ptr::NonNull::new_unchecked(page) })
+                });
+                // Cannot fail: reserved for `npages` entries.
+                copies.push(
+                    PageCopy {
+                        device_pfn: pfn + k - f,
+                        system,
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+            // SAFETY: Pure computation.
+            let mut mpfn = unsafe { ffi::svm_migrate_pfn(pfn) } | (s & WRITE);
+            if huge {
+                mpfn |= COMPOUND;
+            }
+            pfns.dst[i + f] = mpfn;
         }
-        // SAFETY: Pure computation.
-        pfns.dst[i] = unsafe { ffi::svm_migrate_pfn(pfn) } | (pfns.src[i] & WRITE);
-        let system = core::ptr::NonNull::new(spage).map(SystemPage::from_raw);
-        // Cannot fail: reserved for `npages` entries.
-        copies.push(
-            PageCopy {
-                device_pfn: pfn,
-                system,
-            },
-            GFP_KERNEL,
-        )?;
+        if huge {
+            pfns.dst[i + 1..i + n].iter_mut().for_each(|d| *d = 0);
+        }
+        i += n;
     }
     devmem.ops().copy_to_devmem(copies)?;
     Ok(npages - own)
@@ -282,10 +357,14 @@ unsafe fn vma_to_ram(
     owner: usize,
     fault_page: *mut ffi::page,
     dir: Direction,
+    huge: bool,
 ) -> Result<usize> {
     let npages = (end - start) / PAGE_SIZE;
     let mut pfns = PfnArrays::new(npages)?;
-    let flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+    let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+    if huge {
+        flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
+    }
     // SAFETY: Per this function's contract.
     let (copied, moved) = unsafe {
         run_migrate_vma(
@@ -296,7 +375,7 @@ unsafe fn vma_to_ram(
             flags,
             fault_page,
             &mut pfns,
-            |pfns| copy_back(pfns, vma, start, dir),
+            |pfns| copy_back(pfns, vma, start, dir, huge),
         )
     }?;
     copied?;
@@ -305,18 +384,26 @@ unsafe fn vma_to_ram(
 
 /// Allocates system pages for the collected device pages of `pfns.src` and copies the data
 /// into them, one batch per device allocation. `vma` may be null (eviction).
+///
+/// A huge device folio goes to a transparent huge page when `huge` and one can be had; else
+/// to base pages, and the core splits the device folio (which eviction, with no VMA, cannot:
+/// there it is `ENOMEM`).
 fn copy_back(
     pfns: &mut PfnArrays,
     vma: *mut ffi::vm_area_struct,
     start: usize,
     dir: Direction,
+    huge: bool,
 ) -> Result {
     let npages = pfns.src.len();
     let mut batch: KVec<PageCopy> = KVec::with_capacity(npages, GFP_KERNEL)?;
     let mut batch_owner: Option<Arc<Devmem>> = None;
-    for i in 0..npages {
-        let spage = page_of(pfns.src[i]);
-        if pfns.src[i] & MIGRATE == 0 || !is_device_private(spage) {
+    let mut i = 0;
+    while i < npages {
+        let s = pfns.src[i];
+        let spage = page_of(s);
+        if s & MIGRATE == 0 || !is_device_private(spage) {
+            i += 1;
             continue;
         }
         // SAFETY: A collected device page of a region with our ops, kept alive by the
@@ -330,24 +417,53 @@ fn copy_back(
             }
         }
         batch_owner = Some(devmem);
+        let n = span(s);
         let addr = if vma.is_null() {
             0
         } else {
             start + i * PAGE_SIZE
         };
-        // SAFETY: `vma` is null or valid under the caller's lock, with `addr` inside it.
-        let dpage = unsafe { ffi::svm_alloc_locked_page(vma, addr) };
-        let system = core::ptr::NonNull::new(dpage).ok_or(ENOMEM)?;
-        // SAFETY: Pure computation.
-        pfns.dst[i] = unsafe { ffi::svm_migrate_pfn(ffi::svm_page_to_pfn(dpage)) };
-        batch.push(
-            PageCopy {
-                // SAFETY: `spage` is valid.
-                device_pfn: unsafe { ffi::svm_page_to_pfn(spage) },
-                system: Some(SystemPage::from_raw(system)),
-            },
-            GFP_KERNEL,
-        )?;
+        // SAFETY: `spage` is valid; the `n` pages of its folio follow it.
+        let device_pfn = unsafe { ffi::svm_page_to_pfn(spage) };
+        let thp = if n > 1 && huge {
+            // SAFETY: `vma` is null or valid under the caller's lock, with `addr` inside it.
+            unsafe { ffi::svm_alloc_locked_thp(vma, addr) }
+        } else {
+            null_mut()
+        };
+        if n > 1 && thp.is_null() && vma.is_null() {
+            return Err(ENOMEM);
+        }
+        for k in 0..n {
+            let dpage = if thp.is_null() {
+                // SAFETY: As above.
+                let page = unsafe { ffi::svm_alloc_locked_page(vma, addr + k * PAGE_SIZE) };
+                if page.is_null() {
+                    return Err(ENOMEM);
+                }
+                // SAFETY: Pure computation.
+                pfns.dst[i + k] = unsafe { ffi::svm_migrate_pfn(ffi::svm_page_to_pfn(page)) };
+                page
+            } else {
+                // SAFETY: `thp` heads a folio of `n` pages.
+                unsafe { ffi::svm_folio_nth_page(thp, k) }
+            };
+            batch.push(
+                PageCopy {
+                    device_pfn: device_pfn + k,
+                    // SAFETY: Checked or derived from a valid folio above.
+                    system: Some(SystemPage::from_raw(unsafe {
+                        core::ptr::NonNull::new_unchecked(dpage)
+                    })),
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        if !thp.is_null() {
+            // SAFETY: Pure computation.
+            pfns.dst[i] = unsafe { ffi::svm_migrate_pfn(ffi::svm_page_to_pfn(thp)) } | COMPOUND;
+        }
+        i += n;
     }
     if let Some(owner) = batch_owner {
         if !batch.is_empty() {
@@ -360,11 +476,15 @@ fn copy_back(
 
 /// Moves whatever of `[start, end)` of the address space locked by `mmap` lives in device
 /// memory with the private owner `owner` back to system memory. Returns the pages moved.
+///
+/// Huge device folios come back as transparent huge pages where the VMA allows, unless
+/// `base_pages_only`.
 pub fn migrate_to_ram(
     mmap: &MmapReadGuard<'_>,
     start: usize,
     end: usize,
     owner: usize,
+    base_pages_only: bool,
 ) -> Result<usize> {
     if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
         return Err(EINVAL);
@@ -383,6 +503,7 @@ pub fn migrate_to_ram(
                 owner,
                 null_mut(),
                 Direction::ToRam,
+                !base_pages_only,
             )
         }?;
         addr = stop;
@@ -421,12 +542,22 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result {
     if address < start || address >= end {
         (start, end) = (address, address + PAGE_SIZE);
     }
+    // A PMD-mapped folio moves whole: cover its aligned range.
+    // SAFETY: Per the contract.
+    let huge = unsafe { (*vmf).pte }.is_null();
+    if huge {
+        let size = huge_nr() * PAGE_SIZE;
+        let base = address & !(size - 1);
+        (start, end) = (start.min(base), end.max(base + size));
+    }
     let start = start.max(vm_start);
     let end = end.min(vm_end);
     // SAFETY: `page`'s pagemap is ours, with a valid owner.
     let owner = unsafe { (*ffi::svm_page_pgmap(page)).owner } as usize;
+    // A page mapped by a PTE may belong to a huge folio that is not fully split yet: move
+    // base pages then, as the folio order cannot be relied on (the C test_hmm does the same).
     // SAFETY: The caller holds the lock `vma` needs; `page` is the locked faulting page.
-    unsafe { vma_to_ram(vma, start, end, owner, page, Direction::CpuFault) }?;
+    unsafe { vma_to_ram(vma, start, end, owner, page, Direction::CpuFault, huge) }?;
     devmem
         .stats()
         .cpu_faults
@@ -466,7 +597,7 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
         devmem.ops().populate_devmem_pfn(&mut pfns.src)?;
         // SAFETY: `src` holds `npages` pfns of the allocation's device pages.
         to_result(unsafe { ffi::migrate_device_pfns(pfns.src.as_mut_ptr(), npages) })?;
-        let copied = copy_back(&mut pfns, null_mut(), 0, Direction::Eviction);
+        let copied = copy_back(&mut pfns, null_mut(), 0, Direction::Eviction, true);
         if copied.is_err() {
             pfns.abandon_dst();
         }

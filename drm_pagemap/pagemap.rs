@@ -29,6 +29,7 @@ use kernel::workqueue::Work;
 use kernel::workqueue::WorkItem;
 
 use crate::device_private::DevicePrivateRegion;
+use crate::migrate::MigrateDetails;
 use crate::module_ref::ModuleRef;
 use crate::workqueue::OwnedQueue;
 
@@ -44,9 +45,9 @@ pub trait PagemapOps: Send + Sync {
     /// fails), so this is where a provider unlinks it from its lookup structures.
     fn destroy(&self, _pagemap: &Pagemap) {}
 
-    /// Moves `[start, end)` of `mm`, locked by `mmap`, into this pagemap's memory,
-    /// keeping it there for at least `timeslice_ms` against CPU faults. Best effort: on
-    /// success the data may still be (partly) elsewhere later.
+    /// Moves `[start, end)` of `mm`, locked by `mmap`, into this pagemap's memory as
+    /// `details` say (keeping it there for at least `details.timeslice_ms` against CPU
+    /// faults). Best effort: on success the data may still be (partly) elsewhere later.
     fn populate_mm(
         &self,
         _pagemap: &Pagemap,
@@ -54,7 +55,7 @@ pub trait PagemapOps: Send + Sync {
         _mmap: &MmapReadGuard<'_>,
         _start: usize,
         _end: usize,
-        _timeslice_ms: u32,
+        _details: &MigrateDetails,
     ) -> Result {
         Err(EOPNOTSUPP)
     }
@@ -68,13 +69,13 @@ pub fn populate_mm(
     mm: &Mm,
     start: usize,
     end: usize,
-    timeslice_ms: u32,
+    details: &MigrateDetails,
 ) -> Result {
     let user = mm.mmget_not_zero().ok_or(EFAULT)?;
     let mmap = user.mmap_read_lock();
     pagemap
         .ops()
-        .populate_mm(pagemap, mm, &mmap, start, end, timeslice_ms)
+        .populate_mm(pagemap, mm, &mmap, start, end, details)
 }
 
 /// A refcounted handle to a device memory region.

@@ -20,9 +20,9 @@ pub const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 /// with `EBUSY` (the C `HMM_RANGE_DEFAULT_TIMEOUT`).
 const TIMEOUT_MS: i64 = 1000;
 
-const VALID: usize = ffi::hmm_pfn_flags_HMM_PFN_VALID as usize;
-const WRITE: usize = ffi::hmm_pfn_flags_HMM_PFN_WRITE as usize;
-const ERROR: usize = ffi::hmm_pfn_flags_HMM_PFN_ERROR as usize;
+const VALID: usize = ffi::hmm_pfn_flags_HMM_PFN_VALID;
+const WRITE: usize = ffi::hmm_pfn_flags_HMM_PFN_WRITE;
+const ERROR: usize = ffi::hmm_pfn_flags_HMM_PFN_ERROR;
 
 /// What a range fault does with pages the CPU does not map (well enough).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,25 +64,25 @@ impl HmmPfn {
     /// The page frame number; meaningful if valid.
     pub fn pfn(self) -> usize {
         // SAFETY: Pure computation.
-        unsafe { ffi::svm_hmm_pfn_to_pfn(self.0 as _) as usize }
+        unsafe { ffi::svm_hmm_pfn_to_pfn(self.0) }
     }
 
     /// Order of the CPU mapping: 0 for a PTE, 9 for a 2 MiB PMD on x86.
     pub fn map_order(self) -> u32 {
         // SAFETY: Pure computation.
-        unsafe { ffi::svm_hmm_pfn_to_map_order(self.0 as _) }
+        unsafe { ffi::svm_hmm_pfn_to_map_order(self.0) }
     }
 
     /// Whether the page is the shared zero page.
     pub fn is_zero_page(self) -> bool {
         // SAFETY: Pure computation.
-        self.is_valid() && unsafe { ffi::svm_pfn_is_zero(self.pfn() as _) }
+        self.is_valid() && unsafe { ffi::svm_pfn_is_zero(self.pfn()) }
     }
 
     /// Whether the page is device-private memory (of the fault's owner).
     pub fn is_device_private(self) -> bool {
         // SAFETY: A valid HMM pfn names a page with a `struct page`.
-        self.is_valid() && unsafe { ffi::svm_pfn_is_device_private(self.pfn() as _) }
+        self.is_valid() && unsafe { ffi::svm_pfn_is_device_private(self.pfn()) }
     }
 
     /// The `struct page` of a valid pfn. Only usable while the notifier's sequence is
@@ -92,7 +92,7 @@ impl HmmPfn {
             return None;
         }
         // SAFETY: A valid HMM pfn names a page with a `struct page`.
-        core::ptr::NonNull::new(unsafe { ffi::svm_pfn_page(self.pfn() as _) }.cast())
+        core::ptr::NonNull::new(unsafe { ffi::svm_pfn_page(self.pfn()) }.cast())
     }
 }
 
@@ -131,11 +131,11 @@ pub fn fault_range<T: Invalidate, G>(
         let seq = notifier.read_begin();
         let mut range = ffi::hmm_range {
             notifier: notifier.as_raw(),
-            notifier_seq: seq as _,
-            start: start as _,
-            end: end as _,
+            notifier_seq: seq,
+            start,
+            end,
             hmm_pfns: pfns.as_mut_ptr().cast(),
-            default_flags: default_flags as _,
+            default_flags,
             pfn_flags_mask: 0,
             dev_private_owner: owner as *mut kernel::ffi::c_void,
         };

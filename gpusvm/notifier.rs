@@ -31,12 +31,12 @@ pub struct Invalidation<'a> {
 impl Invalidation<'_> {
     /// First byte of the range whose CPU mappings change.
     pub fn start(&self) -> usize {
-        self.raw.start as usize
+        self.raw.start
     }
 
     /// End (exclusive) of the range.
     pub fn end(&self) -> usize {
-        self.raw.end as usize
+        self.raw.end
     }
 
     /// Why it changes.
@@ -121,8 +121,8 @@ impl<T: Invalidate> Notifier<T> {
                     ffi::mmu_interval_notifier_insert(
                         slot,
                         mm.as_raw(),
-                        start as _,
-                        length as _,
+                        start,
+                        length,
                         &Self::OPS,
                     )
                 })
@@ -158,16 +158,21 @@ impl<T: Invalidate> Notifier<T> {
     /// that lock is dropped.
     pub fn read_retry(&self, seq: usize) -> bool {
         // SAFETY: The notifier is inserted (type invariant).
-        unsafe { ffi::svm_mmu_interval_read_retry(self.raw.get(), seq as _) }
+        unsafe { ffi::svm_mmu_interval_read_retry(self.raw.get(), seq) }
     }
 
     /// Records the sequence of the invalidation in progress; only from
     /// [`Invalidate::invalidate`], under the owner's lock.
     pub fn set_seq(&self, cur_seq: usize) {
         // SAFETY: The notifier is inserted (type invariant).
-        unsafe { ffi::svm_mmu_interval_set_seq(self.raw.get(), cur_seq as _) }
+        unsafe { ffi::svm_mmu_interval_set_seq(self.raw.get(), cur_seq) }
     }
 
+    /// The C callback of `OPS`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core mm only, for a notifier inserted with `OPS`, with a valid range.
     unsafe extern "C" fn invalidate_callback(
         mni: *mut ffi::mmu_interval_notifier,
         range: *const ffi::mmu_notifier_range,
@@ -177,8 +182,8 @@ impl<T: Invalidate> Notifier<T> {
         // with `Self::OPS`, and they are removed before they are freed.
         let this = unsafe { &*kernel::container_of!(Opaque::cast_from(mni), Self, raw) };
         // SAFETY: The core passes a valid range for the duration of the callback.
-        let range = Invalidation { raw: unsafe { &*range } };
-        T::invalidate(this, &range, cur_seq as usize)
+        let raw = unsafe { &*range };
+        T::invalidate(this, &Invalidation { raw }, cur_seq)
     }
 }
 
@@ -189,4 +194,3 @@ impl<T: Invalidate> PinnedDrop for Notifier<T> {
         unsafe { ffi::mmu_interval_notifier_remove(self.raw.get()) };
     }
 }
-

@@ -95,10 +95,13 @@ enum drm_vgpu_migrate_target {
  * @flags: Must be 0 (EINVAL otherwise).
  * @pad: Must be 0 (EINVAL otherwise).
  *
- * To the device, the range must lie in one private anonymous mapping: ENOENT if @start is not
- * mapped, EINVAL if the range runs past the end of its mapping, EOPNOTSUPP for shared or
- * file-backed mappings, ENOMEM if the device memory cannot hold it, EBUSY if not every page
- * could be collected, EIO if the copy engine failed (the data then stays in system memory).
+ * To the device, the range must lie in one private mapping of anonymous memory: ENOENT if
+ * @start is not mapped, EINVAL if the range runs past the end of its mapping, EOPNOTSUPP for
+ * shared mappings and for private file mappings where some page is still the file's own (not
+ * yet written, so not the process's private copy), ENOMEM if the device memory cannot hold
+ * it, EBUSY if not every page could be collected, EIO if the copy engine failed (the data then
+ * stays in system memory). Transparent huge pages move whole, as 2 MiB device pages, where the
+ * range covers them and the device memory has a free aligned 2 MiB block.
  * To system memory the range may span several mappings (ENOENT for a hole).
  */
 struct drm_vgpu_migrate {

@@ -13,6 +13,7 @@ use core::pin::Pin;
 
 use drm_pagemap::devmem::PAGE_SIZE;
 use drm_pagemap::migrate;
+use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
 use gpusvm::hmm::fault_range;
 use gpusvm::hmm::Fault;
@@ -41,6 +42,7 @@ use kernel::uaccess::UserSlice;
 
 use crate::driver::VgpuDevice;
 use crate::uapi::hmm_dmirror_cmd;
+use crate::uapi::HMM_DMIRROR_FLAG_FAIL_ALLOC;
 use crate::vram;
 
 /// Device node names, one per GPU.
@@ -277,7 +279,6 @@ impl Mirror {
 
     /// One range fault of `n` pages from `addr`; with `record`, records every valid page in
     /// the page table. Calls `each(index, entry)` for every page under the table's lock.
-    #[expect(clippy::too_many_arguments)]
     fn fault_batch(
         &self,
         mm: &MmWithUser,
@@ -294,9 +295,15 @@ impl Mirror {
             nodes.push(RBTreeNodeReservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
         }
         let table = self.notifier.data();
-        let mut pt = fault_range(&self.notifier, mm, addr, &mut pfns, fault, self.owner(), || {
-            table.pt.lock()
-        })?;
+        let mut pt = fault_range(
+            &self.notifier,
+            mm,
+            addr,
+            &mut pfns,
+            fault,
+            self.owner(),
+            || table.pt.lock(),
+        )?;
         for (i, entry) in pfns.iter().enumerate() {
             if entry.is_valid() {
                 if let Some(node) = nodes.pop() {
@@ -408,9 +415,10 @@ impl Mirror {
         cmd: &mut hmm_dmirror_cmd,
     ) -> Result {
         let mm = self.mm().map_err(|_| EINVAL)?;
-        // `HMM_DMIRROR_FLAG_FAIL_ALLOC` forces the fallback from huge device pages for one
-        // migration; order 0 is all this migration uses yet, so the flag is only consumed.
-        self.flags.store(0, Relaxed);
+        let details = MigrateDetails {
+            timeslice_ms: 0,
+            base_pages_only: self.take_fail_alloc(),
+        };
         {
             let mmap = mm.mmap_read_lock();
             let mut addr = start;
@@ -421,7 +429,7 @@ impl Mirror {
                 }
                 let next = end.min(vma.end());
                 let ops = self.pagemap.ops();
-                match ops.populate_mm(&self.pagemap, &mm, &mmap, addr, next, 0) {
+                match ops.populate_mm(&self.pagemap, &mm, &mmap, addr, next, &details) {
                     Ok(()) => {}
                     Err(e) if e == EBUSY || e == EOPNOTSUPP || e == ENOMEM => {}
                     Err(e) => return Err(e),
@@ -452,9 +460,16 @@ impl Mirror {
             .write_slice(&bounce)
     }
 
+    /// `HMM_DMIRROR_FLAG_FAIL_ALLOC`: the next migration fails to allocate huge pages and
+    /// falls back to base pages. Clears it.
+    fn take_fail_alloc(&self) -> bool {
+        self.flags.xchg(0, Relaxed) & u64::from(HMM_DMIRROR_FLAG_FAIL_ALLOC) != 0
+    }
+
     /// Migrates this GPU's pages of `[start, end)` back to system memory.
     fn migrate_to_system(&self, start: usize, end: usize, cmd: &mut hmm_dmirror_cmd) -> Result {
         let mm = self.mm().map_err(|_| EINVAL)?;
+        let base_pages_only = self.take_fail_alloc();
         let mmap = mm.mmap_read_lock();
         let mut addr = start;
         while addr < end {
@@ -463,7 +478,8 @@ impl Mirror {
                 return Err(EINVAL);
             }
             let next = end.min(vma.end());
-            cmd.cpages += migrate::migrate_to_ram(&mmap, addr, next, self.owner())? as u64;
+            cmd.cpages +=
+                migrate::migrate_to_ram(&mmap, addr, next, self.owner(), base_pages_only)? as u64;
             addr = next;
         }
         Ok(())

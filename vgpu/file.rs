@@ -3,6 +3,7 @@
 //! Per-open state and ioctl handlers.
 
 use drm_pagemap::migrate;
+use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::pagemap;
 use drm_pagemap::pagemap::Pagemap;
 use kernel::drm;
@@ -85,11 +86,15 @@ impl VgpuFile {
         let mm = task.mm().ok_or(EFAULT)?;
         match req.target {
             uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_DEVICE => {
-                pagemap::populate_mm(&file.inner().pagemap, mm, start, end, req.timeslice_ms)?
+                let details = MigrateDetails {
+                    timeslice_ms: req.timeslice_ms,
+                    base_pages_only: false,
+                };
+                pagemap::populate_mm(&file.inner().pagemap, mm, start, end, &details)?
             }
             uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_SYSTEM => {
                 let mmap = mm.mmap_read_lock();
-                migrate::migrate_to_ram(&mmap, start, end, dev.vram.owner())?;
+                migrate::migrate_to_ram(&mmap, start, end, dev.vram.owner(), false)?;
             }
             _ => return Err(EINVAL),
         }

@@ -25,6 +25,7 @@ use kernel::mm::Mm;
 use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::ptr::Alignment;
+use kernel::sizes::SZ_2M;
 use kernel::sizes::SZ_4K;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Atomic;
@@ -142,13 +143,17 @@ impl Vram {
     /// The GPU reading its own memory: copies device page `pfn` into `dst`.
     pub(crate) fn read_device_page(&self, pfn: usize, dst: &mut [u8; PAGE_SIZE]) -> Result {
         let pages = self.engine.vram();
-        pages.backing.read_page(pfn.checked_sub(pages.pfn_first).ok_or(EINVAL)?, dst)
+        pages
+            .backing
+            .read_page(pfn.checked_sub(pages.pfn_first).ok_or(EINVAL)?, dst)
     }
 
     /// The GPU writing its own memory: overwrites device page `pfn` with `src`.
     pub(crate) fn write_device_page(&self, pfn: usize, src: &[u8; PAGE_SIZE]) -> Result {
         let pages = self.engine.vram();
-        pages.backing.write_page(pfn.checked_sub(pages.pfn_first).ok_or(EINVAL)?, Some(src))
+        pages
+            .backing
+            .write_page(pfn.checked_sub(pages.pfn_first).ok_or(EINVAL)?, Some(src))
     }
 
     /// Moves the data of every allocation back to system memory. Returns how many
@@ -208,7 +213,7 @@ impl PagemapOps for VramPagemap {
         mmap: &MmapReadGuard<'_>,
         start: usize,
         end: usize,
-        timeslice_ms: u32,
+        details: &MigrateDetails,
     ) -> Result {
         if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
             return Err(EINVAL);
@@ -221,15 +226,25 @@ impl PagemapOps for VramPagemap {
         if inject(&vram.fail_allocs) {
             return Err(ENOMEM);
         }
-        let blocks = KBox::pin_init(
-            vram.allocator.alloc_blocks(
-                GpuBuddyAllocMode::Simple,
-                size,
-                Alignment::new::<VRAM_PAGE_SIZE>(),
-                GpuBuddyAllocFlags::default(),
-            ),
-            GFP_KERNEL,
-        )
+        // 2 MiB blocks for a 2 MiB-aligned range, so that huge pages can move whole; 4 KiB
+        // blocks otherwise, or when no 2 MiB block is free.
+        let huge = !details.base_pages_only && start % SZ_2M == 0 && end % SZ_2M == 0;
+        let alloc = |block: Alignment| {
+            KBox::pin_init(
+                vram.allocator.alloc_blocks(
+                    GpuBuddyAllocMode::Simple,
+                    size,
+                    block,
+                    GpuBuddyAllocFlags::default(),
+                ),
+                GFP_KERNEL,
+            )
+        };
+        let blocks = match huge {
+            true => alloc(Alignment::new::<SZ_2M>())
+                .or_else(|_| alloc(Alignment::new::<VRAM_PAGE_SIZE>())),
+            false => alloc(Alignment::new::<VRAM_PAGE_SIZE>()),
+        }
         .map_err(|_| ENOMEM)?;
         let id = vram.next_id.fetch_add(1, Relaxed);
         let devmem = Devmem::new(
@@ -247,7 +262,7 @@ impl PagemapOps for VramPagemap {
         // as soon as the pages are placed, always finds its entry.
         let mut list = vram.allocations.lock();
         list.push((id, devmem.clone()), GFP_KERNEL)?;
-        let result = migrate_to_devmem(&devmem, mmap, start, end, &MigrateDetails { timeslice_ms });
+        let result = migrate_to_devmem(&devmem, mmap, start, end, details);
         if !devmem.is_claimed() {
             // No page was placed: the release op will never run.
             list.retain(|(i, _)| *i != id);
