@@ -21,13 +21,14 @@ def recorded(name):
 GOOD = recorded("good.log")
 # The suites a run must report are the project's list (tests/expected); the recorded log is
 # re-recorded when that list grows.
-with open(os.path.join(RUNNER_DIR, "..", "expected")) as f:
-    GOOD_EXPECTED = [l.split("#")[0].strip() for l in f if l.split("#")[0].strip()]
+GOOD_EXPECTED = results.read_list(os.path.join(RUNNER_DIR, "..", "expected"))
+KNOWN = results.read_list(os.path.join(RUNNER_DIR, "..", "known-failures"))
+CONFORMANCE = [("hmm-tests/test_hmm", "hmm-tests/vgpu")]
 
 
 class RecordedGoodRun(unittest.TestCase):
     def test_passes(self):
-        r = results.analyse(GOOD, GOOD_EXPECTED)
+        r = results.analyse(GOOD, GOOD_EXPECTED, KNOWN, CONFORMANCE)
         self.assertEqual(r.problems, [])
         self.assertEqual(r.case_failures, [])
         self.assertGreaterEqual(r.passed, 10)
@@ -117,9 +118,36 @@ class BrokenRuns(unittest.TestCase):
         self.assert_fails_with(text, "TIMEOUT")
         self.assert_fails_with(text, "module_lifecycle did not run")
 
+    def test_known_failure_is_not_a_failure(self):
+        r = results.analyse(GOOD, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+        self.assertEqual(r.failed, 0)
+        self.assertEqual(len(r.known_failures), len(KNOWN))
+        self.assertEqual(r.outcomes["hmm-tests/vgpu"]["hmm.hmm_device_private.exclusive"], "known")
+
+    def test_known_failure_unlisted_fails(self):
+        # Without the list, the same log fails on those cases and on the conformance check.
+        self.assert_fails_with(GOOD, "hmm-tests/vgpu: hmm.hmm_device_private.exclusive")
+        r = results.analyse(GOOD, GOOD_EXPECTED, (), CONFORMANCE)
+        self.assertTrue(any(p.startswith("CONFORMANCE: hmm.hmm_device_private.exclusive ")
+                            for p in r.problems), r.problems)
+
+    def test_known_failure_that_passes(self):
+        r = results.analyse(GOOD, GOOD_EXPECTED, KNOWN + ["hmm-tests/vgpu: hmm.hmm_device_private.migrate"])
+        self.assertTrue(any("XPASS" in p and "migrate" in p for p in r.problems), r.problems)
+
+    def test_conformance_regression(self):
+        # A case passing against test_hmm but skipped against ours fails the run.
+        block = GOOD[GOOD.index("SVM-TEST-BEGIN hmm-tests/vgpu"):]
+        line = re.search(r"^ok (\d+) hmm\.hmm_device_private\.migrate_fault$", block, re.M).group(0)
+        text = GOOD.replace(block, block.replace(line, line + " # SKIP no", 1), 1)
+        self.assertTrue(text != GOOD)
+        r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+        self.assertTrue(any(p.startswith("CONFORMANCE: hmm.hmm_device_private.migrate_fault")
+                            for p in r.problems), r.problems)
+
     def test_summary_line_counts_problems(self):
         text = GOOD.replace("SVM-RUN-END", "", 1)
-        r = results.analyse(text, GOOD_EXPECTED)
+        r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
         self.assertEqual(r.failed + len(r.problems), 1)
 
 
