@@ -48,6 +48,7 @@ else
 	load_stack
 	t vgpu_basic /tests/vgpu_basic
 	t vgpu_migrate /tests/vgpu_migrate
+	t vgpu_vm /tests/vgpu_vm
 	t module_lifecycle sh /tests/module_lifecycle.sh
 
 	# The kernel's own HMM selftest, unmodified, against our stack (vgpu's dmirror nodes),

@@ -12,86 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <drm/drm.h>
-#include "vgpu_drm.h"
 #include "igt.h"
-
-#define PAGE 4096UL
-#define MIB (1UL << 20)
-
-static int fd = -1;	/* vgpu0 */
-static int fd1 = -1;	/* vgpu1, if there is one */
-
-static void open_nodes(void)
-{
-	for (int minor = 128; minor < 192; minor++) {
-		char path[64], name[32] = { 0 };
-		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
-		struct drm_vgpu_query_device d;
-		struct drm_vgpu_query q = {
-			.query = DRM_VGPU_QUERY_DEVICE, .size = sizeof(d), .data = (uintptr_t)&d,
-		};
-		int f;
-
-		snprintf(path, sizeof(path), "/dev/dri/renderD%d", minor);
-		f = open(path, O_RDWR | O_CLOEXEC);
-		if (f < 0)
-			continue;
-		if (ioctl(f, DRM_IOCTL_VERSION, &v) || strcmp(name, "vgpu") ||
-		    ioctl(f, DRM_IOCTL_VGPU_QUERY, &q)) {
-			close(f);
-			continue;
-		}
-		if (d.index == 0)
-			fd = f;
-		else if (d.index == 1)
-			fd1 = f;
-		else
-			close(f);
-	}
-}
-
-static int migrate(int f, void *p, size_t size, uint32_t target)
-{
-	struct drm_vgpu_migrate m = {
-		.start = (uintptr_t)p, .size = size, .target = target,
-	};
-
-	return ioctl(f, DRM_IOCTL_VGPU_MIGRATE, &m);
-}
-
-static struct drm_vgpu_stats stats(int f)
-{
-	struct drm_vgpu_stats s = { 0 };
-
-	if (ioctl(f, DRM_IOCTL_VGPU_STATS, &s))
-		memset(&s, 0xff, sizeof(s));
-	return s;
-}
-
-static uint64_t vram_free(int f)
-{
-	struct drm_vgpu_query_device d;
-	struct drm_vgpu_query q = {
-		.query = DRM_VGPU_QUERY_DEVICE, .size = sizeof(d), .data = (uintptr_t)&d,
-	};
-
-	if (ioctl(f, DRM_IOCTL_VGPU_QUERY, &q))
-		return ~0ull;
-	return d.vram_free;
-}
-
-static uint64_t vram_size(int f)
-{
-	struct drm_vgpu_query_device d;
-	struct drm_vgpu_query q = {
-		.query = DRM_VGPU_QUERY_DEVICE, .size = sizeof(d), .data = (uintptr_t)&d,
-	};
-
-	if (ioctl(f, DRM_IOCTL_VGPU_QUERY, &q))
-		return 0;
-	return d.vram_size;
-}
+#include "vgpu_util.h"
 
 /* Device memory is given back from a work item after the last page goes: wait for it. */
 static int wait_vram_free(int f, uint64_t want)
@@ -111,42 +33,6 @@ static int inject(int f, uint32_t allocs, uint32_t copies)
 	return ioctl(f, DRM_IOCTL_VGPU_INJECT, &in);
 }
 
-static void *map_anon(size_t size)
-{
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
-/* A pattern that differs per byte and per seed, so a page copied to the wrong place shows. */
-static uint8_t pattern(size_t i, unsigned int seed)
-{
-	return (uint8_t)((i * 2654435761u) >> 13) ^ (uint8_t)(i / PAGE) ^ (uint8_t)seed;
-}
-
-static void fill(uint8_t *p, size_t size, unsigned int seed)
-{
-	for (size_t i = 0; i < size; i++)
-		p[i] = pattern(i, seed);
-}
-
-/* Index of the first wrong byte, or -1. */
-static long check(const uint8_t *p, size_t size, unsigned int seed)
-{
-	for (size_t i = 0; i < size; i++)
-		if (p[i] != pattern(i, seed))
-			return (long)i;
-	return -1;
-}
-
-/* Index of the first non-zero byte, or -1. */
-static long check_zero(const uint8_t *p, size_t size)
-{
-	for (size_t i = 0; i < size; i++)
-		if (p[i])
-			return (long)i;
-	return -1;
-}
 
 #define NEED_GPU() do { if (fd < 0) igt_skip("no vgpu0"); } while (0)
 

@@ -21,6 +21,9 @@ extern "C" {
 #define DRM_VGPU_STATS 0x02
 #define DRM_VGPU_INJECT 0x03
 #define DRM_VGPU_EVICT 0x04
+#define DRM_VGPU_VM_CREATE 0x05
+#define DRM_VGPU_VM_DESTROY 0x06
+#define DRM_VGPU_VM_ACCESS 0x07
 
 /**
  * enum drm_vgpu_query_kind - What &drm_vgpu_query.query asks for.
@@ -162,6 +165,75 @@ struct drm_vgpu_evict {
 	__u32 evicted;
 };
 
+/**
+ * struct drm_vgpu_vm_create - Argument of %DRM_IOCTL_VGPU_VM_CREATE: creates a GPU VM, this
+ * GPU's view of the calling process's address space (shared virtual memory: GPU addresses are
+ * the process's addresses).
+ *
+ * @flags: Must be 0 (EINVAL otherwise).
+ * @vm_id: Out: the VM's id, valid on this file until %DRM_IOCTL_VGPU_VM_DESTROY or close.
+ *
+ * ENOSPC if the file already has %DRM_VGPU_MAX_VMS VMs; EINVAL from a process with no
+ * address space (a kernel thread).
+ */
+struct drm_vgpu_vm_create {
+	__u32 flags;
+	__u32 vm_id;
+};
+
+/** DRM_VGPU_MAX_VMS - How many VMs one open file may hold. */
+#define DRM_VGPU_MAX_VMS 64
+
+/**
+ * struct drm_vgpu_vm_destroy - Argument of %DRM_IOCTL_VGPU_VM_DESTROY.
+ *
+ * @vm_id: The VM to destroy (ENOENT if this file has no such VM). Accesses running on it
+ *         finish first.
+ * @pad: Must be 0 (EINVAL otherwise).
+ */
+struct drm_vgpu_vm_destroy {
+	__u32 vm_id;
+	__u32 pad;
+};
+
+/**
+ * enum drm_vgpu_vm_access_op - What &drm_vgpu_vm_access.op does.
+ *
+ * @DRM_VGPU_VM_READ: The GPU reads the range into the buffer at @data.
+ * @DRM_VGPU_VM_WRITE: The GPU writes the buffer at @data over the range.
+ */
+enum drm_vgpu_vm_access_op {
+	DRM_VGPU_VM_READ = 0,
+	DRM_VGPU_VM_WRITE = 1,
+};
+
+/**
+ * struct drm_vgpu_vm_access - Argument of %DRM_IOCTL_VGPU_VM_ACCESS: the GPU reads or writes
+ * a range of the VM's address space, as a shader would, through its page table.
+ *
+ * @vm_id: The VM (ENOENT if this file has no such VM).
+ * @op: One of &enum drm_vgpu_vm_access_op (EINVAL otherwise).
+ * @start: First address, page aligned (EINVAL otherwise).
+ * @size: Bytes, page aligned and non-zero (EINVAL otherwise).
+ * @data: Address of a @size-byte buffer of the calling process, the source or destination.
+ * @faults: Out: GPU page faults taken: 0 when the page table already mapped the whole range.
+ *
+ * Pages in this GPU's memory are accessed there, without moving; all others in system memory
+ * (another GPU's pages are first migrated back, as a CPU fault would). The GPU page table
+ * follows every change of the CPU's (unmap, protection, migration, copy-on-write), so an
+ * access never sees stale data. Errors as a CPU access would raise them: EFAULT for an
+ * unmapped or inaccessible address, EPERM for a write to a read-only mapping; ENOMEM if the
+ * kernel cannot hold a bounce buffer of @size bytes.
+ */
+struct drm_vgpu_vm_access {
+	__u32 vm_id;
+	__u32 op;
+	__u64 start;
+	__u64 size;
+	__u64 data;
+	__u64 faults;
+};
+
 #define DRM_IOCTL_VGPU_QUERY \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_QUERY, struct drm_vgpu_query)
 #define DRM_IOCTL_VGPU_MIGRATE \
@@ -172,6 +244,12 @@ struct drm_vgpu_evict {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_INJECT, struct drm_vgpu_inject)
 #define DRM_IOCTL_VGPU_EVICT \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_EVICT, struct drm_vgpu_evict)
+#define DRM_IOCTL_VGPU_VM_CREATE \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_VM_CREATE, struct drm_vgpu_vm_create)
+#define DRM_IOCTL_VGPU_VM_DESTROY \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_VM_DESTROY, struct drm_vgpu_vm_destroy)
+#define DRM_IOCTL_VGPU_VM_ACCESS \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_VM_ACCESS, struct drm_vgpu_vm_access)
 
 #if defined(__cplusplus)
 }

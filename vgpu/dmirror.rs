@@ -15,12 +15,8 @@ use drm_pagemap::devmem::PAGE_SIZE;
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
-use gpusvm::hmm::fault_range;
 use gpusvm::hmm::Fault;
 use gpusvm::hmm::HmmPfn;
-use gpusvm::notifier::Invalidate;
-use gpusvm::notifier::Invalidation;
-use gpusvm::notifier::Notifier;
 use kernel::fs::File;
 use kernel::ioctl::_IOWR;
 use kernel::miscdevice::MiscDevice;
@@ -28,21 +24,20 @@ use kernel::miscdevice::MiscDeviceOptions;
 use kernel::miscdevice::MiscDeviceRegistration;
 use kernel::mm::virt::VmaNew;
 use kernel::mm::MmWithUser;
-use kernel::page::BorrowedPage;
 use kernel::page::Page;
 use kernel::prelude::*;
-use kernel::rbtree::RBTree;
-use kernel::rbtree::RBTreeNodeReservation;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Relaxed;
-use kernel::sync::Mutex;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::driver::VgpuDevice;
 use crate::uapi::hmm_dmirror_cmd;
 use crate::uapi::HMM_DMIRROR_FLAG_FAIL_ALLOC;
+use crate::vm::Access;
+use crate::vm::GpuVm;
+use crate::vm::FAULT_BATCH;
 use crate::vram;
 
 /// Device node names, one per GPU.
@@ -83,9 +78,6 @@ const PROT_ZERO: u8 = crate::uapi::HMM_DMIRROR_PROT_ZERO as u8;
 const PROT_LOCAL: u8 = crate::uapi::HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL as u8;
 const PROT_REMOTE: u8 = crate::uapi::HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE as u8;
 
-/// Pages one range fault covers at most: bounds the memory a fault reserves up front.
-const FAULT_BATCH: usize = 512;
-
 /// Page orders of a PMD and a PUD mapping.
 const PMD_ORDER: u32 = 9;
 const PUD_ORDER: u32 = 18;
@@ -109,45 +101,11 @@ impl DmirrorNode {
     }
 }
 
-/// The mirror's page table: virtual page number to what the CPU mapped there when the GPU
-/// last faulted it. Holds no page references: the notifier empties entries before the core
-/// mm may free or move their pages, under `pt`'s lock.
-#[pin_data]
-struct MirrorTable {
-    #[pin]
-    pt: Mutex<RBTree<usize, HmmPfn>>,
-}
-
-impl Invalidate for MirrorTable {
-    fn invalidate(notifier: &Notifier<Self>, range: &Invalidation<'_>, cur_seq: usize) -> bool {
-        let table = notifier.data();
-        let mut pt = if range.blockable() {
-            table.pt.lock()
-        } else {
-            match table.pt.try_lock() {
-                Some(pt) => pt,
-                None => return false,
-            }
-        };
-        notifier.set_seq(cur_seq);
-        let (first, end) = (range.start() / PAGE_SIZE, range.end().div_ceil(PAGE_SIZE));
-        while let Some(cursor) = pt.cursor_lower_bound_mut(&first) {
-            if *cursor.current().0 >= end {
-                break;
-            }
-            // Dropping the node frees it; no allocation happens here.
-            drop(cursor.remove_current());
-        }
-        true
-    }
-}
-
 /// An open `/dev/hmm_dmirror<N>`: one process's address space as the GPU sees it.
 #[pin_data]
 pub(crate) struct Mirror {
     #[pin]
-    notifier: Notifier<MirrorTable>,
-    drm: ARef<VgpuDevice>,
+    vm: GpuVm,
     /// Migrations to this GPU go through its pagemap; holding it keeps the memory alive.
     pagemap: ARef<Pagemap>,
     /// `HMM_DMIRROR_FLAGS`.
@@ -167,13 +125,7 @@ impl MiscDevice for Mirror {
         let mm = task.mm().ok_or(EINVAL)?;
         KBox::try_pin_init(
             try_pin_init!(Self {
-                notifier <- Notifier::new(
-                    mm,
-                    0,
-                    usize::MAX & !(PAGE_SIZE - 1),
-                    MirrorTable::new_table()?,
-                ),
-                drm,
+                vm <- GpuVm::new(drm, mm),
                 pagemap,
                 flags: Atomic::new(0),
             }),
@@ -217,7 +169,7 @@ impl MiscDevice for Mirror {
             MIGRATE_TO_SYS => this.migrate_to_system(start, end, &mut cmd)?,
             SNAPSHOT => this.snapshot(start, end, out, &mut cmd)?,
             RELEASE => {
-                this.drm.vram.evict_all()?;
+                this.vram().evict_all()?;
             }
             FLAGS => this.flags.store(cmd.npages, Relaxed),
             // Device-exclusive access is not implemented yet.
@@ -229,167 +181,27 @@ impl MiscDevice for Mirror {
     }
 }
 
-impl MirrorTable {
-    fn new_table() -> Result<impl PinInit<Self, Error>> {
-        Ok(try_pin_init!(Self {
-            pt <- kernel::new_mutex!(RBTree::new(), "MirrorTable::pt"),
-        }))
-    }
-}
-
-/// Where a GPU access goes: the GPU's own memory or a system page.
-enum Target {
-    Vram(usize),
-    System(core::ptr::NonNull<kernel::bindings::page>),
-}
-
 impl Mirror {
     fn mm(&self) -> Result<ARef<MmWithUser>> {
-        self.notifier.mm().mmget_not_zero().ok_or(EFAULT)
+        self.vm.mm()
+    }
+
+    fn vram(&self) -> &crate::vram::Vram {
+        &self.vm.drm().vram
     }
 
     fn owner(&self) -> usize {
-        self.drm.vram.owner()
-    }
-
-    /// What a mapped entry points at, if this GPU can access it.
-    fn target(&self, entry: HmmPfn) -> Result<Target> {
-        if self.drm.vram.is_local_pfn(entry.pfn()) {
-            return Ok(Target::Vram(entry.pfn()));
-        }
-        if entry.is_device_private() {
-            // Another GPU's memory: a fault with our owner never maps that.
-            return Err(EFAULT);
-        }
-        entry.page().map(Target::System).ok_or(EFAULT)
-    }
-
-    /// Faults `[start, end)` into the mirror's page table, writable if `write`.
-    fn fault(&self, start: usize, end: usize, write: bool) -> Result {
-        let mm = self.mm()?;
-        let fault = if write { Fault::Write } else { Fault::Read };
-        let mut addr = start;
-        while addr < end {
-            let n = ((end - addr) / PAGE_SIZE).min(FAULT_BATCH);
-            self.fault_batch(&mm, addr, n, fault, true, |_, _| Ok(()))?;
-            addr += n * PAGE_SIZE;
-        }
-        Ok(())
-    }
-
-    /// One range fault of `n` pages from `addr`; with `record`, records every valid page in
-    /// the page table. Calls `each(index, entry)` for every page under the table's lock.
-    fn fault_batch(
-        &self,
-        mm: &MmWithUser,
-        addr: usize,
-        n: usize,
-        fault: Fault,
-        record: bool,
-        mut each: impl FnMut(usize, HmmPfn) -> Result,
-    ) -> Result {
-        let mut pfns = KVec::from_elem(HmmPfn::default(), n, GFP_KERNEL)?;
-        // Nodes are allocated before the lock: the notifier takes it in reclaim.
-        let mut nodes = KVec::with_capacity(n, GFP_KERNEL)?;
-        for _ in 0..if record { n } else { 0 } {
-            nodes.push(RBTreeNodeReservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
-        }
-        let table = self.notifier.data();
-        let mut pt = fault_range(
-            &self.notifier,
-            mm,
-            addr,
-            &mut pfns,
-            fault,
-            self.owner(),
-            || table.pt.lock(),
-        )?;
-        for (i, entry) in pfns.iter().enumerate() {
-            if entry.is_valid() {
-                if let Some(node) = nodes.pop() {
-                    pt.insert(node.into_node(addr / PAGE_SIZE + i, *entry));
-                }
-            }
-            each(i, *entry)?;
-        }
-        Ok(())
-    }
-
-    /// Copies mapped pages from `start` into `bounce` (which starts at `base`) under the
-    /// table's lock; `ENOENT` at the first page not mapped (writable, for `write`).
-    fn access(
-        &self,
-        base: usize,
-        start: usize,
-        end: usize,
-        bounce: &mut [u8],
-        cpages: &mut u64,
-        write: bool,
-    ) -> Result {
-        let pt = self.notifier.data().pt.lock();
-        let mut addr = start;
-        while addr < end {
-            let entry = *pt.get(&(addr / PAGE_SIZE)).ok_or(ENOENT)?;
-            if write && !entry.is_write() {
-                return Err(ENOENT);
-            }
-            let off = addr - base;
-            let buf: &mut [u8; PAGE_SIZE] = (&mut bounce[off..off + PAGE_SIZE])
-                .try_into()
-                .map_err(|_| EINVAL)?;
-            self.copy_page(entry, buf, write)?;
-            *cpages += 1;
-            addr += PAGE_SIZE;
-        }
-        Ok(())
-    }
-
-    /// Reads (or with `write`, writes) the page `entry` maps, which the caller keeps mapped
-    /// by holding the table's lock.
-    fn copy_page(&self, entry: HmmPfn, buf: &mut [u8; PAGE_SIZE], write: bool) -> Result {
-        match self.target(entry)? {
-            Target::Vram(pfn) if write => self.drm.vram.write_device_page(pfn, buf),
-            Target::Vram(pfn) => self.drm.vram.read_device_page(pfn, buf),
-            Target::System(page) => {
-                // SAFETY: The page is mapped by the process and stays so while the table's
-                // lock is held: the notifier drops the entry under it before unmapping.
-                let page = unsafe { BorrowedPage::from_raw(page) };
-                if write {
-                    // SAFETY: `buf` is a whole page, distinct from the target page.
-                    unsafe { page.write_raw(buf.as_ptr(), 0, PAGE_SIZE) }
-                } else {
-                    // SAFETY: As above.
-                    unsafe { page.read_raw(buf.as_mut_ptr(), 0, PAGE_SIZE) }
-                }
-            }
-        }
-    }
-
-    /// The GPU reading or writing `[start, end)`: faults in what the page table lacks, until
-    /// every page was accessed.
-    fn access_faulting(
-        &self,
-        start: usize,
-        end: usize,
-        bounce: &mut [u8],
-        cmd: &mut hmm_dmirror_cmd,
-        write: bool,
-    ) -> Result {
-        let mut addr = start;
-        loop {
-            match self.access(start, addr, end, bounce, &mut cmd.cpages, write) {
-                Err(e) if e == ENOENT => {}
-                other => return other,
-            }
-            addr = start + cmd.cpages as usize * PAGE_SIZE;
-            self.fault(addr, end, write)?;
-            cmd.faults += 1;
-        }
+        self.vram().owner()
     }
 
     fn read(&self, start: usize, end: usize, out: usize, cmd: &mut hmm_dmirror_cmd) -> Result {
         let mut bounce = KVVec::from_elem(0u8, end - start, GFP_KERNEL)?;
-        self.access_faulting(start, end, &mut bounce, cmd, false)?;
+        let mut acc = Access::default();
+        let res = self
+            .vm
+            .access_faulting(start, end, &mut bounce, false, &mut acc);
+        (cmd.cpages, cmd.faults) = (acc.pages, acc.faults);
+        res?;
         UserSlice::new(UserPtr::from_addr(out), bounce.len())
             .writer()
             .write_slice(&bounce)
@@ -400,7 +212,12 @@ impl Mirror {
         UserSlice::new(UserPtr::from_addr(out), bounce.len())
             .reader()
             .read_slice(&mut bounce)?;
-        self.access_faulting(start, end, &mut bounce, cmd, true)
+        let mut acc = Access::default();
+        let res = self
+            .vm
+            .access_faulting(start, end, &mut bounce, true, &mut acc);
+        (cmd.cpages, cmd.faults) = (acc.pages, acc.faults);
+        res
     }
 
     /// Migrates `[start, end)` to this GPU, one VMA at a time, then returns what the GPU now
@@ -442,16 +259,17 @@ impl Mirror {
         let mut addr = start;
         while addr < end {
             let n = ((end - addr) / PAGE_SIZE).min(FAULT_BATCH);
-            self.fault_batch(&mm, addr, n, Fault::None, true, |i, entry| {
-                if !entry.is_valid() || !self.drm.vram.is_local_pfn(entry.pfn()) {
-                    return Err(ENOENT);
-                }
-                let off = addr - start + i * PAGE_SIZE;
-                let buf: &mut [u8; PAGE_SIZE] = (&mut bounce[off..off + PAGE_SIZE])
-                    .try_into()
-                    .map_err(|_| EINVAL)?;
-                self.drm.vram.read_device_page(entry.pfn(), buf)
-            })?;
+            self.vm
+                .fault_batch(&mm, addr, n, Fault::None, true, |i, entry| {
+                    if !entry.is_valid() || !self.vm.is_local(entry.pfn()) {
+                        return Err(ENOENT);
+                    }
+                    let off = addr - start + i * PAGE_SIZE;
+                    let buf: &mut [u8; PAGE_SIZE] = (&mut bounce[off..off + PAGE_SIZE])
+                        .try_into()
+                        .map_err(|_| EINVAL)?;
+                    self.vram().read_device_page(entry.pfn(), buf)
+                })?;
             addr += n * PAGE_SIZE;
         }
         cmd.cpages = ((end - start) / PAGE_SIZE) as u64;
@@ -494,10 +312,11 @@ impl Mirror {
         while addr < end {
             let n = ((end - addr) / PAGE_SIZE).min(FAULT_BATCH);
             let first = (addr - start) / PAGE_SIZE;
-            self.fault_batch(&mm, addr, n, Fault::None, false, |i, entry| {
-                perms[first + i] = self.prot(entry);
-                Ok(())
-            })?;
+            self.vm
+                .fault_batch(&mm, addr, n, Fault::None, false, |i, entry| {
+                    perms[first + i] = self.prot(entry);
+                    Ok(())
+                })?;
             addr += n * PAGE_SIZE;
         }
         cmd.cpages = perms.len() as u64;
@@ -513,7 +332,7 @@ impl Mirror {
         if !entry.is_valid() {
             return PROT_NONE;
         }
-        let mut prot = if self.drm.vram.is_local_pfn(entry.pfn()) {
+        let mut prot = if self.vm.is_local(entry.pfn()) {
             PROT_LOCAL
         } else if entry.is_device_private() {
             PROT_REMOTE

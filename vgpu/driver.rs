@@ -70,5 +70,8 @@ impl drm::Driver for VgpuDriver {
         (uapi::DRM_VGPU_STATS, drm_vgpu_stats, RENDER_ALLOW, VgpuFile::stats),
         (uapi::DRM_VGPU_INJECT, drm_vgpu_inject, RENDER_ALLOW, VgpuFile::inject),
         (uapi::DRM_VGPU_EVICT, drm_vgpu_evict, RENDER_ALLOW, VgpuFile::evict),
+        (uapi::DRM_VGPU_VM_CREATE, drm_vgpu_vm_create, RENDER_ALLOW, VgpuFile::vm_create),
+        (uapi::DRM_VGPU_VM_DESTROY, drm_vgpu_vm_destroy, RENDER_ALLOW, VgpuFile::vm_destroy),
+        (uapi::DRM_VGPU_VM_ACCESS, drm_vgpu_vm_access, RENDER_ALLOW, VgpuFile::vm_access),
     }
 }

@@ -10,20 +10,35 @@ use kernel::drm;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Relaxed;
+use kernel::sync::Arc;
+use kernel::sync::Mutex;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::driver::VgpuDevice;
 use crate::driver::VgpuDriver;
 use crate::uapi;
+use crate::vm::Access;
+use crate::vm::GpuVm;
 use crate::vram;
 use crate::vram::VRAM_PAGE_SIZE;
+use drm_pagemap::devmem::PAGE_SIZE;
 
 /// An open render node.
+#[pin_data]
 pub(crate) struct VgpuFile {
     /// Each client uses the device memory, so holds its pagemap: the pagemap lives as long as
     /// some client has the device open or some data lives in the device memory.
     pagemap: ARef<Pagemap>,
+    /// The file's GPU VMs, by id.
+    #[pin]
+    vms: Mutex<Vms>,
+}
+
+/// The GPU VMs of one file.
+struct Vms {
+    list: KVec<(u32, Arc<GpuVm>)>,
+    next_id: u32,
 }
 
 impl drm::file::DriverFile for VgpuFile {
@@ -31,7 +46,19 @@ impl drm::file::DriverFile for VgpuFile {
 
     fn open(dev: &VgpuDevice) -> Result<Pin<KBox<Self>>> {
         let pagemap = vram::pagemap(dev)?;
-        Ok(KBox::new(Self { pagemap }, GFP_KERNEL)?.into())
+        KBox::try_pin_init(
+            try_pin_init!(Self {
+                pagemap,
+                vms <- kernel::new_mutex!(
+                    Vms {
+                        list: KVec::new(),
+                        next_id: 1,
+                    },
+                    "VgpuFile::vms"
+                ),
+            }),
+            GFP_KERNEL,
+        )
     }
 }
 
@@ -143,6 +170,100 @@ impl VgpuFile {
             return Err(EINVAL);
         }
         req.evicted = dev.vram.evict_all()?;
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_VM_CREATE`.
+    pub(crate) fn vm_create(
+        dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_vm_create,
+        file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let vm = Arc::pin_init(GpuVm::new((&**dev).into(), mm), GFP_KERNEL)?;
+        let inner = file.inner();
+        let mut vms = inner.vms.lock();
+        if vms.list.len() >= uapi::DRM_VGPU_MAX_VMS as usize {
+            return Err(ENOSPC);
+        }
+        // Ids are not reused while the file is open (u32 ids run out only after 4 billion).
+        let id = vms.next_id;
+        vms.next_id = id.checked_add(1).ok_or(ENOSPC)?;
+        vms.list.push((id, vm), GFP_KERNEL)?;
+        req.vm_id = id;
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_VM_DESTROY`.
+    pub(crate) fn vm_destroy(
+        _dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_vm_destroy,
+        file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        if req.pad != 0 {
+            return Err(EINVAL);
+        }
+        let inner = file.inner();
+        let vm = {
+            let mut vms = inner.vms.lock();
+            let pos = vms
+                .list
+                .iter()
+                .position(|(id, _)| *id == req.vm_id)
+                .ok_or(ENOENT)?;
+            vms.list.remove(pos)?
+        };
+        // Dropped outside the lock: removing the notifier waits for running invalidations.
+        drop(vm);
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_VM_ACCESS`.
+    pub(crate) fn vm_access(
+        _dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_vm_access,
+        file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        let write = match req.op {
+            uapi::drm_vgpu_vm_access_op_DRM_VGPU_VM_READ => false,
+            uapi::drm_vgpu_vm_access_op_DRM_VGPU_VM_WRITE => true,
+            _ => return Err(EINVAL),
+        };
+        let start = usize::try_from(req.start).map_err(|_| EINVAL)?;
+        let size = usize::try_from(req.size).map_err(|_| EINVAL)?;
+        let end = start.checked_add(size).ok_or(EINVAL)?;
+        if size == 0 || start % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        let inner = file.inner();
+        let vm = {
+            let vms = inner.vms.lock();
+            let (_, vm) = vms
+                .list
+                .iter()
+                .find(|(id, _)| *id == req.vm_id)
+                .ok_or(ENOENT)?;
+            vm.clone()
+        };
+        let data = || UserSlice::new(UserPtr::from_addr(req.data as usize), size);
+        let mut bounce = KVVec::from_elem(0u8, size, GFP_KERNEL)?;
+        if write {
+            data().reader().read_slice(&mut bounce)?;
+        }
+        let mut acc = Access::default();
+        let res = vm.access_faulting(start, end, &mut bounce, write, &mut acc);
+        req.faults = acc.faults;
+        res?;
+        if !write {
+            data().writer().write_slice(&bounce)?;
+        }
         Ok(0)
     }
 }

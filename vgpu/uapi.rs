@@ -48,3 +48,15 @@ unsafe impl FromBytes for drm_vgpu_evict {}
 unsafe impl AsBytes for hmm_dmirror_cmd {}
 // SAFETY: As above.
 unsafe impl FromBytes for hmm_dmirror_cmd {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_vm_create {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_vm_create {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_vm_destroy {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_vm_destroy {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_vm_access {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_vm_access {}

@@ -12,6 +12,7 @@ mod file;
 mod gpu;
 mod ioctl;
 mod uapi;
+mod vm;
 mod vram;
 
 module! {

@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vgpu_vm: GPU VMs, a GPU's view of the process's address space. The GPU reads and writes
+ * through its page table: its own memory where the data lives there, system memory anywhere
+ * else, never stale data; checked byte for byte against what the CPU sees.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "igt.h"
+#include "vgpu_util.h"
+
+#define NEED_GPU() do { if (fd < 0) igt_skip("no vgpu0"); } while (0)
+#define NEED_TWO() do { if (fd1 < 0) igt_skip("no vgpu1"); } while (0)
+
+static int vm_create(int f, uint32_t *id)
+{
+	struct drm_vgpu_vm_create c = { 0 };
+	int ret = ioctl(f, DRM_IOCTL_VGPU_VM_CREATE, &c);
+
+	*id = c.vm_id;
+	return ret;
+}
+
+static int vm_destroy(int f, uint32_t id)
+{
+	struct drm_vgpu_vm_destroy d = { .vm_id = id };
+
+	return ioctl(f, DRM_IOCTL_VGPU_VM_DESTROY, &d);
+}
+
+/* GPU access; returns the ioctl's result and stores the faults taken. */
+static int vm_access(int f, uint32_t id, uint32_t op, void *start, size_t size, void *data,
+		     uint64_t *faults)
+{
+	struct drm_vgpu_vm_access a = {
+		.vm_id = id, .op = op, .start = (uintptr_t)start, .size = size,
+		.data = (uintptr_t)data, .faults = ~0ull,
+	};
+	int ret = ioctl(f, DRM_IOCTL_VGPU_VM_ACCESS, &a);
+
+	if (faults)
+		*faults = a.faults;
+	return ret;
+}
+
+static enum igt_result create_destroy(void)
+{
+	uint32_t a, b, c;
+	struct drm_vgpu_vm_create bad = { .flags = 1 };
+	struct drm_vgpu_vm_destroy badpad = { .vm_id = 1, .pad = 1 };
+
+	NEED_GPU();
+	igt_assert_eq(vm_create(fd, &a), 0);
+	igt_assert_eq(vm_create(fd, &b), 0);
+	igt_assert(a != 0 && b != 0 && a != b);
+	igt_assert_errno(ioctl(fd, DRM_IOCTL_VGPU_VM_CREATE, &bad), EINVAL);
+	igt_assert_errno(ioctl(fd, DRM_IOCTL_VGPU_VM_DESTROY, &badpad), EINVAL);
+	igt_assert_eq(vm_destroy(fd, a), 0);
+	igt_assert_errno(vm_destroy(fd, a), ENOENT);
+	igt_assert_errno(vm_destroy(fd, 0xdead), ENOENT);
+	/* Ids are not reused. */
+	igt_assert_eq(vm_create(fd, &c), 0);
+	igt_assert(c != a && c != b);
+	igt_assert_eq(vm_destroy(fd, b), 0);
+	igt_assert_eq(vm_destroy(fd, c), 0);
+	return IGT_PASS;
+}
+
+static enum igt_result too_many(void)
+{
+	uint32_t ids[DRM_VGPU_MAX_VMS], extra;
+
+	NEED_GPU();
+	for (int i = 0; i < DRM_VGPU_MAX_VMS; i++)
+		igt_assert_eq(vm_create(fd, &ids[i]), 0);
+	igt_assert_errno(vm_create(fd, &extra), ENOSPC);
+	for (int i = 0; i < DRM_VGPU_MAX_VMS; i++)
+		igt_assert_eq(vm_destroy(fd, ids[i]), 0);
+	return IGT_PASS;
+}
+
+static enum igt_result bad_access(void)
+{
+	size_t size = 4 * PAGE;
+	uint8_t *p = map_anon(size), *buf = malloc(size);
+	uint32_t id;
+
+	NEED_GPU();
+	igt_assert(p && buf);
+	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_errno(vm_access(fd, id + 100, DRM_VGPU_VM_READ, p, size, buf, NULL), ENOENT);
+	igt_assert_errno(vm_access(fd, id, 7, p, size, buf, NULL), EINVAL);
+	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_READ, p + 1, size, buf, NULL), EINVAL);
+	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_READ, p, size - 1, buf, NULL), EINVAL);
+	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_READ, p, 0, buf, NULL), EINVAL);
+	/* Inaccessible and read-only memory fault as a CPU access would. */
+	igt_assert_eq(mprotect(p, size, PROT_NONE), 0);
+	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), EFAULT);
+	igt_assert_eq(mprotect(p, size, PROT_READ), 0);
+	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, NULL), EPERM);
+	igt_assert_eq(check_zero(p, size), -1);
+	munmap(p, size);
+	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), EFAULT);
+	igt_assert_eq(vm_destroy(fd, id), 0);
+	free(buf);
+	return IGT_PASS;
+}
+
+/* System memory: reads and writes both ways, and the page table is kept warm. */
+static enum igt_result system_read_write(void)
+{
+	size_t size = 64 * PAGE;
+	uint8_t *p = map_anon(size), *buf = malloc(size);
+	uint64_t faults;
+	uint32_t id;
+
+	NEED_GPU();
+	igt_assert(p && buf);
+	fill(p, size, 21);
+	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(faults, 1);
+	igt_assert_eq(check(buf, size, 21), -1);
+	/* Mapped now: no fault, and a CPU write in place is seen at once. */
+	p[5 * PAGE + 7] ^= 0xff;
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(faults, 0);
+	igt_assert_eq(check(buf, size, 21), (long)(5 * PAGE + 7));
+	p[5 * PAGE + 7] ^= 0xff;
+	/* The GPU writes; the CPU reads it. */
+	fill(buf, size, 22);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
+	igt_assert_eq(check(p, size, 22), -1);
+	igt_assert_eq(vm_destroy(fd, id), 0);
+	munmap(p, size);
+	free(buf);
+	return IGT_PASS;
+}
+
+/* Never stale: after the CPU mapping changes under it, the GPU sees the new pages. */
+static enum igt_result never_stale(void)
+{
+	size_t size = 16 * PAGE;
+	uint8_t *p = map_anon(size), *q, *buf = malloc(size);
+	uint64_t faults;
+	uint32_t id;
+	pid_t pid;
+	int status;
+
+	NEED_GPU();
+	igt_assert(p && buf);
+	fill(p, size, 23);
+	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	/* Replace the memory at the same address. */
+	q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	igt_assert(q == p);
+	fill(q, size, 24);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(faults, 1);
+	igt_assert_eq(check(buf, size, 24), -1);
+	/* Copy-on-write after fork: a GPU write goes to the parent's own copy only. */
+	pid = fork();
+	igt_assert(pid >= 0);
+	if (pid == 0) {
+		sleep(1);
+		_exit(check(p, size, 24) == -1 ? 0 : 1);
+	}
+	fill(buf, size, 25);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
+	igt_assert(faults >= 1);
+	igt_assert_eq(check(p, size, 25), -1);
+	igt_assert_eq(waitpid(pid, &status, 0), pid);
+	igt_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	igt_assert_eq(vm_destroy(fd, id), 0);
+	munmap(p, size);
+	free(buf);
+	return IGT_PASS;
+}
+
+/* Data in this GPU's memory is accessed there, without moving it. */
+static enum igt_result device_memory_in_place(void)
+{
+	size_t size = 2 * MIB;
+	uint8_t *p = map_anon(size), *buf = malloc(size);
+	struct drm_vgpu_stats s0, s1;
+	uint64_t faults;
+	uint32_t id;
+
+	NEED_GPU();
+	igt_assert(p && buf);
+	fill(p, size, 26);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vm_create(fd, &id), 0);
+	s0 = stats(fd);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(check(buf, size, 26), -1);
+	fill(buf, size, 27);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
+	s1 = stats(fd);
+	/* Nothing moved: no page went back to system memory. */
+	igt_assert_eq(s1.pages_to_system, s0.pages_to_system);
+	igt_assert_eq(s1.cpu_faults, s0.cpu_faults);
+	/* The CPU faults the GPU's writes back and sees them. */
+	igt_assert_eq(check(p, size, 27), -1);
+	s1 = stats(fd);
+	igt_assert(s1.pages_to_system >= s0.pages_to_system + size / PAGE);
+	igt_assert_eq(vm_destroy(fd, id), 0);
+	munmap(p, size);
+	free(buf);
+	return IGT_PASS;
+}
+
+/* Another GPU's memory: the access migrates the data back first and sees every byte. */
+static enum igt_result other_gpu_memory(void)
+{
+	size_t size = 64 * PAGE;
+	uint8_t *p = map_anon(size), *buf = malloc(size);
+	struct drm_vgpu_stats s0, s1;
+	uint64_t faults;
+	uint32_t id;
+
+	NEED_GPU();
+	NEED_TWO();
+	igt_assert(p && buf);
+	fill(p, size, 28);
+	igt_assert_eq(migrate(fd1, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vm_create(fd, &id), 0);
+	s0 = stats(fd1);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(check(buf, size, 28), -1);
+	s1 = stats(fd1);
+	igt_assert_eq(s1.pages_to_system, s0.pages_to_system + size / PAGE);
+	/* And a write through vgpu0 lands where the CPU reads. */
+	fill(buf, size, 29);
+	igt_assert_eq(migrate(fd1, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
+	igt_assert_eq(check(p, size, 29), -1);
+	igt_assert_eq(vm_destroy(fd, id), 0);
+	munmap(p, size);
+	free(buf);
+	return IGT_PASS;
+}
+
+/* Closing the file with VMs still there destroys them (nothing leaks: kmemleak checks). */
+static enum igt_result close_with_vms(void)
+{
+	size_t size = 8 * PAGE;
+	uint8_t *p = map_anon(size), *buf = malloc(size);
+	uint32_t id;
+	int f;
+
+	NEED_GPU();
+	igt_assert(p && buf);
+	/* A second open file description of the same node (a dup would share the file). */
+	{
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		f = open(path, O_RDWR);
+	}
+	igt_assert(f >= 0);
+	igt_assert_eq(vm_create(f, &id), 0);
+	fill(p, size, 30);
+	igt_assert_eq(vm_access(f, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert_eq(check(buf, size, 30), -1);
+	igt_assert_eq(close(f), 0);
+	munmap(p, size);
+	free(buf);
+	return IGT_PASS;
+}
+
+static const struct igt_subtest tests[] = {
+	{ "create-destroy", create_destroy },
+	{ "too-many", too_many },
+	{ "bad-access", bad_access },
+	{ "system-read-write", system_read_write },
+	{ "never-stale", never_stale },
+	{ "device-memory-in-place", device_memory_in_place },
+	{ "other-gpu-memory", other_gpu_memory },
+	{ "close-with-vms", close_with_vms },
+};
+
+int main(int argc, char **argv)
+{
+	open_nodes();
+	return igt_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
+}

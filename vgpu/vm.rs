@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A GPU's view of one process's address space: the GPU page table, filled by range faults
+//! (HMM) with this GPU as the device-private owner and emptied by an interval notifier over
+//! the whole address space, and GPU reads and writes through it. Where the data lives in this
+//! GPU's memory the access goes there; anywhere else it goes to system pages (another GPU's
+//! pages are first migrated back by the fault). A GPU access never sees stale data: every
+//! CPU page-table change drops the affected entries before it takes effect.
+
+use drm_pagemap::devmem::PAGE_SIZE;
+use gpusvm::hmm::fault_range;
+use gpusvm::hmm::Fault;
+use gpusvm::hmm::HmmPfn;
+use gpusvm::notifier::Invalidate;
+use gpusvm::notifier::Invalidation;
+use gpusvm::notifier::Notifier;
+use kernel::mm::Mm;
+use kernel::mm::MmWithUser;
+use kernel::page::BorrowedPage;
+use kernel::prelude::*;
+use kernel::rbtree::RBTree;
+use kernel::rbtree::RBTreeNodeReservation;
+use kernel::sync::aref::ARef;
+use kernel::sync::Mutex;
+
+use crate::driver::VgpuDevice;
+
+/// Pages one range fault covers at most: bounds the memory a fault reserves up front.
+pub(crate) const FAULT_BATCH: usize = 512;
+
+/// Counters of one GPU access.
+#[derive(Default)]
+pub(crate) struct Access {
+    /// Pages accessed.
+    pub(crate) pages: u64,
+    /// GPU page faults taken (range faults that filled the page table).
+    pub(crate) faults: u64,
+}
+
+/// The GPU page table: virtual page number to what the CPU mapped there when the GPU
+/// last faulted it. Holds no page references: the notifier empties entries before the core
+/// mm may free or move their pages, under `pt`'s lock.
+#[pin_data]
+struct PageTable {
+    #[pin]
+    pt: Mutex<RBTree<usize, HmmPfn>>,
+}
+
+impl Invalidate for PageTable {
+    fn invalidate(notifier: &Notifier<Self>, range: &Invalidation<'_>, cur_seq: usize) -> bool {
+        let table = notifier.data();
+        let mut pt = if range.blockable() {
+            table.pt.lock()
+        } else {
+            match table.pt.try_lock() {
+                Some(pt) => pt,
+                None => return false,
+            }
+        };
+        notifier.set_seq(cur_seq);
+        let (first, end) = (range.start() / PAGE_SIZE, range.end().div_ceil(PAGE_SIZE));
+        while let Some(cursor) = pt.cursor_lower_bound_mut(&first) {
+            if *cursor.current().0 >= end {
+                break;
+            }
+            // Dropping the node frees it; no allocation happens here.
+            drop(cursor.remove_current());
+        }
+        true
+    }
+}
+
+/// One process's address space as one GPU sees it.
+#[pin_data]
+pub(crate) struct GpuVm {
+    #[pin]
+    notifier: Notifier<PageTable>,
+    drm: ARef<VgpuDevice>,
+}
+
+impl PageTable {
+    fn new() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            pt <- kernel::new_mutex!(RBTree::new(), "vgpu::PageTable::pt"),
+        })
+    }
+}
+
+/// Where a GPU access goes: the GPU's own memory or a system page.
+enum Target {
+    Vram(usize),
+    System(core::ptr::NonNull<kernel::bindings::page>),
+}
+
+impl GpuVm {
+    /// The view of `mm` by the GPU `drm`.
+    pub(crate) fn new<'a>(drm: ARef<VgpuDevice>, mm: &'a Mm) -> impl PinInit<Self, Error> + 'a {
+        try_pin_init!(Self {
+            notifier <- Notifier::new(mm, 0, usize::MAX & !(PAGE_SIZE - 1), PageTable::new()),
+            drm,
+        })
+    }
+
+    /// The GPU.
+    pub(crate) fn drm(&self) -> &VgpuDevice {
+        &self.drm
+    }
+
+    /// A user reference on the address space; `EFAULT` once it is gone.
+    pub(crate) fn mm(&self) -> Result<ARef<MmWithUser>> {
+        self.notifier.mm().mmget_not_zero().ok_or(EFAULT)
+    }
+
+    fn owner(&self) -> usize {
+        self.drm.vram.owner()
+    }
+
+    /// Whether `pfn` is a page of this GPU's memory.
+    pub(crate) fn is_local(&self, pfn: usize) -> bool {
+        self.drm.vram.is_local_pfn(pfn)
+    }
+    /// What a mapped entry points at, if this GPU can access it.
+    fn target(&self, entry: HmmPfn) -> Result<Target> {
+        if self.drm.vram.is_local_pfn(entry.pfn()) {
+            return Ok(Target::Vram(entry.pfn()));
+        }
+        if entry.is_device_private() {
+            // Another GPU's memory: a fault with our owner never maps that.
+            return Err(EFAULT);
+        }
+        entry.page().map(Target::System).ok_or(EFAULT)
+    }
+
+    /// Faults `[start, end)` into the mirror's page table, writable if `write`.
+    fn fault(&self, start: usize, end: usize, write: bool) -> Result {
+        let mm = self.mm()?;
+        let fault = if write { Fault::Write } else { Fault::Read };
+        let mut addr = start;
+        while addr < end {
+            let n = ((end - addr) / PAGE_SIZE).min(FAULT_BATCH);
+            self.fault_batch(&mm, addr, n, fault, true, |_, _| Ok(()))?;
+            addr += n * PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// One range fault of `n` pages from `addr`; with `record`, records every valid page in
+    /// the page table. Calls `each(index, entry)` for every page under the table's lock.
+    pub(crate) fn fault_batch(
+        &self,
+        mm: &MmWithUser,
+        addr: usize,
+        n: usize,
+        fault: Fault,
+        record: bool,
+        mut each: impl FnMut(usize, HmmPfn) -> Result,
+    ) -> Result {
+        let mut pfns = KVec::from_elem(HmmPfn::default(), n, GFP_KERNEL)?;
+        // Nodes are allocated before the lock: the notifier takes it in reclaim.
+        let mut nodes = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..if record { n } else { 0 } {
+            nodes.push(RBTreeNodeReservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        let table = self.notifier.data();
+        let mut pt = fault_range(
+            &self.notifier,
+            mm,
+            addr,
+            &mut pfns,
+            fault,
+            self.owner(),
+            || table.pt.lock(),
+        )?;
+        for (i, entry) in pfns.iter().enumerate() {
+            if entry.is_valid() {
+                if let Some(node) = nodes.pop() {
+                    pt.insert(node.into_node(addr / PAGE_SIZE + i, *entry));
+                }
+            }
+            each(i, *entry)?;
+        }
+        Ok(())
+    }
+
+    /// Copies mapped pages from `start` into `bounce` (which starts at `base`) under the
+    /// table's lock; `ENOENT` at the first page not mapped (writable, for `write`).
+    fn access(
+        &self,
+        base: usize,
+        start: usize,
+        end: usize,
+        bounce: &mut [u8],
+        pages: &mut u64,
+        write: bool,
+    ) -> Result {
+        let pt = self.notifier.data().pt.lock();
+        let mut addr = start;
+        while addr < end {
+            let entry = *pt.get(&(addr / PAGE_SIZE)).ok_or(ENOENT)?;
+            if write && !entry.is_write() {
+                return Err(ENOENT);
+            }
+            let off = addr - base;
+            let buf: &mut [u8; PAGE_SIZE] = (&mut bounce[off..off + PAGE_SIZE])
+                .try_into()
+                .map_err(|_| EINVAL)?;
+            self.copy_page(entry, buf, write)?;
+            *pages += 1;
+            addr += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Reads (or with `write`, writes) the page `entry` maps, which the caller keeps mapped
+    /// by holding the table's lock.
+    fn copy_page(&self, entry: HmmPfn, buf: &mut [u8; PAGE_SIZE], write: bool) -> Result {
+        match self.target(entry)? {
+            Target::Vram(pfn) if write => self.drm.vram.write_device_page(pfn, buf),
+            Target::Vram(pfn) => self.drm.vram.read_device_page(pfn, buf),
+            Target::System(page) => {
+                // SAFETY: The page is mapped by the process and stays so while the table's
+                // lock is held: the notifier drops the entry under it before unmapping.
+                let page = unsafe { BorrowedPage::from_raw(page) };
+                if write {
+                    // SAFETY: `buf` is a whole page, distinct from the target page.
+                    unsafe { page.write_raw(buf.as_ptr(), 0, PAGE_SIZE) }
+                } else {
+                    // SAFETY: As above.
+                    unsafe { page.read_raw(buf.as_mut_ptr(), 0, PAGE_SIZE) }
+                }
+            }
+        }
+    }
+
+    /// The GPU reading (or with `write`, writing) `[start, end)` from (into) `bounce`:
+    /// faults in what the page table lacks, until every page was accessed. `start` and `end`
+    /// are page-aligned and `bounce` is `end - start` bytes.
+    pub(crate) fn access_faulting(
+        &self,
+        start: usize,
+        end: usize,
+        bounce: &mut [u8],
+        write: bool,
+        acc: &mut Access,
+    ) -> Result {
+        if start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 || bounce.len() != end - start {
+            return Err(EINVAL);
+        }
+        let mut addr = start;
+        loop {
+            match self.access(start, addr, end, bounce, &mut acc.pages, write) {
+                Err(e) if e == ENOENT => {}
+                other => return other,
+            }
+            addr = start + acc.pages as usize * PAGE_SIZE;
+            self.fault(addr, end, write)?;
+            acc.faults += 1;
+        }
+    }
+}
