@@ -10,9 +10,12 @@
 #include <linux/ioport.h>
 #include <linux/memremap.h>
 #include <linux/migrate.h>
+#include <linux/mman.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/workqueue.h>
+#include <kunit/test.h>
+#include <kunit/test-bug.h>
 
 struct resource *svm_request_free_mem_region(unsigned long size, const char *name);
 void svm_release_mem_region(resource_size_t start, resource_size_t size);
@@ -44,5 +47,6 @@ u64 svm_msecs_to_jiffies(unsigned int ms);
 void svm_copy_from_page(void *dst, struct page *page);
 void svm_copy_to_page(struct page *page, const void *src);
 void svm_clear_page(struct page *page);
+unsigned long svm_kunit_mmap_anon(unsigned long len);
 
 #endif

@@ -207,3 +207,20 @@ void svm_clear_page(struct page *page)
 	clear_highpage(page);
 }
 EXPORT_SYMBOL_GPL(svm_clear_page);
+
+#if IS_ENABLED(CONFIG_KUNIT)
+/*
+ * For KUnit tests of migration: gives the running test's kthread an address space (torn
+ * down with the test) and maps @len bytes of private anonymous memory in it.
+ */
+unsigned long svm_kunit_mmap_anon(unsigned long len)
+{
+	struct kunit *test = kunit_get_current_test();
+
+	if (!test)
+		return 0;
+	return kunit_vm_mmap(test, NULL, 0, len, PROT_READ | PROT_WRITE,
+			     MAP_ANONYMOUS | MAP_PRIVATE, 0);
+}
+EXPORT_SYMBOL_GPL(svm_kunit_mmap_anon);
+#endif

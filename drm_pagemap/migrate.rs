@@ -618,3 +618,282 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
         Err(EBUSY)
     }
 }
+
+#[kunit_tests(drm_pagemap_migrate)]
+mod tests {
+    use super::*;
+    use crate::device_private::DevicePrivateRegion;
+    use crate::devmem::DevmemOps;
+    use crate::devmem::MigrationStats;
+    use crate::pagemap::Pagemap;
+    use crate::pagemap::PagemapOps;
+    use kernel::faux;
+    use kernel::sync::aref::ARef;
+    use kernel::sync::atomic::Atomic;
+    use kernel::sync::atomic::Full;
+    use kernel::sync::atomic::Relaxed;
+    use kernel::sync::Completion;
+    use kernel::sync::SpinLock;
+    use kernel::uaccess::UserPtr;
+    use kernel::uaccess::UserSlice;
+
+    const PAGES: usize = 8;
+
+    struct NoOps;
+    impl PagemapOps for NoOps {}
+
+    /// Device memory of a test region: a real backing store, optional failures, and a count
+    /// of releases.
+    struct TestMem {
+        first_pfn: usize,
+        backing: Arc<SpinLock<KVVec<u8>>>,
+        fail_populate: bool,
+        fail_copy: bool,
+        released: Arc<Atomic<u32>>,
+        done: Arc<Completion>,
+    }
+
+    impl TestMem {
+        fn offset(&self, pfn: usize) -> usize {
+            (pfn - self.first_pfn) * PAGE_SIZE
+        }
+    }
+
+    impl DevmemOps for TestMem {
+        fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result {
+            if self.fail_populate {
+                return Err(ENOMEM);
+            }
+            for (i, pfn) in pfns.iter_mut().enumerate() {
+                *pfn = self.first_pfn + i;
+            }
+            Ok(())
+        }
+
+        fn copy_to_devmem(&self, copies: &[PageCopy]) -> Result {
+            let mut page = [0u8; PAGE_SIZE];
+            for c in copies {
+                match &c.system {
+                    Some(s) => s.read(&mut page),
+                    None => page.fill(0),
+                }
+                let off = self.offset(c.device_pfn);
+                self.backing.lock()[off..off + PAGE_SIZE].copy_from_slice(&page);
+            }
+            // A copy engine that fails after writing: the device pages hold garbage then.
+            if self.fail_copy {
+                return Err(EIO);
+            }
+            Ok(())
+        }
+
+        fn copy_to_ram(&self, copies: &[PageCopy], _dir: Direction) -> Result {
+            let mut page = [0u8; PAGE_SIZE];
+            for c in copies {
+                let off = self.offset(c.device_pfn);
+                page.copy_from_slice(&self.backing.lock()[off..off + PAGE_SIZE]);
+                if let Some(s) = &c.system {
+                    s.write(&page);
+                }
+            }
+            Ok(())
+        }
+
+        fn release(&self) {
+            self.released.fetch_add(1, Full);
+            self.done.complete_all();
+        }
+    }
+
+    /// A device-private region with a pagemap, on its own faux device.
+    struct Gpu {
+        _fdev: faux::Registration,
+        region: Arc<DevicePrivateRegion>,
+        pagemap: ARef<Pagemap>,
+    }
+
+    fn gpu(name: &'static CStr, owner: &'static u8) -> Result<Gpu> {
+        let fdev = faux::Registration::new(name, None)?;
+        let region = Arc::pin_init(
+            DevicePrivateRegion::new(PAGES * PAGE_SIZE, name, core::ptr::from_ref(owner) as usize),
+            GFP_KERNEL,
+        )?;
+        let pagemap = Pagemap::new(
+            fdev.as_ref().as_ref(),
+            kernel::module::this_module::<crate::LocalModule>(),
+            region.clone(),
+            NoOps,
+        )?;
+        Ok(Gpu {
+            _fdev: fdev,
+            region,
+            pagemap,
+        })
+    }
+
+    /// A test allocation, its count of releases and the completion its release fires.
+    type TestAlloc = (Arc<Devmem>, Arc<Atomic<u32>>, Arc<Completion>);
+
+    /// An allocation of `gpu`'s memory with the given failures, and its release counter.
+    fn alloc(
+        gpu: &Gpu,
+        mm: &kernel::mm::Mm,
+        fail_populate: bool,
+        fail_copy: bool,
+    ) -> Result<TestAlloc> {
+        let released = Arc::new(Atomic::new(0), GFP_KERNEL)?;
+        let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
+        let backing = Arc::pin_init(
+            kernel::new_spinlock!(KVVec::from_elem(0u8, PAGES * PAGE_SIZE, GFP_KERNEL)?),
+            GFP_KERNEL,
+        )?;
+        let devmem = Devmem::new(
+            gpu.pagemap.clone(),
+            Some(mm),
+            PAGES,
+            Arc::new(MigrationStats::new(), GFP_KERNEL)?,
+            TestMem {
+                first_pfn: gpu.region.pfn_first(),
+                backing,
+                fail_populate,
+                fail_copy,
+                released: released.clone(),
+                done: done.clone(),
+            },
+        )?;
+        Ok((devmem, released, done))
+    }
+
+    /// `PAGES` pages of private anonymous memory in the test's own address space, filled
+    /// with a pattern per byte and page.
+    fn user_range(seed: u8) -> Result<usize> {
+        // SAFETY: Maps memory into the address space the test's kthread gets for it.
+        let addr = unsafe { ffi::svm_kunit_mmap_anon(PAGES * PAGE_SIZE) };
+        if addr == 0 || addr >= usize::MAX - 4095 {
+            return Err(ENOMEM);
+        }
+        let mut data = KVVec::from_elem(0u8, PAGES * PAGE_SIZE, GFP_KERNEL)?;
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i as u8) ^ ((i / PAGE_SIZE) as u8).wrapping_mul(37) ^ seed;
+        }
+        UserSlice::new(UserPtr::from_addr(addr), data.len())
+            .writer()
+            .write_slice(&data)?;
+        Ok(addr)
+    }
+
+    /// Whether the range still holds its pattern (read by the CPU, faulting pages back).
+    fn intact(addr: usize, seed: u8) -> Result<bool> {
+        let mut data = KVVec::from_elem(0u8, PAGES * PAGE_SIZE, GFP_KERNEL)?;
+        UserSlice::new(UserPtr::from_addr(addr), data.len())
+            .reader()
+            .read_slice(&mut data)?;
+        Ok(data
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == (i as u8) ^ ((i / PAGE_SIZE) as u8).wrapping_mul(37) ^ seed))
+    }
+
+    static OWNER_A: u8 = 0;
+    static OWNER_B: u8 = 0;
+
+    fn migrate(devmem: &Arc<Devmem>, addr: usize) -> Result {
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let mmap = mm.mmap_read_lock();
+        migrate_to_devmem(
+            devmem,
+            &mmap,
+            addr,
+            addr + PAGES * PAGE_SIZE,
+            &MigrateDetails::default(),
+        )
+    }
+
+    #[test]
+    fn round_trip() -> Result {
+        let a = gpu(c"drm_pagemap_kunit_mig_a", &OWNER_A)?;
+        let addr = user_range(1)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let (devmem, released, done) = alloc(&a, mm, false, false)?;
+        migrate(&devmem, addr)?;
+        assert_eq!(devmem.stats().pages_to_device.load(Relaxed), PAGES as u64);
+        assert!(!devmem.is_detached());
+        // The CPU reads every byte back, faulting the pages home.
+        assert!(intact(addr, 1)?);
+        assert_eq!(devmem.stats().cpu_faults.load(Relaxed), 1);
+        devmem.wait_detached();
+        done.wait_for_completion();
+        assert_eq!(released.load(Relaxed), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn allocation_failure_leaks_nothing() -> Result {
+        let a = gpu(c"drm_pagemap_kunit_mig_b", &OWNER_A)?;
+        let addr = user_range(2)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let (devmem, released, done) = alloc(&a, mm, true, false)?;
+        assert_eq!(migrate(&devmem, addr), Err(ENOMEM));
+        // No page was placed: the allocation is released at once, exactly once.
+        done.wait_for_completion();
+        assert!(devmem.is_detached());
+        assert_eq!(released.load(Relaxed), 1);
+        assert_eq!(devmem.stats().pages_to_device.load(Relaxed), 0);
+        assert!(intact(addr, 2)?);
+        assert_eq!(devmem.stats().cpu_faults.load(Relaxed), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn copy_failure_keeps_data() -> Result {
+        let a = gpu(c"drm_pagemap_kunit_mig_c", &OWNER_A)?;
+        let addr = user_range(3)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let (devmem, released, done) = alloc(&a, mm, false, true)?;
+        assert_eq!(migrate(&devmem, addr), Err(EIO));
+        // The device pages set up for the copy were freed; nothing moved.
+        done.wait_for_completion();
+        assert_eq!(released.load(Relaxed), 1);
+        assert_eq!(devmem.stats().pages_to_device.load(Relaxed), 0);
+        assert!(intact(addr, 3)?);
+        assert_eq!(devmem.stats().cpu_faults.load(Relaxed), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn partial_collection_is_busy() -> Result {
+        let a = gpu(c"drm_pagemap_kunit_mig_d", &OWNER_A)?;
+        let b = gpu(c"drm_pagemap_kunit_mig_e", &OWNER_B)?;
+        let addr = user_range(4)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        // One page of the range lives on the other device: it cannot be collected.
+        let (on_b, _b_released, b_done) = alloc(&b, mm, false, false)?;
+        {
+            let mmap = mm.mmap_read_lock();
+            let page = addr + 3 * PAGE_SIZE;
+            migrate_to_devmem(
+                &on_b,
+                &mmap,
+                page,
+                page + PAGE_SIZE,
+                &MigrateDetails::default(),
+            )?;
+        }
+        let (devmem, released, done) = alloc(&a, mm, false, false)?;
+        assert_eq!(migrate(&devmem, addr), Err(EBUSY));
+        done.wait_for_completion();
+        assert_eq!(released.load(Relaxed), 1);
+        assert_eq!(devmem.stats().pages_to_device.load(Relaxed), 0);
+        // Every byte is where it was, the other device's page included.
+        assert!(intact(addr, 4)?);
+        assert_eq!(devmem.stats().cpu_faults.load(Relaxed), 0);
+        assert_eq!(on_b.stats().cpu_faults.load(Relaxed), 1);
+        b_done.wait_for_completion();
+        Ok(())
+    }
+}
