@@ -15,6 +15,7 @@ use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::Ordering as AtomicOrdering;
 
 use kernel::device::Device;
+use kernel::dma::DataDirection;
 use kernel::mm::Mm;
 use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
@@ -33,8 +34,50 @@ use crate::migrate::MigrateDetails;
 use crate::module_ref::ModuleRef;
 use crate::workqueue::OwnedQueue;
 
+/// How a device reaches memory it mapped through [`PagemapOps::device_map`] (the C
+/// `enum drm_interconnect_protocol`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Interconnect {
+    /// A DMA address of system memory.
+    System,
+    /// A driver-defined address: the device's own memory, or a peer's over a link the driver
+    /// knows; the value names the link.
+    Driver(u32),
+}
+
+/// An address a device uses for a page of a pagemap, with what it means (the C
+/// `struct drm_pagemap_addr`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PagemapAddr {
+    /// The DMA or driver-defined address.
+    pub addr: u64,
+    /// How the device reaches it.
+    pub proto: Interconnect,
+    /// Order of the mapping: it covers `PAGE_SIZE << order` bytes.
+    pub order: u32,
+    /// Direction of the transfers it is mapped for.
+    pub dir: DataDirection,
+}
+
 /// Operations a pagemap provider implements.
 pub trait PagemapOps: Send + Sync {
+    /// Maps the pagemap's page `pfn` (the head of `PAGE_SIZE << order` bytes) for access by
+    /// `dev`, which may be the owning device or a peer. `EOPNOTSUPP` if `dev` cannot reach
+    /// it. Every successful map is undone by [`Self::device_unmap`].
+    fn device_map(
+        &self,
+        _pagemap: &Pagemap,
+        _dev: &Device,
+        _pfn: usize,
+        _order: u32,
+        _dir: DataDirection,
+    ) -> Result<PagemapAddr> {
+        Err(EOPNOTSUPP)
+    }
+
+    /// Undoes a [`Self::device_map`] of `addr` for `dev`.
+    fn device_unmap(&self, _pagemap: &Pagemap, _dev: &Device, _addr: PagemapAddr) {}
+
     /// Whether [`Self::destroy`] must run from a work item instead of the last put's context.
     fn destroy_in_work(&self) -> bool {
         false

@@ -405,6 +405,35 @@ static enum igt_result evict(void)
 	return IGT_PASS;
 }
 
+/* Eviction of huge device pages: they come back whole, with no VMA and no CPU fault. */
+static enum igt_result evict_thp(void)
+{
+	size_t size = 4 * MIB;
+	uint64_t free0;
+	struct drm_vgpu_stats s0, s1;
+	struct drm_vgpu_evict ev = { 0 };
+	uint8_t *raw, *p;
+
+	NEED_GPU();
+	free0 = vram_free(fd);
+	raw = map_anon(2 * size);
+	igt_assert(raw);
+	p = (uint8_t *)(((uintptr_t)raw + 2 * MIB - 1) & ~(2 * MIB - 1));
+	igt_assert_eq(madvise(p, size, MADV_HUGEPAGE), 0);
+	fill(p, size, 18);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	s0 = stats(fd);
+	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_EVICT, &ev), 0);
+	igt_assert_eq(ev.evicted, 1);
+	s1 = stats(fd);
+	igt_assert_eq(s1.pages_to_system - s0.pages_to_system, size / PAGE);
+	igt_assert(wait_vram_free(fd, free0));
+	igt_assert_eq(check(p, size, 18), -1);
+	igt_assert_eq(stats(fd).cpu_faults, s0.cpu_faults);
+	munmap(raw, 2 * size);
+	return IGT_PASS;
+}
+
 /*
  * Run by module_lifecycle.sh only (VGPU_UNLOAD_TEST=1): with no file open, data living in
  * device memory must keep the module loaded, and stay readable.
@@ -446,6 +475,7 @@ static const struct igt_subtest tests[] = {
 	{ "other-gpu-page-busy", pinned_page_busy },
 	{ "timeslice", timeslice },
 	{ "evict", evict },
+	{ "evict-thp", evict_thp },
 	{ "unload-refused-while-migrated", unload_refused_while_migrated },
 };
 

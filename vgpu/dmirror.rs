@@ -268,7 +268,7 @@ impl Mirror {
                     let buf: &mut [u8; PAGE_SIZE] = (&mut bounce[off..off + PAGE_SIZE])
                         .try_into()
                         .map_err(|_| EINVAL)?;
-                    self.vram().read_device_page(entry.pfn(), buf)
+                    self.vm.access_local(entry.pfn(), buf, false)
                 })?;
             addr += n * PAGE_SIZE;
         }

@@ -8,12 +8,14 @@
 //! CPU page-table change drops the affected entries before it takes effect.
 
 use drm_pagemap::devmem::PAGE_SIZE;
+use drm_pagemap::pagemap::Pagemap;
 use gpusvm::hmm::fault_range;
 use gpusvm::hmm::Fault;
 use gpusvm::hmm::HmmPfn;
 use gpusvm::notifier::Invalidate;
 use gpusvm::notifier::Invalidation;
 use gpusvm::notifier::Notifier;
+use kernel::dma::DataDirection;
 use kernel::mm::Mm;
 use kernel::mm::MmWithUser;
 use kernel::page::BorrowedPage;
@@ -24,6 +26,7 @@ use kernel::sync::aref::ARef;
 use kernel::sync::Mutex;
 
 use crate::driver::VgpuDevice;
+use crate::vram;
 
 /// Pages one range fault covers at most: bounds the memory a fault reserves up front.
 pub(crate) const FAULT_BATCH: usize = 512;
@@ -76,6 +79,8 @@ pub(crate) struct GpuVm {
     #[pin]
     notifier: Notifier<PageTable>,
     drm: ARef<VgpuDevice>,
+    /// The GPU's own memory, reached through its pagemap's `device_map`.
+    pagemap: ARef<Pagemap>,
 }
 
 impl PageTable {
@@ -96,9 +101,35 @@ impl GpuVm {
     /// The view of `mm` by the GPU `drm`.
     pub(crate) fn new<'a>(drm: ARef<VgpuDevice>, mm: &'a Mm) -> impl PinInit<Self, Error> + 'a {
         try_pin_init!(Self {
+            pagemap: vram::pagemap(&drm)?,
             notifier <- Notifier::new(mm, 0, usize::MAX & !(PAGE_SIZE - 1), PageTable::new()),
             drm,
         })
+    }
+
+    /// The GPU reading (or with `write`, writing) its own page `pfn` from (into) `buf`, at
+    /// the address its pagemap maps it at for the GPU.
+    pub(crate) fn access_local(
+        &self,
+        pfn: usize,
+        buf: &mut [u8; PAGE_SIZE],
+        write: bool,
+    ) -> Result {
+        let pagemap = &*self.pagemap;
+        let dev = pagemap.device();
+        // DMA terms: the device reads memory "to device", writes it "from device".
+        let dir = match write {
+            true => DataDirection::FromDevice,
+            false => DataDirection::ToDevice,
+        };
+        let addr = pagemap.ops().device_map(pagemap, dev, pfn, 0, dir)?;
+        let res = match addr.proto {
+            vram::LOCAL_VRAM if write => self.drm.vram.write_at(addr.addr, buf),
+            vram::LOCAL_VRAM => self.drm.vram.read_at(addr.addr, buf),
+            _ => Err(EOPNOTSUPP),
+        };
+        pagemap.ops().device_unmap(pagemap, dev, addr);
+        res
     }
 
     /// The GPU.
@@ -117,11 +148,11 @@ impl GpuVm {
 
     /// Whether `pfn` is a page of this GPU's memory.
     pub(crate) fn is_local(&self, pfn: usize) -> bool {
-        self.drm.vram.is_local_pfn(pfn)
+        self.pagemap.region().contains_pfn(pfn)
     }
     /// What a mapped entry points at, if this GPU can access it.
     fn target(&self, entry: HmmPfn) -> Result<Target> {
-        if self.drm.vram.is_local_pfn(entry.pfn()) {
+        if self.is_local(entry.pfn()) {
             return Ok(Target::Vram(entry.pfn()));
         }
         if entry.is_device_private() {
@@ -215,8 +246,7 @@ impl GpuVm {
     /// by holding the table's lock.
     fn copy_page(&self, entry: HmmPfn, buf: &mut [u8; PAGE_SIZE], write: bool) -> Result {
         match self.target(entry)? {
-            Target::Vram(pfn) if write => self.drm.vram.write_device_page(pfn, buf),
-            Target::Vram(pfn) => self.drm.vram.read_device_page(pfn, buf),
+            Target::Vram(pfn) => self.access_local(pfn, buf, write),
             Target::System(page) => {
                 // SAFETY: The page is mapped by the process and stays so while the table's
                 // lock is held: the notifier drops the entry under it before unmapping.

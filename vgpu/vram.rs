@@ -13,8 +13,12 @@ use drm_pagemap::devmem::PAGE_SIZE;
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::migrate_to_devmem;
 use drm_pagemap::migrate::MigrateDetails;
+use drm_pagemap::pagemap::Interconnect;
 use drm_pagemap::pagemap::Pagemap;
+use drm_pagemap::pagemap::PagemapAddr;
 use drm_pagemap::pagemap::PagemapOps;
+use kernel::device::Device;
+use kernel::dma::DataDirection;
 use kernel::drm;
 use kernel::gpu::buddy::AllocatedBlocks;
 use kernel::gpu::buddy::GpuBuddy;
@@ -135,25 +139,16 @@ impl Vram {
         self.region.owner()
     }
 
-    /// Whether `pfn` is a page of this device's memory.
-    pub(crate) fn is_local_pfn(&self, pfn: usize) -> bool {
-        self.region.contains_pfn(pfn)
+    /// The GPU reading its own memory: copies the page at VRAM address `addr` into `dst`.
+    pub(crate) fn read_at(&self, addr: u64, dst: &mut [u8; PAGE_SIZE]) -> Result {
+        let index = usize::try_from(addr).map_err(|_| EINVAL)? / PAGE_SIZE;
+        self.engine.vram().backing.read_page(index, dst)
     }
 
-    /// The GPU reading its own memory: copies device page `pfn` into `dst`.
-    pub(crate) fn read_device_page(&self, pfn: usize, dst: &mut [u8; PAGE_SIZE]) -> Result {
-        let pages = self.engine.vram();
-        pages
-            .backing
-            .read_page(pfn.checked_sub(pages.pfn_first).ok_or(EINVAL)?, dst)
-    }
-
-    /// The GPU writing its own memory: overwrites device page `pfn` with `src`.
-    pub(crate) fn write_device_page(&self, pfn: usize, src: &[u8; PAGE_SIZE]) -> Result {
-        let pages = self.engine.vram();
-        pages
-            .backing
-            .write_page(pfn.checked_sub(pages.pfn_first).ok_or(EINVAL)?, Some(src))
+    /// The GPU writing its own memory: overwrites the page at VRAM address `addr` with `src`.
+    pub(crate) fn write_at(&self, addr: u64, src: &[u8; PAGE_SIZE]) -> Result {
+        let index = usize::try_from(addr).map_err(|_| EINVAL)? / PAGE_SIZE;
+        self.engine.vram().backing.write_page(index, Some(src))
     }
 
     /// Moves the data of every allocation back to system memory. Returns how many
@@ -196,7 +191,36 @@ struct VramPagemap {
     drm: ARef<drm::Device<VgpuDriver>>,
 }
 
+/// The interconnect of a GPU's own memory: addresses are VRAM offsets.
+pub(crate) const LOCAL_VRAM: Interconnect = Interconnect::Driver(0);
+
 impl PagemapOps for VramPagemap {
+    // The GPU itself reaches its memory by VRAM offset. No peer link exists yet: another
+    // device gets `EOPNOTSUPP` and goes through system memory.
+    fn device_map(
+        &self,
+        pagemap: &Pagemap,
+        dev: &Device,
+        pfn: usize,
+        order: u32,
+        dir: DataDirection,
+    ) -> Result<PagemapAddr> {
+        if !core::ptr::eq(dev, pagemap.device()) {
+            return Err(EOPNOTSUPP);
+        }
+        let region = pagemap.region();
+        let pages = 1usize.checked_shl(order).ok_or(EINVAL)?;
+        if !region.contains_pfn(pfn) || !region.contains_pfn(pfn + pages - 1) {
+            return Err(EINVAL);
+        }
+        Ok(PagemapAddr {
+            addr: ((pfn - region.pfn_first()) * PAGE_SIZE) as u64,
+            proto: LOCAL_VRAM,
+            order,
+            dir,
+        })
+    }
+
     // `destroy` takes the cache's mutex, so never in the last put's (maybe atomic) context.
     fn destroy_in_work(&self) -> bool {
         true
