@@ -14,7 +14,6 @@ use core::pin::Pin;
 use drm_pagemap::devmem::PAGE_SIZE;
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::MigrateDetails;
-use drm_pagemap::pagemap::Pagemap;
 use gpusvm::hmm::Fault;
 use gpusvm::hmm::HmmPfn;
 use kernel::fs::File;
@@ -38,7 +37,7 @@ use crate::uapi::HMM_DMIRROR_FLAG_FAIL_ALLOC;
 use crate::vm::Access;
 use crate::vm::GpuVm;
 use crate::vm::FAULT_BATCH;
-use crate::vram;
+use crate::vram::Vram;
 
 /// Device node names, one per GPU.
 const NAMES: [&CStr; crate::MAX_DEVICES as usize] = [
@@ -106,8 +105,6 @@ impl DmirrorNode {
 pub(crate) struct Mirror {
     #[pin]
     vm: GpuVm,
-    /// Migrations to this GPU go through its pagemap; holding it keeps the memory alive.
-    pagemap: ARef<Pagemap>,
     /// `HMM_DMIRROR_FLAGS`.
     flags: Atomic<u64>,
 }
@@ -120,13 +117,11 @@ impl MiscDevice for Mirror {
         // SAFETY: Every registration of this type is the `reg` field of a `DmirrorNode`.
         let node = unsafe { &*kernel::container_of!(core::ptr::from_ref(misc), DmirrorNode, reg) };
         let drm = node.drm.clone();
-        let pagemap = vram::pagemap(&drm)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         KBox::try_pin_init(
             try_pin_init!(Self {
                 vm <- GpuVm::new(drm, mm),
-                pagemap,
                 flags: Atomic::new(0),
             }),
             GFP_KERNEL,
@@ -186,7 +181,7 @@ impl Mirror {
         self.vm.mm()
     }
 
-    fn vram(&self) -> &crate::vram::Vram {
+    fn vram(&self) -> &Vram {
         &self.vm.drm().vram
     }
 
@@ -245,8 +240,8 @@ impl Mirror {
                     return Err(EINVAL);
                 }
                 let next = end.min(vma.end());
-                let ops = self.pagemap.ops();
-                match ops.populate_mm(&self.pagemap, &mm, &mmap, addr, next, &details) {
+                let pagemap = self.vm.pagemap();
+                match pagemap.ops().populate_mm(pagemap, &mm, &mmap, addr, next, &details) {
                     Ok(()) => {}
                     Err(e) if e == EBUSY || e == EOPNOTSUPP || e == ENOMEM => {}
                     Err(e) => return Err(e),

@@ -137,6 +137,12 @@ impl GpuVm {
         &self.drm
     }
 
+    /// The pagemap of the GPU's memory: migrations to the GPU go through it, and holding it
+    /// keeps the memory alive.
+    pub(crate) fn pagemap(&self) -> &Pagemap {
+        &self.pagemap
+    }
+
     /// A user reference on the address space; `EFAULT` once it is gone.
     pub(crate) fn mm(&self) -> Result<ARef<MmWithUser>> {
         self.notifier.mm().mmget_not_zero().ok_or(EFAULT)
