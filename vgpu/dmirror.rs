@@ -241,7 +241,10 @@ impl Mirror {
                 }
                 let next = end.min(vma.end());
                 let pagemap = self.vm.pagemap();
-                match pagemap.ops().populate_mm(pagemap, &mm, &mmap, addr, next, &details) {
+                match pagemap
+                    .ops()
+                    .populate_mm(pagemap, &mm, &mmap, addr, next, &details)
+                {
                     Ok(()) => {}
                     Err(e) if e == EBUSY || e == EOPNOTSUPP || e == ENOMEM => {}
                     Err(e) => return Err(e),
