@@ -98,7 +98,8 @@ impl HmmPfn {
 
 /// Finds (and with `fault` other than [`Fault::None`], faults in) what `notifier`'s mm maps
 /// over `pfns.len()` pages from `start`, then takes the driver's lock with `lock` and returns
-/// its guard if no invalidation raced with the fault; retries otherwise.
+/// its guard if no invalidation raced with the fault; retries otherwise. `mm` is a user
+/// reference on the notifier's mm (`EINVAL` if it is another).
 ///
 /// Device-private pages of `owner` are reported as they are; those of other owners are
 /// migrated to system memory by a fault, or reported not mapped by a snapshot. Errors are
@@ -114,6 +115,10 @@ pub fn fault_range<T: Invalidate, G>(
     lock: impl Fn() -> G,
 ) -> Result<G> {
     if start % PAGE_SIZE != 0 || pfns.is_empty() {
+        return Err(EINVAL);
+    }
+    // The mmap lock taken below must be that of the address space the notifier watches.
+    if !core::ptr::eq(mm.as_raw(), notifier.mm().as_raw()) {
         return Err(EINVAL);
     }
     let len = pfns.len().checked_mul(PAGE_SIZE).ok_or(EINVAL)?;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Module lifecycle of vgpu, as KTAP: unload refused while in use, everything released on
-# unload, bad parameters refused with a message, and a second load with other parameters.
+# unload, bad parameters refused with a message, a second load with other parameters, and
+# the hmm_dmirror nodes: there with hmm_dmirror=1, holding the module while open, gone after.
 M=/lib/svm
 n=0
 fail=0
@@ -16,7 +17,7 @@ unload() { for i in 1 2 3 4 5 6 7 8 9 10; do rmmod "$1" 2>/dev/null && return 0;
 logged() { dmesg | grep -q "$1"; }
 
 echo "KTAP version 1"
-echo "1..12"
+echo "1..18"
 refuse unload-refused-while-open sh -c 'exec 3</dev/dri/renderD128 && rmmod vgpu'
 expect unload-refused-while-migrated sh -c 'VGPU_UNLOAD_TEST=1 /tests/vgpu_migrate -t unload-refused-while-migrated >/tmp/u.log || { sed "s/^/# /" /tmp/u.log; exit 1; }'
 expect unload unload vgpu
@@ -28,5 +29,11 @@ expect refusal-explained logged "num_devices=9 is out of range"
 refuse refuse-odd-vram insmod $M/vgpu.ko vram_mib=3
 expect reload-three insmod $M/vgpu.ko num_devices=3 vram_mib=16
 expect reload-query sh -c 'VGPU_EXPECT_DEVICES=3 VGPU_EXPECT_VRAM_MIB=16 /tests/vgpu_basic -t query-device >/tmp/q.log || { sed "s/^/# /" /tmp/q.log; exit 1; }'
-expect final-unload unload vgpu
+expect reload-unload unload vgpu
+refuse refuse-bad-dmirror insmod $M/vgpu.ko hmm_dmirror=2
+expect dmirror-load insmod $M/vgpu.ko hmm_dmirror=1
+expect dmirror-nodes sh -c 'test -c /dev/hmm_dmirror0 && test -c /dev/hmm_dmirror1 && ! test -e /dev/hmm_dmirror2'
+refuse dmirror-unload-refused-while-open sh -c 'exec 3</dev/hmm_dmirror0 && rmmod vgpu'
+expect dmirror-unload unload vgpu
+refuse dmirror-nodes-gone test -e /dev/hmm_dmirror0
 exit $fail
