@@ -8,6 +8,7 @@
 //! the last such page is freed the allocation is *detached*: [`Devmem::wait_detached`]
 //! returns and [`DevmemOps::release`] runs, in process context, on this module's workqueue.
 
+use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 
 use kernel::mm::Mm;
@@ -307,13 +308,23 @@ impl Devmem {
 
 /// Zone-device data: one per migration into device memory, referenced by each device page
 /// it placed.
+///
+/// # Invariants
+///
+/// `devmem` is initialised until `drop` moves it into the release work.
 pub(crate) struct Zdd {
-    devmem: Arc<Devmem>,
+    devmem: ManuallyDrop<Arc<Devmem>>,
 }
 
 impl Zdd {
     pub(crate) fn new(devmem: Arc<Devmem>) -> Result<Arc<Self>> {
-        Ok(Arc::new(Self { devmem }, GFP_KERNEL)?)
+        // INVARIANT: Initialised here.
+        Ok(Arc::new(
+            Self {
+                devmem: ManuallyDrop::new(devmem),
+            },
+            GFP_KERNEL,
+        )?)
     }
 
     pub(crate) fn devmem(&self) -> &Arc<Devmem> {
@@ -392,8 +403,14 @@ impl Drop for Zdd {
         // INVARIANT: A `Zdd` is created for one migration and dropped once.
         self.devmem.detached.store(true, Release);
         self.devmem.detached_done.complete_all();
+        // Our reference goes to the work item, not dropped here: this context may be atomic
+        // (a folio freed under a page-table lock), and once the release has run elsewhere,
+        // ours could be the last reference, whose drop frees the provider's allocation
+        // (which may sleep).
+        // SAFETY: `devmem` is initialised (type invariant) and not used after this.
+        let devmem = unsafe { ManuallyDrop::take(&mut self.devmem) };
         // Cannot be queued already: an allocation backs one migration, so one `Zdd`.
-        let _ = crate::pagemap::destroy_queue().enqueue(self.devmem.clone());
+        let _ = crate::pagemap::destroy_queue().enqueue(devmem);
     }
 }
 

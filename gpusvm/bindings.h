@@ -11,6 +11,7 @@
 #include <linux/memremap.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
+#include <linux/rmap.h>
 
 bool svm_mmu_interval_read_retry(struct mmu_interval_notifier *mni, unsigned long seq);
 void svm_mmu_interval_set_seq(struct mmu_interval_notifier *mni, unsigned long seq);
@@ -20,5 +21,8 @@ unsigned int svm_hmm_pfn_to_map_order(unsigned long hmm_pfn);
 bool svm_pfn_is_zero(unsigned long pfn);
 struct page *svm_pfn_page(unsigned long pfn);
 bool svm_pfn_is_device_private(unsigned long pfn);
+long svm_make_device_exclusive(struct mm_struct *mm, unsigned long addr, void *owner,
+			       struct folio **folio);
+void svm_folio_unlock_put(struct folio *folio);
 
 #endif

@@ -50,3 +50,25 @@ bool svm_pfn_is_device_private(unsigned long pfn)
 	return is_device_private_page(pfn_to_page(pfn));
 }
 EXPORT_SYMBOL_GPL(svm_pfn_is_device_private);
+
+/*
+ * make_device_exclusive() as a pfn or a negative errno; on success *folio is locked and
+ * referenced until svm_folio_unlock_put().
+ */
+long svm_make_device_exclusive(struct mm_struct *mm, unsigned long addr, void *owner,
+			       struct folio **folio)
+{
+	struct page *page = make_device_exclusive(mm, addr, owner, folio);
+
+	if (IS_ERR(page))
+		return PTR_ERR(page);
+	return page_to_pfn(page);
+}
+EXPORT_SYMBOL_GPL(svm_make_device_exclusive);
+
+void svm_folio_unlock_put(struct folio *folio)
+{
+	folio_unlock(folio);
+	folio_put(folio);
+}
+EXPORT_SYMBOL_GPL(svm_folio_unlock_put);

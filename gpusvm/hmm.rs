@@ -41,6 +41,12 @@ pub enum Fault {
 pub struct HmmPfn(usize);
 
 impl HmmPfn {
+    /// A valid entry for page frame `pfn`, writable if `write`: what a range fault would
+    /// report for a page the caller mapped by other means (say, exclusively).
+    pub fn mapped(pfn: usize, write: bool) -> Self {
+        Self(pfn | VALID | if write { WRITE } else { 0 })
+    }
+
     /// The raw HMM pfn.
     pub fn raw(self) -> usize {
         self.0
@@ -160,5 +166,53 @@ pub fn fault_range<T: Invalidate, G>(
             continue;
         }
         return Ok(guard);
+    }
+}
+
+/// A page the CPU maps for exclusive access by a device (for device atomics): until the
+/// handle is dropped it is locked; after that, the CPU's next access to it revokes the
+/// exclusivity, with an invalidation of the notifiers covering it.
+pub struct ExclusivePage {
+    folio: core::ptr::NonNull<ffi::folio>,
+    pfn: usize,
+}
+
+impl ExclusivePage {
+    /// Marks the page at `addr` of `mm` for exclusive device access, faulting it in writable
+    /// first (`EFAULT`/`EPERM` as a write fault would fail; `EBUSY` if the page could not be
+    /// locked). `owner` is passed to the invalidation this raises, so that the caller's
+    /// notifier can recognise it. Takes the mmap lock for reading.
+    pub fn new(mm: &MmWithUser, addr: usize, owner: usize) -> Result<Self> {
+        let mut folio = core::ptr::null_mut();
+        let _mmap = mm.mmap_read_lock();
+        // SAFETY: The mmap lock of `mm` is held; `folio` is written on success.
+        let ret = unsafe {
+            ffi::svm_make_device_exclusive(
+                mm.as_raw(),
+                addr,
+                owner as *mut kernel::ffi::c_void,
+                &mut folio,
+            )
+        };
+        if ret < 0 {
+            return Err(Error::from_errno(ret as i32));
+        }
+        let folio = core::ptr::NonNull::new(folio).ok_or(EINVAL)?;
+        Ok(Self {
+            folio,
+            pfn: ret as usize,
+        })
+    }
+
+    /// The page's frame number.
+    pub fn pfn(&self) -> usize {
+        self.pfn
+    }
+}
+
+impl Drop for ExclusivePage {
+    fn drop(&mut self) {
+        // SAFETY: `make_device_exclusive` returned the folio locked and referenced.
+        unsafe { ffi::svm_folio_unlock_put(self.folio.as_ptr()) };
     }
 }

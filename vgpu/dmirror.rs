@@ -167,8 +167,8 @@ impl MiscDevice for Mirror {
                 this.vram().evict_all()?;
             }
             FLAGS => this.flags.store(cmd.npages, Relaxed),
-            // Device-exclusive access is not implemented yet.
-            EXCLUSIVE | CHECK_EXCLUSIVE => return Err(EOPNOTSUPP),
+            EXCLUSIVE => this.exclusive(start, end, out, &mut cmd)?,
+            CHECK_EXCLUSIVE => this.vm.check_exclusive(start, end)?,
             _ => return Err(ENOTTY),
         }
         writer.write(&cmd)?;
@@ -200,6 +200,12 @@ impl Mirror {
         UserSlice::new(UserPtr::from_addr(out), bounce.len())
             .writer()
             .write_slice(&bounce)
+    }
+
+    /// Maps the range for exclusive device access, then returns what the GPU reads there.
+    fn exclusive(&self, start: usize, end: usize, out: usize, cmd: &mut hmm_dmirror_cmd) -> Result {
+        self.vm.make_exclusive(start, end)?;
+        self.read(start, end, out, cmd)
     }
 
     fn write(&self, start: usize, end: usize, out: usize, cmd: &mut hmm_dmirror_cmd) -> Result {

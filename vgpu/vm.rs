@@ -10,6 +10,7 @@
 use drm_pagemap::devmem::PAGE_SIZE;
 use drm_pagemap::pagemap::Pagemap;
 use gpusvm::hmm::fault_range;
+use gpusvm::hmm::ExclusivePage;
 use gpusvm::hmm::Fault;
 use gpusvm::hmm::HmmPfn;
 use gpusvm::notifier::Invalidate;
@@ -46,7 +47,16 @@ pub(crate) struct Access {
 #[pin_data]
 struct PageTable {
     #[pin]
-    pt: Mutex<RBTree<usize, HmmPfn>>,
+    pt: Mutex<RBTree<usize, Pte>>,
+}
+
+/// One entry of the GPU page table.
+#[derive(Clone, Copy)]
+struct Pte {
+    /// What the CPU mapped there when the GPU faulted it.
+    pfn: HmmPfn,
+    /// Mapped for exclusive (atomic) access by this GPU: the CPU's next access revokes it.
+    exclusive: bool,
 }
 
 impl Invalidate for PageTable {
@@ -211,7 +221,11 @@ impl GpuVm {
         for (i, entry) in pfns.iter().enumerate() {
             if entry.is_valid() {
                 if let Some(node) = nodes.pop() {
-                    pt.insert(node.into_node(addr / PAGE_SIZE + i, *entry));
+                    let pte = Pte {
+                        pfn: *entry,
+                        exclusive: false,
+                    };
+                    pt.insert(node.into_node(addr / PAGE_SIZE + i, pte));
                 }
             }
             each(i, *entry)?;
@@ -233,7 +247,7 @@ impl GpuVm {
         let pt = self.notifier.data().pt.lock();
         let mut addr = start;
         while addr < end {
-            let entry = *pt.get(&(addr / PAGE_SIZE)).ok_or(ENOENT)?;
+            let entry = pt.get(&(addr / PAGE_SIZE)).ok_or(ENOENT)?.pfn;
             if write && !entry.is_write() {
                 return Err(ENOENT);
             }
@@ -266,6 +280,45 @@ impl GpuVm {
                 }
             }
         }
+    }
+
+    /// Maps `[start, end)` for exclusive access by this GPU (device atomics), page by page:
+    /// the CPU mappings become device-exclusive entries, and the GPU page table maps the
+    /// pages until the CPU's next access to them revokes it.
+    pub(crate) fn make_exclusive(&self, start: usize, end: usize) -> Result {
+        let mm = self.mm()?;
+        let table = self.notifier.data();
+        let mut addr = start;
+        while addr < end {
+            let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+            let page = ExclusivePage::new(&mm, addr, 0)?;
+            // The page stays locked until `page` drops, so the CPU cannot take it back (and
+            // invalidate the entry) before the entry is in.
+            let pte = Pte {
+                pfn: HmmPfn::mapped(page.pfn(), true),
+                exclusive: true,
+            };
+            table
+                .pt
+                .lock()
+                .insert(node.into_node(addr / PAGE_SIZE, pte));
+            drop(page);
+            addr += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// `EPERM` if some page of `[start, end)` is still mapped for exclusive access.
+    pub(crate) fn check_exclusive(&self, start: usize, end: usize) -> Result {
+        let pages = start / PAGE_SIZE..end.div_ceil(PAGE_SIZE);
+        let pt = self.notifier.data().pt.lock();
+        if pt
+            .iter()
+            .any(|(index, pte)| pte.exclusive && pages.contains(index))
+        {
+            return Err(EPERM);
+        }
+        Ok(())
     }
 
     /// The GPU reading (or with `write`, writing) `[start, end)` from (into) `bounce`:
