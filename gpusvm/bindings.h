@@ -24,5 +24,7 @@ bool svm_pfn_is_device_private(unsigned long pfn);
 long svm_make_device_exclusive(struct mm_struct *mm, unsigned long addr, void *owner,
 			       struct folio **folio);
 void svm_folio_unlock_put(struct folio *folio);
+/* From drm_pagemap's helpers, for KUnit tests that need an address space. */
+unsigned long svm_kunit_mmap_anon(unsigned long len);
 
 #endif

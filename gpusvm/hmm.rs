@@ -216,3 +216,151 @@ impl Drop for ExclusivePage {
         unsafe { ffi::svm_folio_unlock_put(self.folio.as_ptr()) };
     }
 }
+
+#[kunit_tests(gpusvm_hmm)]
+mod tests {
+    use super::*;
+    use crate::notifier::Event;
+    use crate::notifier::Invalidation;
+    use kernel::sync::atomic::Atomic;
+    use kernel::sync::atomic::Relaxed;
+    use kernel::sync::Mutex;
+
+    const PAGES: usize = 16;
+
+    /// Counts the invalidations of a notifier.
+    #[pin_data]
+    struct Seen {
+        #[pin]
+        lock: Mutex<()>,
+        invalidations: Atomic<u32>,
+        unmaps: Atomic<u32>,
+    }
+
+    impl Invalidate for Seen {
+        fn invalidate(notifier: &Notifier<Self>, range: &Invalidation<'_>, cur_seq: usize) -> bool {
+            let seen = notifier.data();
+            let _guard = match range.blockable() {
+                true => seen.lock.lock(),
+                false => match seen.lock.try_lock() {
+                    Some(guard) => guard,
+                    None => return false,
+                },
+            };
+            notifier.set_seq(cur_seq);
+            seen.invalidations.fetch_add(1, Relaxed);
+            if range.event() == Event::Unmap {
+                seen.unmaps.fetch_add(1, Relaxed);
+            }
+            true
+        }
+    }
+
+    fn seen() -> impl PinInit<Seen, Error> {
+        try_pin_init!(Seen {
+            lock <- kernel::new_mutex!(()),
+            invalidations: Atomic::new(0),
+            unmaps: Atomic::new(0),
+        })
+    }
+
+    /// `PAGES` untouched pages of private anonymous memory in the test's own address space.
+    fn mapped() -> Result<usize> {
+        // SAFETY: Maps memory into the address space the test's kthread gets for it.
+        let addr = unsafe { ffi::svm_kunit_mmap_anon(PAGES * PAGE_SIZE) };
+        if addr == 0 || addr > usize::MAX - PAGE_SIZE {
+            return Err(ENOMEM);
+        }
+        Ok(addr)
+    }
+
+    #[test]
+    fn snapshot_read_write() -> Result {
+        let addr = mapped()?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let n = KBox::pin_init(
+            Notifier::new(mm, addr, PAGES * PAGE_SIZE, seen()),
+            GFP_KERNEL,
+        )?;
+        let lock = || n.data().lock.lock();
+        let mut pfns = [HmmPfn::default(); PAGES];
+
+        // Untouched memory: a snapshot finds nothing mapped, and faults nothing in.
+        drop(fault_range(&n, mm, addr, &mut pfns, Fault::None, 0, lock)?);
+        assert!(pfns.iter().all(|p| !p.is_valid() && !p.is_error()));
+
+        // A read fault maps the shared zero page, read-only.
+        drop(fault_range(&n, mm, addr, &mut pfns, Fault::Read, 0, lock)?);
+        assert!(pfns
+            .iter()
+            .all(|p| p.is_valid() && !p.is_write() && p.is_zero_page()));
+        assert!(pfns
+            .iter()
+            .all(|p| p.map_order() == 0 && !p.is_device_private()));
+
+        // A write fault breaks copy-on-write: private writable pages, one per address.
+        drop(fault_range(&n, mm, addr, &mut pfns, Fault::Write, 0, lock)?);
+        assert!(pfns
+            .iter()
+            .all(|p| p.is_valid() && p.is_write() && !p.is_zero_page()));
+        for (i, p) in pfns.iter().enumerate() {
+            assert!(pfns[i + 1..].iter().all(|q| q.pfn() != p.pfn()));
+        }
+        // Replacing the zero page invalidated the range.
+        assert!(n.data().invalidations.load(Relaxed) > 0);
+        Ok(())
+    }
+
+    #[test]
+    fn invalidation_makes_readers_retry() -> Result {
+        let addr = mapped()?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let n = KBox::pin_init(
+            Notifier::new(mm, addr, PAGES * PAGE_SIZE, seen()),
+            GFP_KERNEL,
+        )?;
+        let lock = || n.data().lock.lock();
+        let mut pfns = [HmmPfn::default(); PAGES];
+        drop(fault_range(&n, mm, addr, &mut pfns, Fault::Write, 0, lock)?);
+
+        let seq = n.read_begin();
+        assert!(!n.read_retry(seq));
+        // Unmapping the first half invalidates it: a reader that began before must retry.
+        let half = PAGES / 2 * PAGE_SIZE;
+        // SAFETY: Unmaps memory of the test's own address space that nothing else uses.
+        kernel::error::to_result(unsafe { ffi::vm_munmap(addr, half) })?;
+        assert!(n.read_retry(seq));
+        assert!(n.data().unmaps.load(Relaxed) >= 1);
+
+        // Now the first half has no mapping (an error in a snapshot, EFAULT for a fault) and
+        // the second half is still mapped writable.
+        drop(fault_range(&n, mm, addr, &mut pfns, Fault::None, 0, lock)?);
+        assert!(pfns[..PAGES / 2].iter().all(|p| p.is_error()));
+        assert!(pfns[PAGES / 2..]
+            .iter()
+            .all(|p| p.is_valid() && p.is_write()));
+        let err = fault_range(&n, mm, addr, &mut pfns, Fault::Read, 0, lock).err();
+        assert_eq!(err, Some(EFAULT));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_arguments() -> Result {
+        let addr = mapped()?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let n = KBox::pin_init(
+            Notifier::new(mm, addr, PAGES * PAGE_SIZE, seen()),
+            GFP_KERNEL,
+        )?;
+        let lock = || n.data().lock.lock();
+        let mut pfns = [HmmPfn::default(); PAGES];
+        let unaligned = fault_range(&n, mm, addr + 1, &mut pfns, Fault::None, 0, lock).err();
+        assert_eq!(unaligned, Some(EINVAL));
+        let empty = fault_range(&n, mm, addr, &mut [], Fault::None, 0, lock).err();
+        assert_eq!(empty, Some(EINVAL));
+        Ok(())
+    }
+}

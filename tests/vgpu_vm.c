@@ -141,6 +141,30 @@ static enum igt_result system_read_write(void)
 	return IGT_PASS;
 }
 
+/* An access larger than the kernel's bounce buffer, not a multiple of it. */
+static enum igt_result large_access(void)
+{
+	size_t size = 5 * MIB + 3 * PAGE;
+	uint8_t *p = map_anon(size), *buf = malloc(size);
+	uint64_t faults;
+	uint32_t id;
+
+	NEED_GPU();
+	igt_assert(p && buf);
+	fill(p, size, 31);
+	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert(faults >= 1);
+	igt_assert_eq(check(buf, size, 31), -1);
+	fill(buf, size, 32);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
+	igt_assert_eq(check(p, size, 32), -1);
+	igt_assert_eq(vm_destroy(fd, id), 0);
+	munmap(p, size);
+	free(buf);
+	return IGT_PASS;
+}
+
 /* Never stale: after the CPU mapping changes under it, the GPU sees the new pages. */
 static enum igt_result never_stale(void)
 {
@@ -279,6 +303,7 @@ static const struct igt_subtest tests[] = {
 	{ "too-many", too_many },
 	{ "bad-access", bad_access },
 	{ "system-read-write", system_read_write },
+	{ "large-access", large_access },
 	{ "never-stale", never_stale },
 	{ "device-memory-in-place", device_memory_in_place },
 	{ "other-gpu-memory", other_gpu_memory },
