@@ -58,6 +58,28 @@ impl SystemPage {
         unsafe { ffi::svm_copy_to_page(self.0.as_ptr(), src.as_ptr().cast()) };
     }
 
+    /// Copies the page's contents to `dst`, a page's worth of memory, in one pass.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for writes of `PAGE_SIZE` bytes, not the page itself, and nothing else
+    /// accesses it meanwhile.
+    pub unsafe fn read_raw(&self, dst: *mut u8) {
+        // SAFETY: The page is valid; `dst` per the contract.
+        unsafe { ffi::svm_copy_from_page(dst.cast(), self.0.as_ptr()) };
+    }
+
+    /// Overwrites the page with `PAGE_SIZE` bytes from `src`, in one pass.
+    ///
+    /// # Safety
+    ///
+    /// `src` is valid for reads of `PAGE_SIZE` bytes, not the page itself, and nothing
+    /// writes it meanwhile.
+    pub unsafe fn write_raw(&self, src: *const u8) {
+        // SAFETY: The page is valid; `src` per the contract.
+        unsafe { ffi::svm_copy_to_page(self.0.as_ptr(), src.cast()) };
+    }
+
     /// The page's frame number.
     pub fn pfn(&self) -> usize {
         // SAFETY: The page is valid.

@@ -6,6 +6,7 @@
 use core::ptr::NonNull;
 
 use drm_pagemap::devmem::PageCopy;
+use drm_pagemap::devmem::SystemPage;
 use drm_pagemap::devmem::PAGE_SIZE;
 use drm_pagemap::workqueue::OwnedQueue;
 use kernel::prelude::*;
@@ -59,6 +60,26 @@ impl Backing {
         let src = self.page(index)?;
         // SAFETY: `src` is a page of our buffer; `dst` is a distinct buffer.
         unsafe { core::ptr::copy_nonoverlapping(src.cast::<u8>(), dst.as_mut_ptr(), PAGE_SIZE) };
+        Ok(())
+    }
+
+    /// Copies system page `sys` straight into VRAM page `index` (no bounce).
+    fn fill_from(&self, index: usize, sys: &SystemPage) -> Result {
+        let dst = self.page(index)?;
+        // SAFETY: `dst` is a page of our buffer, distinct from any system page. It is the
+        // destination of a migration: its device page is locked and mapped nowhere, so
+        // nothing else touches it meanwhile.
+        unsafe { sys.read_raw(dst.cast()) };
+        Ok(())
+    }
+
+    /// Copies VRAM page `index` straight into system page `sys` (no bounce).
+    fn drain_to(&self, index: usize, sys: &SystemPage) -> Result {
+        let src = self.page(index)?;
+        // SAFETY: `src` is a page of our buffer, distinct from any system page. It is the
+        // source of a migration: its device page is locked and unmapped (GPU mappings were
+        // invalidated first), so nothing writes it meanwhile.
+        unsafe { sys.write_raw(src.cast()) };
         Ok(())
     }
 
@@ -119,19 +140,12 @@ impl VramPages {
     }
 
     fn run(&self, copies: &[PageCopy], dir: CopyDir) -> Result {
-        let mut buf = KBox::new([0u8; PAGE_SIZE], GFP_KERNEL)?;
         for c in copies {
             let index = self.index(c.device_pfn)?;
             match (dir, c.system) {
-                (CopyDir::ToVram, Some(sys)) => {
-                    sys.read(&mut buf);
-                    self.backing.write_page(index, Some(&buf))?;
-                }
+                (CopyDir::ToVram, Some(sys)) => self.backing.fill_from(index, &sys)?,
                 (CopyDir::ToVram, None) => self.backing.write_page(index, None)?,
-                (CopyDir::ToRam, Some(sys)) => {
-                    self.backing.read_page(index, &mut buf)?;
-                    sys.write(&buf);
-                }
+                (CopyDir::ToRam, Some(sys)) => self.backing.drain_to(index, &sys)?,
                 (CopyDir::ToRam, None) => return Err(EINVAL),
             }
             self.bytes_copied.fetch_add(PAGE_SIZE as u64, Relaxed);
