@@ -6,6 +6,7 @@
 #   make run             the VM with the modules and virtual GPUs loaded
 #   make lint            rustfmt check and a CLIPPY=1 build with warnings as errors
 #   make bench           migration throughput, ours against test_hmm and memcpy, one VM boot
+#   make stress          vgpu_stress for SECONDS (default 120) in one VM boot, judged like check
 #   make clean
 
 SHELL := /bin/bash
@@ -27,7 +28,7 @@ KMAKE = kdir=$$($(KDIR_CMD)) && rls=$$($(RUST_LIB_SRC_CMD)) && \
 	PATH="$(SVM_CACHE)/tools/bin:$(HOME)/.cargo/bin:$$PATH" \
 	$(MAKE) -C $$kdir M=$(TOP) LLVM=$(LLVM) $${rls:+RUST_LIB_SRC=$$rls}
 
-.PHONY: all modules check run lint bench clean
+.PHONY: all modules check run lint bench stress clean
 
 all: modules
 
@@ -45,6 +46,9 @@ lint:
 
 bench:
 	+@bash scripts/bench.sh
+
+stress:
+	+@SECONDS_TO_RUN=$(SECONDS) bash scripts/stress.sh
 
 clean:
 	+@$(KMAKE) clean || true

@@ -1,5 +1,6 @@
 #!/bin/busybox sh
-# /init of the test VM. The plan comes from the kernel command line: svm.mode=check|run.
+# /init of the test VM. The plan comes from the kernel command line: svm.mode=check|run|bench|stress
+# (stress: svm.seconds=N).
 # Every test program's output is framed by SVM-TEST-BEGIN/END lines for scripts/results.py,
 # and the kernel log (KUnit results, splats) is dumped between SVM-DMESG-BEGIN/END at the end.
 /bin/busybox --install -s /bin
@@ -40,6 +41,10 @@ unload_stack() {
 if [ "$mode" = run ]; then
 	load_stack
 	/tests/vgpu_info
+elif [ "$mode" = stress ]; then
+	load_stack
+	secs=$(sed -n 's/.*svm\.seconds=\([0-9]*\).*/\1/p' /proc/cmdline)
+	VGPU_STRESS_SECONDS=${secs:-120} t vgpu_stress /tests/vgpu_stress
 elif [ "$mode" = bench ]; then
 	load_stack num_devices=1 vram_mib=160
 	insmod $M/test_hmm.ko || echo "SVM-ERROR insmod test_hmm failed"

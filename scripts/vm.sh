@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the initramfs (busybox, the modules, test_hmm.ko, the test programs) and boots it
 # under QEMU/TCG with a hard timeout. Usage: vm.sh MODE KDIR OUTDIR
-#   MODE is check or run; the serial log is kept in OUTDIR/vm-MODE.log.
+#   MODE is check, run, bench or stress; the serial log is kept in OUTDIR/vm-MODE.log.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -31,7 +31,7 @@ timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -
 	-display none -no-reboot -monitor none \
 	-chardev stdio,id=console,logfile="$log",signal=off -serial chardev:console \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs-$mode.cpio.gz" \
-	-append "console=ttyS0 panic=-1 oops=panic loglevel=5 log_buf_len=8M svm.mode=$mode" \
+	-append "console=ttyS0 panic=-1 oops=panic loglevel=5 log_buf_len=8M svm.mode=$mode${SVM_SECONDS:+ svm.seconds=$SVM_SECONDS}" \
 	</dev/null | if [ "$mode" = run ]; then tr -d '\r'; else cat >/dev/null; fi
 rc=${PIPESTATUS[0]}
 set -e

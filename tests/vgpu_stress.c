@@ -20,9 +20,8 @@
 #define THREADS 4
 #define BLOCK (1 * MIB)			/* per thread */
 #define SIZE (THREADS * BLOCK)
-#ifndef SECONDS
-#define SECONDS 4
-#endif
+/* How long the threads race; VGPU_STRESS_SECONDS overrides (`make stress`). */
+static int seconds = 4;
 
 static uint8_t *buf;
 static uint32_t vm0, vm1;
@@ -78,7 +77,7 @@ static void *run(void *arg)
 {
 	struct worker *w = arg;
 	uint8_t *mine = block(w), *tmp = malloc(BLOCK);
-	time_t end = time(NULL) + SECONDS;
+	time_t end = time(NULL) + seconds;
 	struct drm_vgpu_evict ev = { 0 };
 	long bad;
 
@@ -193,7 +192,7 @@ static enum igt_result race(void)
 		igt_assert_eq(w[i].errors, 0);
 		ops += w[i].ops;
 	}
-	igt_info("%ld operations by %d threads in %d s\n", ops, THREADS, SECONDS);
+	igt_info("%ld operations by %d threads in %d s\n", ops, THREADS, seconds);
 	munmap(raw, SIZE + 2 * MIB);
 	/* Nothing leaked: every allocation was released. */
 	for (int i = 0; i < 200 && vram_free(fd) != free0; i++)
@@ -213,6 +212,10 @@ static const struct igt_subtest tests[] = {
 
 int main(int argc, char **argv)
 {
+	const char *env = getenv("VGPU_STRESS_SECONDS");
+
+	if (env && atoi(env) > 0)
+		seconds = atoi(env);
 	open_nodes();
 	return igt_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
 }
