@@ -48,14 +48,14 @@ impl SystemPage {
 
     /// Copies the page's contents into `dst`.
     pub fn read(&self, dst: &mut [u8; PAGE_SIZE]) {
-        // SAFETY: The page is valid (type invariant) and `dst` holds a page's worth of bytes.
-        unsafe { ffi::svm_copy_from_page(dst.as_mut_ptr().cast(), self.0.as_ptr()) };
+        // SAFETY: `dst` is a page's worth of memory we hold exclusively.
+        unsafe { self.read_raw(dst.as_mut_ptr()) };
     }
 
     /// Overwrites the page with `src`.
     pub fn write(&self, src: &[u8; PAGE_SIZE]) {
-        // SAFETY: The page is valid and `src` holds a page's worth of bytes.
-        unsafe { ffi::svm_copy_to_page(self.0.as_ptr(), src.as_ptr().cast()) };
+        // SAFETY: `src` is a page's worth of memory nothing writes while we hold it.
+        unsafe { self.write_raw(src.as_ptr()) };
     }
 
     /// Copies the page's contents to `dst`, a page's worth of memory, in one pass.

@@ -114,9 +114,9 @@ impl<T: Invalidate> Notifier<T> {
             data <- data,
             _pin: PhantomPinned,
             raw <- Opaque::try_ffi_init(move |slot: *mut ffi::mmu_interval_notifier| {
-                // SAFETY: `slot` is pinned memory for the notifier, removed in drop before it
-                // is freed; `OPS` is a promoted constant that lives forever; `mm` is a live mm.
                 // INVARIANT: On success the notifier is inserted.
+                // SAFETY: `slot` is pinned, removed in drop before it is freed; `OPS` is a
+                // promoted constant that lives forever; `mm` is a live mm.
                 to_result(unsafe {
                     ffi::mmu_interval_notifier_insert(
                         slot,

@@ -66,9 +66,9 @@ impl Backing {
     /// Copies system page `sys` straight into VRAM page `index` (no bounce).
     fn fill_from(&self, index: usize, sys: &SystemPage) -> Result {
         let dst = self.page(index)?;
-        // SAFETY: `dst` is a page of our buffer, distinct from any system page. It is the
-        // destination of a migration: its device page is locked and mapped nowhere, so
-        // nothing else touches it meanwhile.
+        // `dst` is the destination of a migration: its device page is locked and mapped
+        // nowhere, so nothing else touches it meanwhile.
+        // SAFETY: `dst` is a whole page of our buffer, distinct from any system page.
         unsafe { sys.read_raw(dst.cast()) };
         Ok(())
     }
@@ -76,9 +76,9 @@ impl Backing {
     /// Copies VRAM page `index` straight into system page `sys` (no bounce).
     fn drain_to(&self, index: usize, sys: &SystemPage) -> Result {
         let src = self.page(index)?;
-        // SAFETY: `src` is a page of our buffer, distinct from any system page. It is the
-        // source of a migration: its device page is locked and unmapped (GPU mappings were
-        // invalidated first), so nothing writes it meanwhile.
+        // `src` is the source of a migration: its device page is locked and unmapped (GPU
+        // mappings were invalidated first), so nothing writes it meanwhile.
+        // SAFETY: `src` is a whole page of our buffer, distinct from any system page.
         unsafe { sys.write_raw(src.cast()) };
         Ok(())
     }
