@@ -23,6 +23,7 @@ use kernel::miscdevice::MiscDeviceOptions;
 use kernel::miscdevice::MiscDeviceRegistration;
 use kernel::mm::virt::VmaNew;
 use kernel::mm::MmWithUser;
+use kernel::mm::MmapReadGuard;
 use kernel::page::Page;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
@@ -34,9 +35,9 @@ use kernel::uaccess::UserSlice;
 use crate::driver::VgpuDevice;
 use crate::uapi::hmm_dmirror_cmd;
 use crate::uapi::HMM_DMIRROR_FLAG_FAIL_ALLOC;
+use crate::vm::page_in;
 use crate::vm::Access;
 use crate::vm::GpuVm;
-use crate::vm::FAULT_BATCH;
 use crate::vram::Vram;
 
 /// Device node names, one per GPU.
@@ -158,8 +159,8 @@ impl MiscDevice for Mirror {
         cmd.faults = 0;
         let out = cmd.ptr as usize;
         match request {
-            READ | READ_UNLOCKED => this.read(start, end, out, &mut cmd)?,
-            WRITE => this.write(start, end, out, &mut cmd)?,
+            READ | READ_UNLOCKED => this.access(start, end, out, false, &mut cmd)?,
+            WRITE => this.access(start, end, out, true, &mut cmd)?,
             MIGRATE_TO_DEV => this.migrate_to_device(start, end, out, &mut cmd)?,
             MIGRATE_TO_SYS => this.migrate_to_system(start, end, &mut cmd)?,
             SNAPSHOT => this.snapshot(start, end, out, &mut cmd)?,
@@ -176,6 +177,27 @@ impl MiscDevice for Mirror {
     }
 }
 
+/// Calls `f(start, end)` on each piece of `[start, end)` that one mapping covers, in order;
+/// `EINVAL` at a hole or a mapping that cannot be read (as `test_hmm`).
+fn each_readable_vma(
+    mmap: &MmapReadGuard<'_>,
+    start: usize,
+    end: usize,
+    mut f: impl FnMut(usize, usize) -> Result,
+) -> Result {
+    let mut addr = start;
+    while addr < end {
+        let vma = mmap.vma_lookup(addr).ok_or(EINVAL)?;
+        if vma.flags() & kernel::mm::virt::flags::READ == 0 {
+            return Err(EINVAL);
+        }
+        let next = end.min(vma.end());
+        f(addr, next)?;
+        addr = next;
+    }
+    Ok(())
+}
+
 impl Mirror {
     fn mm(&self) -> Result<ARef<MmWithUser>> {
         self.vm.mm()
@@ -189,36 +211,29 @@ impl Mirror {
         self.vram().owner()
     }
 
-    fn read(&self, start: usize, end: usize, out: usize, cmd: &mut hmm_dmirror_cmd) -> Result {
-        let mut bounce = KVVec::from_elem(0u8, end - start, GFP_KERNEL)?;
+    /// The GPU reading (or with `write`, writing) the range through the user buffer at
+    /// `user`. One bounce buffer for the whole range, as `test_hmm`: the fault count it
+    /// reports is per range, and a failed read writes nothing back.
+    fn access(
+        &self,
+        start: usize,
+        end: usize,
+        user: usize,
+        write: bool,
+        cmd: &mut hmm_dmirror_cmd,
+    ) -> Result {
         let mut acc = Access::default();
         let res = self
             .vm
-            .access_faulting(start, end, &mut bounce, false, &mut acc);
+            .access_user(start, end, user, write, end - start, &mut acc);
         (cmd.cpages, cmd.faults) = (acc.pages, acc.faults);
-        res?;
-        UserSlice::new(UserPtr::from_addr(out), bounce.len())
-            .writer()
-            .write_slice(&bounce)
+        res
     }
 
     /// Maps the range for exclusive device access, then returns what the GPU reads there.
     fn exclusive(&self, start: usize, end: usize, out: usize, cmd: &mut hmm_dmirror_cmd) -> Result {
         self.vm.make_exclusive(start, end)?;
-        self.read(start, end, out, cmd)
-    }
-
-    fn write(&self, start: usize, end: usize, out: usize, cmd: &mut hmm_dmirror_cmd) -> Result {
-        let mut bounce = KVVec::from_elem(0u8, end - start, GFP_KERNEL)?;
-        UserSlice::new(UserPtr::from_addr(out), bounce.len())
-            .reader()
-            .read_slice(&mut bounce)?;
-        let mut acc = Access::default();
-        let res = self
-            .vm
-            .access_faulting(start, end, &mut bounce, true, &mut acc);
-        (cmd.cpages, cmd.faults) = (acc.pages, acc.faults);
-        res
+        self.access(start, end, out, false, cmd)
     }
 
     /// Migrates `[start, end)` to this GPU, one VMA at a time, then returns what the GPU now
@@ -239,43 +254,27 @@ impl Mirror {
         };
         {
             let mmap = mm.mmap_read_lock();
-            let mut addr = start;
-            while addr < end {
-                let vma = mmap.vma_lookup(addr).ok_or(EINVAL)?;
-                if vma.flags() & kernel::mm::virt::flags::READ == 0 {
-                    return Err(EINVAL);
-                }
-                let next = end.min(vma.end());
-                let pagemap = self.vm.pagemap();
+            let pagemap = self.vm.pagemap();
+            each_readable_vma(&mmap, start, end, |addr, next| {
                 match pagemap
                     .ops()
                     .populate_mm(pagemap, &mm, &mmap, addr, next, &details)
                 {
-                    Ok(()) => {}
-                    Err(e) if e == EBUSY || e == EOPNOTSUPP || e == ENOMEM => {}
-                    Err(e) => return Err(e),
+                    Err(e) if e == EBUSY || e == EOPNOTSUPP || e == ENOMEM => Ok(()),
+                    other => other,
                 }
-                addr = next;
-            }
+            })?;
         }
         // Read back through the page table, accepting only this GPU's own pages.
         let mut bounce = KVVec::from_elem(0u8, end - start, GFP_KERNEL)?;
-        let mut addr = start;
-        while addr < end {
-            let n = ((end - addr) / PAGE_SIZE).min(FAULT_BATCH);
-            self.vm
-                .fault_batch(&mm, addr, n, Fault::None, true, |i, entry| {
-                    if !entry.is_valid() || !self.vm.is_local(entry.pfn()) {
-                        return Err(ENOENT);
-                    }
-                    let off = addr - start + i * PAGE_SIZE;
-                    let buf: &mut [u8; PAGE_SIZE] = (&mut bounce[off..off + PAGE_SIZE])
-                        .try_into()
-                        .map_err(|_| EINVAL)?;
-                    self.vm.access_local(entry.pfn(), buf, false)
-                })?;
-            addr += n * PAGE_SIZE;
-        }
+        self.vm
+            .walk(&mm, start, end, Fault::None, true, |i, entry| {
+                if !entry.is_valid() || !self.vm.is_local(entry.pfn()) {
+                    return Err(ENOENT);
+                }
+                let buf = page_in(&mut bounce, i * PAGE_SIZE)?;
+                self.vm.access_local(entry.pfn(), buf, false)
+            })?;
         cmd.cpages = ((end - start) / PAGE_SIZE) as u64;
         UserSlice::new(UserPtr::from_addr(out), bounce.len())
             .writer()
@@ -293,18 +292,11 @@ impl Mirror {
         let mm = self.mm().map_err(|_| EINVAL)?;
         let base_pages_only = self.take_fail_alloc();
         let mmap = mm.mmap_read_lock();
-        let mut addr = start;
-        while addr < end {
-            let vma = mmap.vma_lookup(addr).ok_or(EINVAL)?;
-            if vma.flags() & kernel::mm::virt::flags::READ == 0 {
-                return Err(EINVAL);
-            }
-            let next = end.min(vma.end());
-            cmd.cpages +=
-                migrate::migrate_to_ram(&mmap, addr, next, self.owner(), base_pages_only)? as u64;
-            addr = next;
-        }
-        Ok(())
+        each_readable_vma(&mmap, start, end, |addr, next| {
+            let moved = migrate::migrate_to_ram(&mmap, addr, next, self.owner(), base_pages_only)?;
+            cmd.cpages += moved as u64;
+            Ok(())
+        })
     }
 
     /// What the CPU maps over `[start, end)`, one `HMM_DMIRROR_PROT_*` byte per page, without
@@ -312,17 +304,11 @@ impl Mirror {
     fn snapshot(&self, start: usize, end: usize, out: usize, cmd: &mut hmm_dmirror_cmd) -> Result {
         let mm = self.mm().map_err(|_| EINVAL)?;
         let mut perms = KVVec::from_elem(0u8, (end - start) / PAGE_SIZE, GFP_KERNEL)?;
-        let mut addr = start;
-        while addr < end {
-            let n = ((end - addr) / PAGE_SIZE).min(FAULT_BATCH);
-            let first = (addr - start) / PAGE_SIZE;
-            self.vm
-                .fault_batch(&mm, addr, n, Fault::None, false, |i, entry| {
-                    perms[first + i] = self.prot(entry);
-                    Ok(())
-                })?;
-            addr += n * PAGE_SIZE;
-        }
+        self.vm
+            .walk(&mm, start, end, Fault::None, false, |i, entry| {
+                perms[i] = self.prot(entry);
+                Ok(())
+            })?;
         cmd.cpages = perms.len() as u64;
         UserSlice::new(UserPtr::from_addr(out), perms.len())
             .writer()

@@ -255,32 +255,17 @@ impl VgpuFile {
                 .ok_or(ENOENT)?;
             vm.clone()
         };
-        // Through a bounded bounce buffer, a chunk at a time: the user copies cannot run under
-        // the page table's lock, and any size must work.
-        let chunk = size.min(VM_ACCESS_CHUNK);
-        let mut bounce = KVVec::from_elem(0u8, chunk, GFP_KERNEL)?;
-        let user = UserSlice::new(UserPtr::from_addr(req.data as usize), size);
-        // Both advance chunk by chunk; only one of them is used.
-        let (mut source, mut destination) = user.reader_writer();
         let mut acc = Access::default();
-        let mut addr = start;
-        req.faults = 0;
-        while addr < end {
-            let n = (end - addr).min(chunk);
-            let buf = &mut bounce[..n];
-            if write {
-                source.read_slice(buf)?;
-            }
-            let res = vm.access_faulting(addr, addr + n, buf, write, &mut acc);
-            req.faults = acc.faults;
-            res?;
-            if !write {
-                destination.write_slice(buf)?;
-            }
-            // Pages count per chunk (`access_faulting` resumes after those already done).
-            acc.pages = 0;
-            addr += n;
-        }
+        let res = vm.access_user(
+            start,
+            end,
+            req.data as usize,
+            write,
+            VM_ACCESS_CHUNK,
+            &mut acc,
+        );
+        req.faults = acc.faults;
+        res?;
         Ok(0)
     }
 }

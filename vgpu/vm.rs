@@ -25,12 +25,23 @@ use kernel::rbtree::RBTree;
 use kernel::rbtree::RBTreeNodeReservation;
 use kernel::sync::aref::ARef;
 use kernel::sync::Mutex;
+use kernel::uaccess::UserPtr;
+use kernel::uaccess::UserSlice;
 
 use crate::driver::VgpuDevice;
 use crate::vram;
 
 /// Pages one range fault covers at most: bounds the memory a fault reserves up front.
-pub(crate) const FAULT_BATCH: usize = 512;
+const FAULT_BATCH: usize = 512;
+
+/// The page at byte offset `off` of `buf`.
+pub(crate) fn page_in(buf: &mut [u8], off: usize) -> Result<&mut [u8; PAGE_SIZE]> {
+    let end = off.checked_add(PAGE_SIZE).ok_or(EINVAL)?;
+    buf.get_mut(off..end)
+        .ok_or(EINVAL)?
+        .try_into()
+        .map_err(|_| EINVAL)
+}
 
 /// Counters of one GPU access.
 #[derive(Default)]
@@ -182,10 +193,28 @@ impl GpuVm {
     fn fault(&self, start: usize, end: usize, write: bool) -> Result {
         let mm = self.mm()?;
         let fault = if write { Fault::Write } else { Fault::Read };
+        self.walk(&mm, start, end, fault, true, |_, _| Ok(()))
+    }
+
+    /// Range faults over `[start, end)` of `mm`, at most `FAULT_BATCH` pages each; with
+    /// `record`, records every valid page in the page table. Calls `each(index, entry)` for
+    /// every page (`index` counted from `start`) under the table's lock.
+    pub(crate) fn walk(
+        &self,
+        mm: &MmWithUser,
+        start: usize,
+        end: usize,
+        fault: Fault,
+        record: bool,
+        mut each: impl FnMut(usize, HmmPfn) -> Result,
+    ) -> Result {
         let mut addr = start;
         while addr < end {
             let n = ((end - addr) / PAGE_SIZE).min(FAULT_BATCH);
-            self.fault_batch(&mm, addr, n, fault, true, |_, _| Ok(()))?;
+            let first = (addr - start) / PAGE_SIZE;
+            self.fault_batch(mm, addr, n, fault, record, |i, entry| {
+                each(first + i, entry)
+            })?;
             addr += n * PAGE_SIZE;
         }
         Ok(())
@@ -193,7 +222,7 @@ impl GpuVm {
 
     /// One range fault of `n` pages from `addr`; with `record`, records every valid page in
     /// the page table. Calls `each(index, entry)` for every page under the table's lock.
-    pub(crate) fn fault_batch(
+    fn fault_batch(
         &self,
         mm: &MmWithUser,
         addr: usize,
@@ -251,11 +280,7 @@ impl GpuVm {
             if write && !entry.is_write() {
                 return Err(ENOENT);
             }
-            let off = addr - base;
-            let buf: &mut [u8; PAGE_SIZE] = (&mut bounce[off..off + PAGE_SIZE])
-                .try_into()
-                .map_err(|_| EINVAL)?;
-            self.copy_page(entry, buf, write)?;
+            self.copy_page(entry, page_in(bounce, addr - base)?, write)?;
             *pages += 1;
             addr += PAGE_SIZE;
         }
@@ -321,10 +346,52 @@ impl GpuVm {
         Ok(())
     }
 
+    /// The GPU reading `[start, end)` into the calling process's buffer at `user` (or, with
+    /// `write`, writing the range from it), through a kernel bounce buffer of at most
+    /// `chunk` bytes, a chunk at a time: the user copies cannot run under the page table's
+    /// lock. `start` and `end` are page-aligned, `chunk` a non-zero multiple of a page.
+    pub(crate) fn access_user(
+        &self,
+        start: usize,
+        end: usize,
+        user: usize,
+        write: bool,
+        chunk: usize,
+        acc: &mut Access,
+    ) -> Result {
+        let size = end.checked_sub(start).ok_or(EINVAL)?;
+        if chunk == 0 || chunk % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        let chunk = size.min(chunk);
+        let mut bounce = KVVec::from_elem(0u8, chunk, GFP_KERNEL)?;
+        // Both advance chunk by chunk; only one of them is used.
+        let (mut source, mut destination) =
+            UserSlice::new(UserPtr::from_addr(user), size).reader_writer();
+        let mut addr = start;
+        while addr < end {
+            let n = (end - addr).min(chunk);
+            let buf = &mut bounce[..n];
+            if write {
+                source.read_slice(buf)?;
+            }
+            let mut part = Access::default();
+            let res = self.access_faulting(addr, addr + n, buf, write, &mut part);
+            acc.pages += part.pages;
+            acc.faults += part.faults;
+            res?;
+            if !write {
+                destination.write_slice(buf)?;
+            }
+            addr += n;
+        }
+        Ok(())
+    }
+
     /// The GPU reading (or with `write`, writing) `[start, end)` from (into) `bounce`:
     /// faults in what the page table lacks, until every page was accessed. `start` and `end`
     /// are page-aligned and `bounce` is `end - start` bytes.
-    pub(crate) fn access_faulting(
+    fn access_faulting(
         &self,
         start: usize,
         end: usize,
