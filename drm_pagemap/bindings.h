@@ -13,6 +13,7 @@
 #include <linux/mman.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/sched/signal.h>
 #include <linux/workqueue.h>
 #include <kunit/test.h>
 #include <kunit/test-bug.h>
@@ -44,9 +45,14 @@ bool svm_vma_is_shared(struct vm_area_struct *vma);
 bool svm_page_is_anon(struct page *page);
 u64 svm_jiffies(void);
 u64 svm_msecs_to_jiffies(unsigned int ms);
+unsigned int svm_jiffies_to_msecs(u64 j);
+void svm_sleep_killable(unsigned int ms);
+bool svm_fatal_signal_pending(void);
+int svm_page_ref_count(struct page *page);
 void svm_copy_from_page(void *dst, struct page *page);
 void svm_copy_to_page(struct page *page, const void *src);
 void svm_clear_page(struct page *page);
 unsigned long svm_kunit_mmap_anon(unsigned long len);
+int svm_module_refcount(struct module *mod);
 
 #endif

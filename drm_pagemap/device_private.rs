@@ -133,6 +133,13 @@ unsafe impl Send for DevicePrivateRegion {}
 // SAFETY: Shared access only reads the immutable range.
 unsafe impl Sync for DevicePrivateRegion {}
 
+/// Whether `pgmap` is a region of ours (whatever its owner): only then is the zone-device data
+/// of its pages a [`crate::devmem::Zdd`].
+pub(crate) fn has_our_ops(pgmap: *const ffi::dev_pagemap) -> bool {
+    // SAFETY: `pgmap` is the live pagemap of a collected page; `ops` never changes.
+    !pgmap.is_null() && core::ptr::eq(unsafe { (*pgmap).ops }, &PAGEMAP_OPS)
+}
+
 /// Called when the last reference to a device folio goes: gives back the folio's reference
 /// on its zone-device data.
 ///

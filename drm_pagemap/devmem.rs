@@ -8,7 +8,9 @@
 //! the last such page is freed the allocation is *detached*: [`Devmem::wait_detached`]
 //! returns and [`DevmemOps::release`] runs, in process context, on this module's workqueue.
 
+use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use kernel::mm::Mm;
@@ -21,29 +23,52 @@ use kernel::sync::atomic::Release;
 use kernel::sync::Arc;
 use kernel::sync::ArcBorrow;
 use kernel::sync::Completion;
+use kernel::sync::UniqueArc;
 use kernel::workqueue::Work;
 use kernel::workqueue::WorkItem;
 
 use crate::ffi;
+use crate::module_ref::ModuleRef;
 use crate::pagemap::Pagemap;
 
 /// The size of one page.
 pub const PAGE_SIZE: usize = 1 << ffi::PAGE_SHIFT;
 
 /// A system page taking part in a migration: locked by the core mm for the duration of the
-/// copy, so it is neither freed nor moved while a [`PageCopy`] names it.
+/// copy callback that receives it, so it is neither freed nor moved while a [`PageCopy`]
+/// names it. The lifetime `'a` is that callback's: a provider cannot keep the page past it
+/// without `unsafe` code (see [`SystemPage::as_raw`]).
 #[derive(Clone, Copy)]
-pub struct SystemPage(NonNull<ffi::page>);
+pub struct SystemPage<'a> {
+    page: NonNull<ffi::page>,
+    _borrow: PhantomData<&'a ffi::page>,
+}
 
-// SAFETY: The page is locked and referenced by the migration for as long as copies may use it;
-// its contents may be accessed from any thread.
-unsafe impl Send for SystemPage {}
+// SAFETY: The page is locked and referenced by the migration for `'a`; its contents may be
+// accessed from any thread.
+unsafe impl Send for SystemPage<'_> {}
 // SAFETY: As above; reads and writes go through the kernel's page mapping helpers.
-unsafe impl Sync for SystemPage {}
+unsafe impl Sync for SystemPage<'_> {}
 
-impl SystemPage {
-    pub(crate) fn from_raw(page: NonNull<ffi::page>) -> Self {
-        Self(page)
+impl<'a> SystemPage<'a> {
+    /// Names `page` for `'a`.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a system page (not device memory) that stays locked and referenced, and is
+    /// written by nothing but the holder of the returned value, for `'a`.
+    pub unsafe fn from_raw(page: NonNull<ffi::page>) -> Self {
+        Self {
+            page,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The `struct page`, for a provider whose copy engine runs asynchronously: the pointer is
+    /// valid only until the copy callback that received this page returns, so the callback
+    /// must wait for its engine; [`SystemPage::from_raw`] turns it back into a page.
+    pub fn as_raw(&self) -> NonNull<ffi::page> {
+        self.page
     }
 
     /// Copies the page's contents into `dst`.
@@ -65,8 +90,8 @@ impl SystemPage {
     /// `dst` is valid for writes of `PAGE_SIZE` bytes, not the page itself, and nothing else
     /// accesses it meanwhile.
     pub unsafe fn read_raw(&self, dst: *mut u8) {
-        // SAFETY: The page is valid; `dst` per the contract.
-        unsafe { ffi::svm_copy_from_page(dst.cast(), self.0.as_ptr()) };
+        // SAFETY: The page is valid for `'a`; `dst` per the contract.
+        unsafe { ffi::svm_copy_from_page(dst.cast(), self.page.as_ptr()) };
     }
 
     /// Overwrites the page with `PAGE_SIZE` bytes from `src`, in one pass.
@@ -76,25 +101,26 @@ impl SystemPage {
     /// `src` is valid for reads of `PAGE_SIZE` bytes, not the page itself, and nothing
     /// writes it meanwhile.
     pub unsafe fn write_raw(&self, src: *const u8) {
-        // SAFETY: The page is valid; `src` per the contract.
-        unsafe { ffi::svm_copy_to_page(self.0.as_ptr(), src.cast()) };
+        // SAFETY: The page is valid for `'a`; `src` per the contract.
+        unsafe { ffi::svm_copy_to_page(self.page.as_ptr(), src.cast()) };
     }
 
     /// The page's frame number.
     pub fn pfn(&self) -> usize {
-        // SAFETY: The page is valid.
-        unsafe { ffi::svm_page_to_pfn(self.0.as_ptr()) }
+        // SAFETY: The page is valid for `'a`.
+        unsafe { ffi::svm_page_to_pfn(self.page.as_ptr()) }
     }
 }
 
-/// One page of a copy between system and device memory.
+/// One page of a copy between system and device memory, valid for the copy callback that
+/// receives it.
 #[derive(Clone, Copy)]
-pub struct PageCopy {
+pub struct PageCopy<'a> {
     /// Device-private page frame number, in the allocation's region.
     pub device_pfn: usize,
     /// The system page, or `None` when the source has no page yet (never touched, or the zero
     /// page): the device page is then to be filled with zeroes.
-    pub system: Option<SystemPage>,
+    pub system: Option<SystemPage<'a>>,
 }
 
 /// Why data moves, for statistics.
@@ -153,31 +179,65 @@ impl Default for MigrationStats {
 }
 
 /// What a provider implements for a device-memory allocation.
-pub trait DevmemOps: Send + Sync {
+///
+/// # Safety
+///
+/// The core mm trusts the page frame numbers [`DevmemOps::populate_devmem_pfn`] hands out:
+/// an implementation must fill `pfns` with pages of the allocation's pagemap region, all
+/// distinct, and owned by this allocation alone (free: no other allocation hands them out and
+/// no page of another migration lives there) from the first call until [`DevmemOps::release`]
+/// has run and the [`Devmem`] is dropped; every call returns the same pages in the same order.
+/// The migration core checks what it cheaply can (region, duplicates, a page already in use)
+/// and refuses with `EINVAL`, but cannot check ownership against a concurrent migration.
+pub unsafe trait DevmemOps: Send + Sync {
     /// Fills `pfns` with the device-private page frame numbers backing the allocation's first
-    /// `pfns.len()` pages, in address order.
+    /// `pfns.len()` pages, in order.
     fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result;
 
-    /// Copies each entry's system page (or zeroes) into its device page. On error nothing
-    /// has been migrated: the data stays in system memory.
-    fn copy_to_devmem(&self, copies: &[PageCopy]) -> Result;
+    /// Copies each entry's system page (or zeroes) into its device page, and has finished
+    /// when it returns. On error nothing has been migrated: the data stays in system memory.
+    fn copy_to_devmem(&self, copies: &[PageCopy<'_>]) -> Result;
 
-    /// Copies each entry's device page into its system page (`system` is always set).
-    fn copy_to_ram(&self, copies: &[PageCopy], dir: Direction) -> Result;
+    /// Copies each entry's device page into its system page (`system` is always set), and has
+    /// finished when it returns.
+    fn copy_to_ram(&self, copies: &[PageCopy<'_>], dir: Direction) -> Result;
 
-    /// Called once, in process context, when no device page refers to the allocation any
-    /// more. Dropping the last [`Arc<Devmem>`] frees the allocation after that.
+    /// Called once, in process context, for an allocation a migration accepted (see
+    /// [`crate::migrate::migrate_to_devmem`]) when no device page refers to it any more.
+    /// Dropping the last [`Arc<Devmem>`] frees the allocation after that.
     fn release(&self) {}
+}
+
+/// Longest timeslice a migration may ask for, whatever the provider allows: a CPU fault on a
+/// page within its timeslice sleeps until it ends.
+pub const MAX_TIMESLICE_MS: u32 = 1000;
+
+/// Creates a [`Devmem`] whose ops are code of the calling module, which it keeps loaded until
+/// the allocation is freed: `new_devmem!(pagemap, mm, npages, stats, ops)`, with the arguments
+/// of [`Devmem::new_in_module`] after the module.
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)]
+macro_rules! new_devmem {
+    ($pagemap:expr, $mm:expr, $npages:expr, $stats:expr, $ops:expr $(,)?) => {{
+        let (pagemap, mm, npages, stats, ops) = ($pagemap, $mm, $npages, $stats, $ops);
+        // `crate` (not `$crate`) on purpose: the module to pin is the caller's.
+        let module = ::kernel::module::this_module::<crate::LocalModule>();
+        // SAFETY: `module` is that of the crate expanding this macro, whose code (or a
+        // dependency's, which it keeps loaded) the ops are.
+        unsafe { $crate::devmem::Devmem::new_in_module(module, pagemap, mm, npages, stats, ops) }
+    }};
 }
 
 /// A device-memory allocation of `npages` pages, the source or target of migrations.
 ///
 /// # Invariants
 ///
-/// `detached` is set, and `detached_done` completed, exactly once: when the last page
-/// referring to it through a [`Zdd`] is freed.
+/// - `detached` is set, and `detached_done` completed, exactly once: when the last page
+///   referring to it through a [`Zdd`] is freed.
+/// - `module` keeps loaded the module whose code `ops` is.
 #[pin_data]
 pub struct Devmem {
+    // Dropped before `module`: it is that module's code.
     ops: KBox<dyn DevmemOps>,
     pagemap: ARef<Pagemap>,
     mm: Option<ARef<Mm>>,
@@ -186,11 +246,13 @@ pub struct Devmem {
     timeslice_expiration: Atomic<u64>,
     claimed: Atomic<bool>,
     va_start: Atomic<u64>,
+    va_end: Atomic<u64>,
     detached: Atomic<bool>,
     #[pin]
     detached_done: Completion,
     #[pin]
     release_work: Work<Devmem>,
+    module: ModuleRef,
 }
 
 kernel::impl_has_work! {
@@ -207,20 +269,36 @@ impl WorkItem for Devmem {
 
 impl Devmem {
     /// Creates an allocation of `npages` device pages of `pagemap`, holding data of the
-    /// address space `mm` (if any), moved by `ops` and counted in `stats`.
-    pub fn new(
+    /// address space `mm` (if any), moved by `ops` and counted in `stats`. Use
+    /// [`new_devmem!`](crate::new_devmem), which passes the calling module.
+    ///
+    /// # Safety
+    ///
+    /// `module` is the module whose code `ops` (its methods and drop) is, or one that keeps
+    /// that code loaded.
+    pub unsafe fn new_in_module(
+        module: &'static ThisModule,
         pagemap: ARef<Pagemap>,
         mm: Option<&Mm>,
         npages: usize,
         stats: Arc<MigrationStats>,
         ops: impl DevmemOps + 'static,
     ) -> Result<Arc<Self>> {
-        Self::new_dyn(pagemap, mm, npages, stats, KBox::new(ops, GFP_KERNEL)?)
+        let module = ModuleRef::new(module)?;
+        Self::new_dyn(
+            module,
+            pagemap,
+            mm,
+            npages,
+            stats,
+            KBox::new(ops, GFP_KERNEL)?,
+        )
     }
 
     // Not generic: the work item's lock class lives in this module only.
     #[inline(never)]
     fn new_dyn(
+        module: ModuleRef,
         pagemap: ARef<Pagemap>,
         mm: Option<&Mm>,
         npages: usize,
@@ -231,6 +309,7 @@ impl Devmem {
             return Err(EINVAL);
         }
         Arc::pin_init(
+            // INVARIANT: `module` was given for `ops` (`new_in_module`'s contract).
             try_pin_init!(Devmem {
                 ops,
                 pagemap,
@@ -240,16 +319,18 @@ impl Devmem {
                 timeslice_expiration: Atomic::new(0),
                 claimed: Atomic::new(false),
                 va_start: Atomic::new(0),
+                va_end: Atomic::new(0),
                 detached: Atomic::new(false),
                 detached_done <- Completion::new(),
                 release_work <- kernel::new_work!("Devmem::release_work"),
+                module,
             }),
             GFP_KERNEL,
         )
     }
 
     /// The provider's ops.
-    pub fn ops(&self) -> &dyn DevmemOps {
+    pub(crate) fn ops(&self) -> &dyn DevmemOps {
         &*self.ops
     }
 
@@ -288,43 +369,45 @@ impl Devmem {
         self.claimed.cmpxchg(false, true, Full).is_ok()
     }
 
-    /// Gives back a claim no page was placed under.
-    pub(crate) fn unclaim(&self) {
-        self.claimed.store(false, Release);
-    }
-
-    /// Whether a migration has used this allocation: if so, [`DevmemOps::release`] runs exactly
-    /// once, when it is detached; if not, it never runs.
-    pub fn is_claimed(&self) -> bool {
-        self.claimed.load(Relaxed)
-    }
-
     /// Records where in the address space the allocation's data went.
-    pub(crate) fn set_va_start(&self, start: usize) {
+    pub(crate) fn set_va_range(&self, start: usize, end: usize) {
         self.va_start.store(start as u64, Relaxed);
+        self.va_end.store(end as u64, Relaxed);
     }
 
-    /// The address range the allocation's data was migrated from.
+    /// The address range the allocation's data was migrated from (it may have holes: pages
+    /// that were already in device memory did not use the allocation).
     pub(crate) fn va_range(&self) -> (usize, usize) {
-        let start = self.va_start.load(Relaxed) as usize;
-        (start, start + self.npages * PAGE_SIZE)
+        (
+            self.va_start.load(Relaxed) as usize,
+            self.va_end.load(Relaxed) as usize,
+        )
     }
 
-    /// Keeps freshly migrated pages on the device for `ms` milliseconds: CPU faults within
-    /// that window retry instead of pulling the data back.
+    /// Keeps freshly migrated pages on the device for `ms` milliseconds (at most
+    /// [`MAX_TIMESLICE_MS`]): CPU faults within that window wait for it to end.
     pub(crate) fn start_timeslice(&self, ms: u32) {
         // SAFETY: Pure computation.
+        let len = unsafe { ffi::svm_msecs_to_jiffies(ms.min(MAX_TIMESLICE_MS)) };
+        // SAFETY: Reads the clock.
         let now = unsafe { ffi::svm_jiffies() };
-        // SAFETY: Pure computation.
-        let len = unsafe { ffi::svm_msecs_to_jiffies(ms) };
-        self.timeslice_expiration.store(now + len, Relaxed);
+        self.timeslice_expiration
+            .store(now.wrapping_add(len), Relaxed);
     }
 
-    /// Whether the timeslice started by the last migration is still running.
-    pub(crate) fn in_timeslice(&self) -> bool {
-        // SAFETY: Pure computation.
+    /// How many milliseconds of the timeslice started by the last migration are left; 0 once
+    /// it ended.
+    pub(crate) fn timeslice_left_ms(&self) -> u32 {
+        // SAFETY: Reads the clock.
         let now = unsafe { ffi::svm_jiffies() };
-        (now as i64).wrapping_sub(self.timeslice_expiration.load(Relaxed) as i64) < 0
+        let left = self.timeslice_expiration.load(Relaxed).wrapping_sub(now) as i64;
+        if left <= 0 {
+            return 0;
+        }
+        // SAFETY: Pure computation.
+        let ms = unsafe { ffi::svm_jiffies_to_msecs(left as u64) };
+        // Never more than the longest timeslice, whatever the clock did.
+        ms.clamp(1, MAX_TIMESLICE_MS)
     }
 }
 
@@ -339,14 +422,20 @@ pub(crate) struct Zdd {
 }
 
 impl Zdd {
-    pub(crate) fn new(devmem: Arc<Devmem>) -> Result<Arc<Self>> {
+    /// Memory for the zone-device data of a migration, allocated before the migration
+    /// collects (and locks) any page.
+    pub(crate) fn reserve() -> Result<UniqueArc<MaybeUninit<Self>>> {
+        UniqueArc::new_uninit(GFP_KERNEL).map_err(|_| ENOMEM)
+    }
+
+    /// The zone-device data of a migration into `devmem`, in memory from [`Zdd::reserve`]:
+    /// from now on `devmem`'s release runs when this and every page's reference are gone.
+    pub(crate) fn init(mem: UniqueArc<MaybeUninit<Self>>, devmem: Arc<Devmem>) -> Arc<Self> {
         // INVARIANT: Initialised here.
-        Ok(Arc::new(
-            Self {
-                devmem: ManuallyDrop::new(devmem),
-            },
-            GFP_KERNEL,
-        )?)
+        mem.write(Self {
+            devmem: ManuallyDrop::new(devmem),
+        })
+        .into()
     }
 
     pub(crate) fn devmem(&self) -> &Arc<Devmem> {
@@ -453,7 +542,8 @@ mod tests {
         done: Arc<Completion>,
     }
 
-    impl DevmemOps for CountingDevmem {
+    // SAFETY: The test's region is its own; the allocation hands out its first pages.
+    unsafe impl DevmemOps for CountingDevmem {
         fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result {
             for (i, pfn) in pfns.iter_mut().enumerate() {
                 *pfn = self.first_pfn + i;
@@ -461,11 +551,11 @@ mod tests {
             Ok(())
         }
 
-        fn copy_to_devmem(&self, _copies: &[PageCopy]) -> Result {
+        fn copy_to_devmem(&self, _copies: &[PageCopy<'_>]) -> Result {
             Ok(())
         }
 
-        fn copy_to_ram(&self, _copies: &[PageCopy], _dir: Direction) -> Result {
+        fn copy_to_ram(&self, _copies: &[PageCopy<'_>], _dir: Direction) -> Result {
             Ok(())
         }
 
@@ -498,7 +588,8 @@ mod tests {
         let released = Arc::new(Atomic::new(0), GFP_KERNEL)?;
         let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
         // A kthread has no address space: this allocation holds no process's data.
-        let devmem = Devmem::new(
+        let refs_before = module_refs();
+        let devmem = crate::new_devmem!(
             pagemap.clone(),
             None,
             PAGES,
@@ -513,7 +604,9 @@ mod tests {
         devmem.ops().populate_devmem_pfn(&mut pfns)?;
 
         // What a migration does with each device page it places.
-        let zdd = Zdd::new(devmem.clone())?;
+        // The allocation keeps the module of its ops loaded.
+        assert_eq!(module_refs(), refs_before + 1);
+        let zdd = Zdd::init(Zdd::reserve()?, devmem.clone());
         let mut pages = [core::ptr::null_mut(); PAGES];
         for (page, pfn) in pages.iter_mut().zip(pfns) {
             // SAFETY: A free page of our region, set up as migration would.
@@ -538,5 +631,12 @@ mod tests {
         done.wait_for_completion();
         assert_eq!(released.load(Relaxed), 1);
         Ok(())
+    }
+
+    /// References on this module.
+    fn module_refs() -> i32 {
+        let module = kernel::module::this_module::<crate::LocalModule>();
+        // SAFETY: `module` is this (live) module.
+        unsafe { ffi::svm_module_refcount(module.as_ptr()) }
     }
 }

@@ -190,6 +190,31 @@ u64 svm_msecs_to_jiffies(unsigned int ms)
 }
 EXPORT_SYMBOL_GPL(svm_msecs_to_jiffies);
 
+unsigned int svm_jiffies_to_msecs(u64 j)
+{
+	return jiffies_to_msecs(j);
+}
+EXPORT_SYMBOL_GPL(svm_jiffies_to_msecs);
+
+/* Sleeps @ms milliseconds, or less if a fatal signal arrives. */
+void svm_sleep_killable(unsigned int ms)
+{
+	schedule_timeout_killable(msecs_to_jiffies(ms));
+}
+EXPORT_SYMBOL_GPL(svm_sleep_killable);
+
+bool svm_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+EXPORT_SYMBOL_GPL(svm_fatal_signal_pending);
+
+int svm_page_ref_count(struct page *page)
+{
+	return page_ref_count(page);
+}
+EXPORT_SYMBOL_GPL(svm_page_ref_count);
+
 void svm_copy_from_page(void *dst, struct page *page)
 {
 	memcpy_from_page(dst, page, 0, PAGE_SIZE);
@@ -209,6 +234,12 @@ void svm_clear_page(struct page *page)
 EXPORT_SYMBOL_GPL(svm_clear_page);
 
 #if IS_ENABLED(CONFIG_KUNIT)
+int svm_module_refcount(struct module *mod)
+{
+	return module_refcount(mod);
+}
+EXPORT_SYMBOL_GPL(svm_module_refcount);
+
 /*
  * For KUnit tests of migration: gives the running test's kthread an address space (torn
  * down with the test) and maps @len bytes of private anonymous memory in it.

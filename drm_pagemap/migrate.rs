@@ -6,15 +6,26 @@
 //! and on any error the pages stay (with their data) where they were. Locking follows
 //! `Documentation/gpu/rfc/gpusvm.rst`: the mmap lock is taken by the callers around the core-mm
 //! calls only, and the CPU-fault path takes no lock of ours.
+//!
+//! A device page is treated as ours only if its `dev_pagemap` has this module's ops: then its
+//! zone-device data is a [`Zdd`] and its allocation's own ops copy it. A page of another
+//! region that shares the owner (a peer) never becomes a "system page".
+//!
+//! Work per call is bounded by the device, never by the size a caller passes: a migration to
+//! device memory covers at most the pagemap's region, the way back runs in chunks of
+//! [`CHUNK_PAGES`].
 
 use core::ptr::null_mut;
+use core::ptr::NonNull;
 
 use kernel::error::to_result;
 use kernel::mm::virt::VmaRef;
+use kernel::mm::MmWithUser;
 use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
+use crate::device_private::DevicePrivateRegion;
 use crate::devmem::Devmem;
 use crate::devmem::Direction;
 use crate::devmem::PageCopy;
@@ -22,15 +33,21 @@ use crate::devmem::SystemPage;
 use crate::devmem::Zdd;
 use crate::devmem::PAGE_SIZE;
 use crate::ffi;
+use crate::pagemap::Pagemap;
 
 /// How a migration to device memory behaves.
 #[derive(Clone, Copy, Default)]
 pub struct MigrateDetails {
-    /// For how long freshly migrated pages stay on the device against CPU faults, in ms.
+    /// For how long freshly migrated pages stay on the device against CPU faults, in ms (at
+    /// most [`crate::devmem::MAX_TIMESLICE_MS`]; providers clamp it to their own policy).
     pub timeslice_ms: u32,
     /// Use base pages only, even where a huge page could move whole.
     pub base_pages_only: bool,
 }
+
+/// Pages one `migrate_vma` operation back to system memory covers at most (16 MiB, a
+/// multiple of a huge page): bounds the memory a call allocates, whatever range it is given.
+pub const CHUNK_PAGES: usize = 4096;
 
 const MIGRATE: usize = ffi::MIGRATE_PFN_MIGRATE as usize;
 const WRITE: usize = ffi::MIGRATE_PFN_WRITE as usize;
@@ -50,6 +67,11 @@ fn span(mpfn: usize) -> usize {
     } else {
         1
     }
+}
+
+fn fatal_signal_pending() -> bool {
+    // SAFETY: Reads the current task's signal state.
+    unsafe { ffi::svm_fatal_signal_pending() }
 }
 
 /// Pages that moved, once `migrate_*_pages` ran: a huge source that moved whole into a huge
@@ -75,6 +97,11 @@ fn moved_pages(pfns: &PfnArrays) -> usize {
 }
 
 /// The `src`/`dst` arrays of one `migrate_vma` or `migrate_device` operation.
+///
+/// # Invariants
+///
+/// Every non-zero `dst` entry is the migrate pfn of a destination page this operation
+/// allocated (or initialised) and locked, referenced by nothing else yet.
 struct PfnArrays {
     src: KVVec<usize>,
     dst: KVVec<usize>,
@@ -82,18 +109,34 @@ struct PfnArrays {
 
 impl PfnArrays {
     fn new(npages: usize) -> Result<Self> {
+        // INVARIANT: `dst` starts empty.
         Ok(Self {
             src: KVVec::from_elem(0, npages, GFP_KERNEL)?,
             dst: KVVec::from_elem(0, npages, GFP_KERNEL)?,
         })
     }
 
+    /// Sets destination `i` to the locked page `page` that this operation set up.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a destination page this operation allocated or initialised and locked, with
+    /// the one reference it holds, not used anywhere else.
+    unsafe fn set_dst(&mut self, i: usize, page: *mut ffi::page, compound: bool) {
+        // SAFETY: Pure computation.
+        let mut mpfn = unsafe { ffi::svm_migrate_pfn(ffi::svm_page_to_pfn(page)) };
+        if compound {
+            mpfn |= COMPOUND;
+        }
+        // INVARIANT: Per the contract.
+        self.dst[i] = mpfn;
+    }
+
     /// Unlocks and frees every destination page set so far, so that nothing moves.
     fn abandon_dst(&mut self) {
         for d in self.dst.iter_mut() {
-            // SAFETY: A non-zero `dst` entry is a migrate pfn of a page this operation
-            // allocated and locked; it is not referenced anywhere else yet.
-            let page = unsafe { ffi::svm_migrate_pfn_to_page(*d) };
+            // By the type invariant a non-zero entry is a page we set up and hold alone.
+            let page = page_of(*d);
             if !page.is_null() {
                 // SAFETY: As above: we hold its only reference and its lock.
                 unsafe { ffi::svm_unlock_put_page(page) };
@@ -111,7 +154,8 @@ impl PfnArrays {
 /// # Safety
 ///
 /// `vma` is valid under the mmap (or VMA) lock the caller holds, `[start, end)` is inside it,
-/// page-aligned and `pfns` sized for it; `fault_page` is null or the locked faulting page.
+/// page-aligned and `pfns` sized for it; `fault_page` is null or the locked faulting page,
+/// inside the range.
 #[expect(clippy::too_many_arguments)]
 unsafe fn run_migrate_vma<T>(
     vma: *mut ffi::vm_area_struct,
@@ -154,59 +198,97 @@ fn page_of(mpfn: usize) -> *mut ffi::page {
     unsafe { ffi::svm_migrate_pfn_to_page(mpfn) }
 }
 
-fn is_device_private(page: *mut ffi::page) -> bool {
-    // SAFETY: `page` is a valid page collected by a migration.
-    !page.is_null() && unsafe { ffi::svm_is_device_private_page(page) }
+/// What a page collected by a migration is, as far as this module is concerned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// No page (a hole), or a system page.
+    System,
+    /// A device page of the given region.
+    Own,
+    /// A device page of another region with this module's ops: its zone-device data is ours.
+    Ours,
+    /// A device page of some other driver's pagemap.
+    Foreign,
 }
 
-/// Moves `[start, end)` of the address space locked by `mmap` into `devmem`, all or nothing:
-/// if any page cannot be collected (pinned, locked, of another device, racing), nothing moves
-/// and the result is `EBUSY`. Pages already in `devmem`'s pagemap stay where they are.
+/// What `page` (collected and referenced by a migration, or null) is, relative to `region`.
+fn kind(page: *mut ffi::page, region: Option<&DevicePrivateRegion>) -> Kind {
+    // SAFETY: `page` is null or valid while collected.
+    if page.is_null() || !unsafe { ffi::svm_is_device_private_page(page) } {
+        return Kind::System;
+    }
+    // SAFETY: As above: a device-private page has a pagemap.
+    let pgmap = unsafe { ffi::svm_page_pgmap(page) };
+    if region.is_some_and(|r| r.as_raw() == pgmap) {
+        Kind::Own
+    } else if crate::device_private::has_our_ops(pgmap) {
+        Kind::Ours
+    } else {
+        Kind::Foreign
+    }
+}
+
+/// Moves `[start, end)` of the address space locked by `mmap` into `pagemap`'s memory, all or
+/// nothing, and returns the number of pages that moved.
 ///
-/// Refuses unaligned or empty ranges and ranges larger than `devmem` (`EINVAL`), addresses
-/// with no mapping (`ENOENT`), ranges crossing the end of their mapping (`EINVAL`), shared
-/// mappings, and pages of private file mappings that are still the file's own pages rather
-/// than the process's private copies (`EOPNOTSUPP`): only anonymous memory can live in
-/// device-private memory. An allocation backs one migration only (`EBUSY` on reuse).
+/// Pages already in `pagemap`'s memory stay; for the others `alloc(n)` is asked for an
+/// allocation of at least `n` pages of `pagemap` (a fully resident range allocates nothing).
+/// The allocation `alloc` returns is accepted: its [`DevmemOps::release`] runs exactly once,
+/// when no page refers to it any more, also when the migration then fails.
+///
+/// If any page cannot be collected (pinned, locked, in another device's memory, racing),
+/// nothing moves and the result is `EBUSY`. Refuses unaligned or empty ranges (`EINVAL`),
+/// ranges larger than the pagemap's memory (`ENOMEM`), addresses with no mapping (`ENOENT`),
+/// ranges crossing the end of their mapping (`EINVAL`), shared mappings, and pages of private
+/// file mappings that are still the file's own pages rather than the process's private copies
+/// (`EOPNOTSUPP`): only anonymous memory can live in device-private memory. An allocation
+/// backs one migration only (`EBUSY` on reuse).
+///
+/// [`DevmemOps::release`]: crate::devmem::DevmemOps::release
 pub fn migrate_to_devmem(
-    devmem: &Arc<Devmem>,
+    pagemap: &Pagemap,
     mmap: &MmapReadGuard<'_>,
     start: usize,
     end: usize,
     details: &MigrateDetails,
-) -> Result {
+    alloc: impl FnOnce(usize) -> Result<Arc<Devmem>>,
+) -> Result<usize> {
     if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
         return Err(EINVAL);
     }
+    let region = pagemap.region();
     let npages = (end - start) / PAGE_SIZE;
-    if npages > devmem.npages() {
-        return Err(EINVAL);
+    if npages > region.page_count() {
+        return Err(ENOMEM);
     }
     let vma = mmap.vma_lookup(start).ok_or(ENOENT)?;
     if end > vma.end() {
         return Err(EINVAL);
     }
-    // SAFETY: The VMA is valid while the mmap lock is held.
-    if unsafe { ffi::svm_vma_is_shared(vma.as_ptr()) } {
+    if vma.flags() & kernel::mm::virt::flags::SHARED != 0 {
         return Err(EOPNOTSUPP);
     }
     // A private file mapping holds the file's pages until written, then anonymous copies.
-    // SAFETY: As above.
+    // SAFETY: The VMA is valid while the mmap lock is held.
     let file_backed = !unsafe { ffi::svm_vma_is_anonymous(vma.as_ptr()) };
-    let region = devmem.pagemap().region();
+    // Everything is allocated before the pages are collected and locked.
     let mut pfns = PfnArrays::new(npages)?;
-    let mut copies = KVec::with_capacity(npages, GFP_KERNEL)?;
-    if !devmem.claim() {
-        return Err(EBUSY);
-    }
-    // Claimed iff a `Zdd` exists: its drop is what runs the release op.
-    let zdd = Zdd::new(devmem.clone()).inspect_err(|_| devmem.unclaim())?;
+    let mut device_pfns = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
+    let mut copies = KVVec::with_capacity(npages, GFP_KERNEL)?;
+    let zdd = Zdd::reserve()?;
 
     let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
         | ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
     if !details.base_pages_only {
         flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
     }
+    let placement = Placement {
+        pagemap,
+        device_pfns: &mut device_pfns,
+        copies: &mut copies,
+        file_backed,
+        details,
+    };
     // SAFETY: The VMA is valid under the mmap lock and the range lies inside it.
     let (placed, moved) = unsafe {
         run_migrate_vma(
@@ -217,144 +299,179 @@ pub fn migrate_to_devmem(
             flags,
             null_mut(),
             &mut pfns,
-            |pfns| place_in_devmem(devmem, &zdd, pfns, &mut copies, npages, file_backed),
+            |pfns| placement.place(pfns, start, end, zdd, alloc),
         )
     }?;
+    let (devmem, wanted) = match placed? {
+        Some(placed) => placed,
+        None => return Ok(0),
+    };
     devmem.stats().count(Direction::ToDevice, moved);
-
-    let wanted = placed?;
     if moved < wanted {
         // Some page changed under us between setup and now; what moved has its data.
         return Err(EBUSY);
     }
-    devmem.start_timeslice(details.timeslice_ms);
-    devmem.set_va_start(start);
-    Ok(())
+    Ok(moved)
 }
 
-/// Fills `pfns.dst` with `devmem`'s pages and copies the data there. Returns how many pages
-/// are to move; on error no destination page is set up any more (the caller abandons them).
-///
-/// A huge source (a transparent huge page, or a huge hole) moves into one huge device folio
-/// when the provider's pages for it are contiguous and aligned; otherwise into base pages, and
-/// the core splits the source.
-fn place_in_devmem(
-    devmem: &Arc<Devmem>,
-    zdd: &Arc<Zdd>,
-    pfns: &mut PfnArrays,
-    copies: &mut KVec<PageCopy>,
-    npages: usize,
+/// What placing a range in device memory needs besides the collected pages.
+struct Placement<'a, 'p> {
+    pagemap: &'a Pagemap,
+    device_pfns: &'a mut KVVec<usize>,
+    copies: &'a mut KVVec<PageCopy<'p>>,
     file_backed: bool,
-) -> Result<usize> {
-    let region = devmem.pagemap().region();
-    let is_own = |page: *mut ffi::page| {
-        // SAFETY: Collected pages are valid and referenced until finalize.
-        is_device_private(page) && unsafe { ffi::svm_page_pgmap(page) } == region.as_raw()
-    };
-    // Pages already in this pagemap stay; everything else moves, or nothing does.
-    let mut own = 0;
-    let mut i = 0;
-    while i < npages {
-        let s = pfns.src[i];
-        if s & MIGRATE == 0 {
-            // Some page could not be collected; in a file mapping, a hole.
-            return Err(if file_backed { EOPNOTSUPP } else { EBUSY });
-        }
-        let page = page_of(s);
-        // SAFETY: Collected pages are valid and referenced until finalize.
-        let anon = !page.is_null() && unsafe { ffi::svm_page_is_anon(page) };
-        if file_backed && !(anon || is_device_private(page)) {
-            // The file's own pages: the core would refuse to move them after the copy.
-            return Err(EOPNOTSUPP);
-        }
-        if is_own(page) {
-            own += span(s);
-        }
-        i += span(s);
-    }
-    if own == npages {
-        return Ok(0);
-    }
-    devmem.ops().populate_devmem_pfn(&mut pfns.dst)?;
-    if let Some(bad) = pfns.dst.iter().find(|pfn| !region.contains_pfn(**pfn)) {
-        pr_err!("device pfn {bad:#x} is outside the pagemap's region\n");
-        pfns.dst.iter_mut().for_each(|d| *d = 0);
-        return Err(EINVAL);
-    }
-    let mut i = 0;
-    while i < npages {
-        let s = pfns.src[i];
-        let n = span(s);
-        let spage = page_of(s);
-        if is_own(spage) {
-            pfns.dst[i..i + n].iter_mut().for_each(|d| *d = 0);
-            i += n;
-            continue;
-        }
-        let first = pfns.dst[i];
-        let huge =
-            n > 1 && first % n == 0 && (1..n).all(|k| pfns.dst.get(i + k) == Some(&(first + k)));
-        let (folios, order) = if huge {
-            // SAFETY: Reads a constant.
-            (1, unsafe { ffi::svm_hpage_pmd_order() })
-        } else {
-            (n, 0)
-        };
-        for f in 0..folios {
-            let pfn = pfns.dst[i + f];
-            // SAFETY: `pfn` is a page of the region (checked above), handed to us free by the
-            // provider's allocator, with the folio's pages after it when huge.
-            let dpage = unsafe { ffi::svm_pfn_to_page(pfn) };
-            // SAFETY: Free device pages of our region: initialise the folio (reference 1,
-            // locked) and point it at this migration's zone-device data.
-            unsafe {
-                ffi::zone_device_page_init(dpage, region.as_raw(), order);
-                Zdd::attach(zdd, dpage);
-            }
-            let pages = if huge { 0..n } else { f..f + 1 };
-            for k in pages {
-                let system = core::ptr::NonNull::new(spage).map(|p| {
-                    // SAFETY: `p` heads the collected folio the `n` entries stand for.
-                    let page = unsafe { ffi::svm_folio_nth_page(p.as_ptr(), k) };
-                    // SAFETY: A page of a valid folio is not null.
-                    SystemPage::from_raw(unsafe { core::ptr::NonNull::new_unchecked(page) })
-                });
-                // Cannot fail: reserved for `npages` entries.
-                copies.push(
-                    PageCopy {
-                        device_pfn: pfn + k - f,
-                        system,
-                    },
-                    GFP_KERNEL,
-                )?;
-            }
-            // SAFETY: Pure computation.
-            let mut mpfn = unsafe { ffi::svm_migrate_pfn(pfn) } | (s & WRITE);
-            if huge {
-                mpfn |= COMPOUND;
-            }
-            pfns.dst[i + f] = mpfn;
-        }
-        if huge {
-            pfns.dst[i + 1..i + n].iter_mut().for_each(|d| *d = 0);
-        }
-        i += n;
-    }
-    devmem.ops().copy_to_devmem(copies)?;
-    Ok(npages - own)
+    details: &'a MigrateDetails,
 }
 
-/// Moves the device pages of `[start, end)` of `vma` back to system memory.
+impl Placement<'_, '_> {
+    /// Sets up `pfns.dst` with device pages of an allocation from `alloc` and copies the data
+    /// there. Returns the allocation and how many pages are to move, or `None` if every page
+    /// already is in the pagemap's memory; on error no destination page is set up any more
+    /// (the caller abandons them).
+    ///
+    /// A huge source (a transparent huge page, or a huge hole) moves into one huge device
+    /// folio when the provider's pages for it are contiguous and aligned; otherwise into base
+    /// pages, and the core splits the source.
+    fn place(
+        self,
+        pfns: &mut PfnArrays,
+        start: usize,
+        end: usize,
+        zdd: kernel::sync::UniqueArc<core::mem::MaybeUninit<Zdd>>,
+        alloc: impl FnOnce(usize) -> Result<Arc<Devmem>>,
+    ) -> Result<Option<(Arc<Devmem>, usize)>> {
+        let region = self.pagemap.region();
+        let npages = pfns.src.len();
+        // Pages already in this pagemap stay; everything else moves, or nothing does.
+        let mut moving = 0;
+        let mut i = 0;
+        while i < npages {
+            let s = pfns.src[i];
+            if s & MIGRATE == 0 {
+                // Some page could not be collected; in a file mapping, a hole.
+                return Err(if self.file_backed { EOPNOTSUPP } else { EBUSY });
+            }
+            let page = page_of(s);
+            match kind(page, Some(region)) {
+                Kind::Own => {}
+                // Another device's memory (sharing our owner): not movable from here yet.
+                Kind::Ours | Kind::Foreign => return Err(EBUSY),
+                Kind::System => {
+                    // SAFETY: Collected pages are valid and referenced until finalize.
+                    let anon = !page.is_null() && unsafe { ffi::svm_page_is_anon(page) };
+                    if self.file_backed && !anon {
+                        // The file's own pages: the core would refuse to move them after
+                        // the copy.
+                        return Err(EOPNOTSUPP);
+                    }
+                    moving += span(s);
+                }
+            }
+            i += span(s);
+        }
+        if moving == 0 {
+            return Ok(None);
+        }
+
+        let devmem = alloc(moving)?;
+        if !core::ptr::eq(devmem.pagemap(), self.pagemap) || devmem.npages() < moving {
+            return Err(EINVAL);
+        }
+        if !devmem.claim() {
+            return Err(EBUSY);
+        }
+        // From here the allocation is accepted: the zone-device data's drop runs `release`.
+        let zdd = Zdd::init(zdd, devmem.clone());
+        let dpfns = &mut self.device_pfns[..moving];
+        devmem.ops().populate_devmem_pfn(dpfns)?;
+        if let Some(bad) = dpfns.iter().find(|pfn| !region.contains_pfn(**pfn)) {
+            pr_err!("device pfn {bad:#x} is outside the pagemap's region\n");
+            return Err(EINVAL);
+        }
+        // The timeslice runs from before the pages become visible to CPU faults.
+        devmem.start_timeslice(self.details.timeslice_ms);
+        devmem.set_va_range(start, end);
+
+        let mut next = 0;
+        let mut i = 0;
+        while i < npages {
+            let s = pfns.src[i];
+            let n = span(s);
+            let spage = page_of(s);
+            if kind(spage, Some(region)) == Kind::Own {
+                i += n;
+                continue;
+            }
+            let run = &dpfns[next..next + n];
+            next += n;
+            let first = run[0];
+            let huge = n > 1 && first % n == 0 && (1..n).all(|k| run[k] == first + k);
+            let (folios, order) = if huge {
+                // SAFETY: Reads a constant.
+                (1, unsafe { ffi::svm_hpage_pmd_order() })
+            } else {
+                (n, 0)
+            };
+            for (f, &pfn) in run.iter().enumerate().take(folios) {
+                // SAFETY: `pfn` is a page of the region (checked above).
+                let dpage = unsafe { ffi::svm_pfn_to_page(pfn) };
+                // A page in use (handed out twice, or still live): refuse rather than
+                // re-initialise it. `DevmemOps`' contract covers what this cannot see.
+                // SAFETY: As above.
+                if unsafe { ffi::svm_page_ref_count(dpage) } != 0 {
+                    pr_err!("device pfn {pfn:#x} is in use\n");
+                    return Err(EINVAL);
+                }
+                // SAFETY: A free device page of our region, owned by this allocation
+                // (`DevmemOps`' contract): initialise the folio (reference 1, locked), point it
+                // at this migration's zone-device data and hand it to the migration.
+                unsafe {
+                    ffi::zone_device_page_init(dpage, region.as_raw(), order);
+                    Zdd::attach(&zdd, dpage);
+                    pfns.set_dst(i + f, dpage, huge);
+                }
+                pfns.dst[i + f] |= s & WRITE;
+                let pages = if huge { 0..n } else { f..f + 1 };
+                for k in pages {
+                    let system = NonNull::new(spage).map(|p| {
+                        // SAFETY: `p` heads the collected folio the `n` entries stand for.
+                        let page = unsafe { ffi::svm_folio_nth_page(p.as_ptr(), k) };
+                        // SAFETY: A page of a collected, locked system folio, valid until
+                        // finalize, which comes after the copy callback.
+                        unsafe { SystemPage::from_raw(NonNull::new_unchecked(page)) }
+                    });
+                    // Cannot fail: reserved for `npages` entries.
+                    self.copies.push(
+                        PageCopy {
+                            device_pfn: pfn + k - f,
+                            system,
+                        },
+                        GFP_KERNEL,
+                    )?;
+                }
+            }
+            i += n;
+        }
+        devmem.ops().copy_to_devmem(self.copies)?;
+        Ok(Some((devmem, moving)))
+    }
+}
+
+/// Moves the device pages of `[start, end)` of `vma` back to system memory: all of them with
+/// the owner `owner`, or with `only`, just those of that allocation. At most [`CHUNK_PAGES`].
 ///
 /// # Safety
 ///
 /// `vma` is valid under the mmap (or VMA) lock the caller holds, `[start, end)` inside it and
-/// page-aligned; `fault_page` is null or the locked device page a CPU fault is on.
+/// page-aligned; `fault_page` is null or the locked device page a CPU fault is on, inside the
+/// range.
+#[expect(clippy::too_many_arguments)]
 unsafe fn vma_to_ram(
     vma: *mut ffi::vm_area_struct,
     start: usize,
     end: usize,
     owner: usize,
+    only: Option<&Devmem>,
     fault_page: *mut ffi::page,
     dir: Direction,
     huge: bool,
@@ -375,15 +492,56 @@ unsafe fn vma_to_ram(
             flags,
             fault_page,
             &mut pfns,
-            |pfns| copy_back(pfns, vma, start, dir, huge),
+            |pfns| copy_back(pfns, vma, start, only, dir, huge),
         )
     }?;
     copied?;
     Ok(moved)
 }
 
-/// Allocates system pages for the collected device pages of `pfns.src` and copies the data
-/// into them, one batch per device allocation. `vma` may be null (eviction).
+/// Moves the device pages of `[start, end)` of `vma` back to system memory in chunks of at
+/// most [`CHUNK_PAGES`], aligned so that a huge folio is never cut; as [`vma_to_ram`].
+///
+/// # Safety
+///
+/// As [`vma_to_ram`]; `fault_page`, if not null, is the page mapped at `fault_addr`.
+#[expect(clippy::too_many_arguments)]
+unsafe fn vma_to_ram_chunked(
+    vma: *mut ffi::vm_area_struct,
+    start: usize,
+    end: usize,
+    owner: usize,
+    only: Option<&Devmem>,
+    fault: (*mut ffi::page, usize),
+    dir: Direction,
+    huge: bool,
+) -> Result<usize> {
+    let chunk = CHUNK_PAGES * PAGE_SIZE;
+    let mut moved = 0;
+    let mut addr = start;
+    while addr < end {
+        if fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        let stop = end.min((addr & !(chunk - 1)).saturating_add(chunk));
+        let (fault_page, fault_addr) = fault;
+        let fault_page = if (addr..stop).contains(&fault_addr) {
+            fault_page
+        } else {
+            null_mut()
+        };
+        // SAFETY: Per the contract; `[addr, stop)` lies inside `[start, end)` and holds the
+        // faulting page if we pass it.
+        moved += unsafe { vma_to_ram(vma, addr, stop, owner, only, fault_page, dir, huge) }?;
+        addr = stop;
+    }
+    Ok(moved)
+}
+
+/// Allocates system pages for the collected device pages of `pfns.src` that are ours (and
+/// `only`'s, if given) and copies the data into them, one batch per device allocation through
+/// that allocation's own ops. Other pages are left where they are. `vma` may be null
+/// (eviction).
 ///
 /// A huge device folio goes to a transparent huge page when `huge` and one can be had; else
 /// to base pages, and the core splits the device folio (which eviction, with no VMA, cannot:
@@ -392,23 +550,29 @@ fn copy_back(
     pfns: &mut PfnArrays,
     vma: *mut ffi::vm_area_struct,
     start: usize,
+    only: Option<&Devmem>,
     dir: Direction,
     huge: bool,
 ) -> Result {
     let npages = pfns.src.len();
-    let mut batch: KVec<PageCopy> = KVec::with_capacity(npages, GFP_KERNEL)?;
+    let mut batch: KVVec<PageCopy<'_>> = KVVec::with_capacity(npages, GFP_KERNEL)?;
     let mut batch_owner: Option<Arc<Devmem>> = None;
     let mut i = 0;
     while i < npages {
         let s = pfns.src[i];
         let spage = page_of(s);
-        if s & MIGRATE == 0 || !is_device_private(spage) {
-            i += 1;
+        if s & MIGRATE == 0 || !matches!(kind(spage, None), Kind::Ours) {
+            // Not collected, a system page, or another driver's: stays.
+            i += span(s);
             continue;
         }
         // SAFETY: A collected device page of a region with our ops, kept alive by the
         // migration until finalize.
         let devmem = unsafe { Zdd::of_page(spage) }.devmem().clone();
+        if only.is_some_and(|only| !core::ptr::eq(only, &*devmem)) {
+            i += span(s);
+            continue;
+        }
         if let Some(owner) = &batch_owner {
             if !Arc::ptr_eq(owner, &devmem) {
                 owner.ops().copy_to_ram(&batch, dir)?;
@@ -441,8 +605,8 @@ fn copy_back(
                 if page.is_null() {
                     return Err(ENOMEM);
                 }
-                // SAFETY: Pure computation.
-                pfns.dst[i + k] = unsafe { ffi::svm_migrate_pfn(ffi::svm_page_to_pfn(page)) };
+                // SAFETY: A page just allocated and locked for this migration.
+                unsafe { pfns.set_dst(i + k, page, false) };
                 page
             } else {
                 // SAFETY: `thp` heads a folio of `n` pages.
@@ -451,17 +615,16 @@ fn copy_back(
             batch.push(
                 PageCopy {
                     device_pfn: device_pfn + k,
-                    // SAFETY: Checked or derived from a valid folio above.
-                    system: Some(SystemPage::from_raw(unsafe {
-                        core::ptr::NonNull::new_unchecked(dpage)
-                    })),
+                    // SAFETY: A destination page allocated and locked above, not mapped
+                    // anywhere until the migration installs it after the copy.
+                    system: Some(unsafe { SystemPage::from_raw(NonNull::new_unchecked(dpage)) }),
                 },
                 GFP_KERNEL,
             )?;
         }
         if !thp.is_null() {
-            // SAFETY: Pure computation.
-            pfns.dst[i] = unsafe { ffi::svm_migrate_pfn(ffi::svm_page_to_pfn(thp)) } | COMPOUND;
+            // SAFETY: A huge page just allocated and locked for this migration.
+            unsafe { pfns.set_dst(i, thp, true) };
         }
         i += n;
     }
@@ -475,7 +638,9 @@ fn copy_back(
 }
 
 /// Moves whatever of `[start, end)` of the address space locked by `mmap` lives in device
-/// memory with the private owner `owner` back to system memory. Returns the pages moved.
+/// memory with the private owner `owner` (and this module's pagemap ops) back to system
+/// memory, in chunks of at most [`CHUNK_PAGES`]. Returns the pages moved; `EINTR` if a fatal
+/// signal arrives meanwhile (what moved until then stays moved).
 ///
 /// Huge device folios come back as transparent huge pages where the VMA allows, unless
 /// `base_pages_only`.
@@ -496,12 +661,13 @@ pub fn migrate_to_ram(
         let stop = end.min(vma.end());
         // SAFETY: The VMA is valid under the mmap lock and `[addr, stop)` lies inside it.
         moved += unsafe {
-            vma_to_ram(
+            vma_to_ram_chunked(
                 vma.as_ptr(),
                 addr,
                 stop,
                 owner,
-                null_mut(),
+                None,
+                (null_mut(), 0),
                 Direction::ToRam,
                 !base_pages_only,
             )
@@ -511,9 +677,11 @@ pub fn migrate_to_ram(
     Ok(moved)
 }
 
-/// Serves a CPU fault on a device page: moves the faulting allocation's pages of the VMA back
-/// to system memory, unless the allocation is still within its timeslice (the fault is then
-/// retried). Takes no lock of ours.
+/// Serves a CPU fault on a device page: moves the faulting allocation's pages of the VMA (and
+/// no other allocation's) back to system memory. If the allocation is still within its
+/// timeslice, first sleeps until it ends (killably; at most
+/// [`crate::devmem::MAX_TIMESLICE_MS`]), so that nothing spins on the fault. Takes no lock of
+/// ours.
 ///
 /// # Safety
 ///
@@ -530,8 +698,10 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result {
     };
     // SAFETY: The faulting page is ours and referenced for the duration of the fault.
     let devmem = unsafe { Zdd::of_page(page) }.devmem().clone();
-    if devmem.in_timeslice() {
-        return Ok(());
+    let left = devmem.timeslice_left_ms();
+    if left > 0 && !fatal_signal_pending() {
+        // SAFETY: Sleeping is allowed in a fault handler; the wait is bounded.
+        unsafe { ffi::svm_sleep_killable(left) };
     }
     // SAFETY: The VMA is valid under the caller's lock for the duration of the fault.
     let vma_ref = unsafe { VmaRef::from_raw(vma) };
@@ -556,8 +726,20 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result {
     let owner = unsafe { (*ffi::svm_page_pgmap(page)).owner } as usize;
     // A page mapped by a PTE may belong to a huge folio that is not fully split yet: move
     // base pages then, as the folio order cannot be relied on (the C test_hmm does the same).
-    // SAFETY: The caller holds the lock `vma` needs; `page` is the locked faulting page.
-    unsafe { vma_to_ram(vma, start, end, owner, page, Direction::CpuFault, huge) }?;
+    // SAFETY: The caller holds the lock `vma` needs; `page` is the locked faulting page, at
+    // `address`, inside `[start, end)`.
+    unsafe {
+        vma_to_ram_chunked(
+            vma,
+            start,
+            end,
+            owner,
+            Some(&*devmem),
+            (page, address),
+            Direction::CpuFault,
+            huge,
+        )
+    }?;
     devmem
         .stats()
         .cpu_faults
@@ -566,38 +748,48 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result {
 }
 
 /// Moves every page of `devmem` still in device memory back to system memory, without the
-/// mmap lock or a VMA (the provider needs its memory back, or is going away). Retries while
-/// pages race with faults or migrations; `EBUSY` if some page stays pinned.
+/// mmap lock or a VMA (the provider needs its memory back, or is going away). Needs no
+/// address space: the pages are found by frame number and unmapped wherever they are mapped
+/// (after a fork, in a child whose parent has exited). Retries while pages race with faults
+/// or migrations, a bounded number of times: `EBUSY` if some page stays pinned, `EINTR` on a
+/// fatal signal, `ENOMEM` if no memory can be had for the data.
 pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
     const TRIES: usize = 8;
     let npages = devmem.npages();
-    for pass in 0..TRIES {
+    let mut passes = 0;
+    for _ in 0..TRIES {
         if devmem.is_detached() {
-            if pass > 0 {
-                devmem
-                    .stats()
-                    .evictions
-                    .fetch_add(1, kernel::sync::atomic::Relaxed);
-            }
-            return Ok(());
+            break;
         }
-        // Keep the address space from being torn down under the migration.
-        let _user = match devmem.mm() {
-            Some(mm) => match mm.mmget_not_zero() {
-                Some(user) => Some(user),
-                None => {
-                    // It is being torn down, which frees every page.
-                    devmem.wait_detached();
-                    return Ok(());
-                }
-            },
-            None => None,
-        };
+        passes += 1;
+        if fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        // Keep the address space, if it still has users, from being torn down meanwhile; its
+        // last user reference is never dropped here (a reclaim or dma-resv context may be
+        // what evicts), but from a work item.
+        let _user = devmem
+            .mm()
+            .and_then(|mm| mm.mmget_not_zero())
+            .map(MmWithUser::into_mmput_async);
         let mut pfns = PfnArrays::new(npages)?;
         devmem.ops().populate_devmem_pfn(&mut pfns.src)?;
+        // `migrate_device_pfns` wants plain pfns in `src`; any pfn outside our region would
+        // be the provider breaking `DevmemOps`' contract: refuse it before the core sees it.
+        let region = devmem.pagemap().region();
+        if pfns.src.iter().any(|pfn| !region.contains_pfn(*pfn)) {
+            return Err(EINVAL);
+        }
         // SAFETY: `src` holds `npages` pfns of the allocation's device pages.
         to_result(unsafe { ffi::migrate_device_pfns(pfns.src.as_mut_ptr(), npages) })?;
-        let copied = copy_back(&mut pfns, null_mut(), 0, Direction::Eviction, true);
+        let copied = copy_back(
+            &mut pfns,
+            null_mut(),
+            0,
+            Some(&**devmem),
+            Direction::Eviction,
+            true,
+        );
         if copied.is_err() {
             pfns.abandon_dst();
         }
@@ -609,10 +801,12 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
         copied?;
     }
     if devmem.is_detached() {
-        devmem
-            .stats()
-            .evictions
-            .fetch_add(1, kernel::sync::atomic::Relaxed);
+        if passes > 0 {
+            devmem
+                .stats()
+                .evictions
+                .fetch_add(1, kernel::sync::atomic::Relaxed);
+        }
         Ok(())
     } else {
         Err(EBUSY)
@@ -634,6 +828,8 @@ mod tests {
     use kernel::sync::atomic::Relaxed;
     use kernel::sync::Completion;
     use kernel::sync::SpinLock;
+    use kernel::time::Instant;
+    use kernel::time::Monotonic;
     use kernel::uaccess::UserPtr;
     use kernel::uaccess::UserSlice;
 
@@ -642,12 +838,25 @@ mod tests {
     struct NoOps;
     impl PagemapOps for NoOps {}
 
+    /// How a test allocation's `populate_devmem_pfn` misbehaves.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Populate {
+        /// Hands out the allocation's pages.
+        Good,
+        /// Fails with `ENOMEM` before writing anything.
+        Fail,
+        /// Writes half of the pfns, then fails with `ENOMEM`.
+        FailHalfway,
+        /// Hands out the first page twice.
+        Duplicate,
+    }
+
     /// Device memory of a test region: a real backing store, optional failures, and a count
     /// of releases.
     struct TestMem {
         first_pfn: usize,
         backing: Arc<SpinLock<KVVec<u8>>>,
-        fail_populate: bool,
+        populate: Populate,
         fail_copy: bool,
         released: Arc<Atomic<u32>>,
         done: Arc<Completion>,
@@ -659,18 +868,24 @@ mod tests {
         }
     }
 
-    impl DevmemOps for TestMem {
+    // SAFETY: Each test allocation owns a region of its own (one `Gpu` per allocation at a
+    // time) and hands out its first pages in order. `Populate::Duplicate` breaks the contract
+    // on purpose, to check that the core refuses what it can see.
+    unsafe impl DevmemOps for TestMem {
         fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result {
-            if self.fail_populate {
-                return Err(ENOMEM);
-            }
+            let n = pfns.len();
             for (i, pfn) in pfns.iter_mut().enumerate() {
-                *pfn = self.first_pfn + i;
+                match self.populate {
+                    Populate::Fail => return Err(ENOMEM),
+                    Populate::FailHalfway if i == n / 2 => return Err(ENOMEM),
+                    Populate::Duplicate if i == n - 1 => *pfn = self.first_pfn,
+                    _ => *pfn = self.first_pfn + i,
+                }
             }
             Ok(())
         }
 
-        fn copy_to_devmem(&self, copies: &[PageCopy]) -> Result {
+        fn copy_to_devmem(&self, copies: &[PageCopy<'_>]) -> Result {
             let mut page = [0u8; PAGE_SIZE];
             for c in copies {
                 match &c.system {
@@ -687,7 +902,7 @@ mod tests {
             Ok(())
         }
 
-        fn copy_to_ram(&self, copies: &[PageCopy], _dir: Direction) -> Result {
+        fn copy_to_ram(&self, copies: &[PageCopy<'_>], _dir: Direction) -> Result {
             let mut page = [0u8; PAGE_SIZE];
             for c in copies {
                 let off = self.offset(c.device_pfn);
@@ -715,7 +930,11 @@ mod tests {
     fn gpu(name: &'static CStr, owner: &'static u8) -> Result<Gpu> {
         let fdev = faux::Registration::new(name, None)?;
         let region = Arc::pin_init(
-            DevicePrivateRegion::new(PAGES * PAGE_SIZE, name, core::ptr::from_ref(owner) as usize),
+            DevicePrivateRegion::new(
+                2 * PAGES * PAGE_SIZE,
+                name,
+                core::ptr::from_ref(owner) as usize,
+            ),
             GFP_KERNEL,
         )?;
         let pagemap = Pagemap::new(
@@ -734,34 +953,46 @@ mod tests {
     /// A test allocation, its count of releases and the completion its release fires.
     type TestAlloc = (Arc<Devmem>, Arc<Atomic<u32>>, Arc<Completion>);
 
-    /// An allocation of `gpu`'s memory with the given failures, and its release counter.
-    fn alloc(
+    /// An allocation of `npages` of `gpu`'s memory, from `first` on, misbehaving as asked.
+    fn alloc_at(
         gpu: &Gpu,
         mm: &kernel::mm::Mm,
-        fail_populate: bool,
+        first: usize,
+        npages: usize,
+        populate: Populate,
         fail_copy: bool,
     ) -> Result<TestAlloc> {
         let released = Arc::new(Atomic::new(0), GFP_KERNEL)?;
         let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
         let backing = Arc::pin_init(
-            kernel::new_spinlock!(KVVec::from_elem(0u8, PAGES * PAGE_SIZE, GFP_KERNEL)?),
+            kernel::new_spinlock!(KVVec::from_elem(0u8, npages * PAGE_SIZE, GFP_KERNEL)?),
             GFP_KERNEL,
         )?;
-        let devmem = Devmem::new(
+        let devmem = crate::new_devmem!(
             gpu.pagemap.clone(),
             Some(mm),
-            PAGES,
+            npages,
             Arc::new(MigrationStats::new(), GFP_KERNEL)?,
             TestMem {
-                first_pfn: gpu.region.pfn_first(),
+                first_pfn: gpu.region.pfn_first() + first,
                 backing,
-                fail_populate,
+                populate,
                 fail_copy,
                 released: released.clone(),
                 done: done.clone(),
             },
         )?;
         Ok((devmem, released, done))
+    }
+
+    /// An allocation of all `PAGES` of `gpu`'s memory.
+    fn alloc(
+        gpu: &Gpu,
+        mm: &kernel::mm::Mm,
+        populate: Populate,
+        fail_copy: bool,
+    ) -> Result<TestAlloc> {
+        alloc_at(gpu, mm, 0, PAGES, populate, fail_copy)
     }
 
     /// `PAGES` pages of private anonymous memory in the test's own address space, filled
@@ -782,32 +1013,48 @@ mod tests {
         Ok(addr)
     }
 
-    /// Whether the range still holds its pattern (read by the CPU, faulting pages back).
-    fn intact(addr: usize, seed: u8) -> Result<bool> {
-        let mut data = KVVec::from_elem(0u8, PAGES * PAGE_SIZE, GFP_KERNEL)?;
-        UserSlice::new(UserPtr::from_addr(addr), data.len())
+    /// Whether `pages` pages from page `first` of the range still hold their pattern (read by
+    /// the CPU, faulting pages back).
+    fn intact_pages(addr: usize, seed: u8, first: usize, pages: usize) -> Result<bool> {
+        let mut data = KVVec::from_elem(0u8, pages * PAGE_SIZE, GFP_KERNEL)?;
+        UserSlice::new(UserPtr::from_addr(addr + first * PAGE_SIZE), data.len())
             .reader()
             .read_slice(&mut data)?;
-        Ok(data
-            .iter()
-            .enumerate()
-            .all(|(i, b)| *b == (i as u8) ^ ((i / PAGE_SIZE) as u8).wrapping_mul(37) ^ seed))
+        Ok(data.iter().enumerate().all(|(i, b)| {
+            let i = i + first * PAGE_SIZE;
+            *b == (i as u8) ^ ((i / PAGE_SIZE) as u8).wrapping_mul(37) ^ seed
+        }))
+    }
+
+    fn intact(addr: usize, seed: u8) -> Result<bool> {
+        intact_pages(addr, seed, 0, PAGES)
     }
 
     static OWNER_A: u8 = 0;
     static OWNER_B: u8 = 0;
 
-    fn migrate(devmem: &Arc<Devmem>, addr: usize) -> Result {
+    /// Migrates `pages` pages from `addr` into `devmem`; the pages moved.
+    fn migrate_pages(
+        devmem: &Arc<Devmem>,
+        addr: usize,
+        pages: usize,
+        details: &MigrateDetails,
+    ) -> Result<usize> {
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         let mmap = mm.mmap_read_lock();
         migrate_to_devmem(
-            devmem,
+            devmem.pagemap(),
             &mmap,
             addr,
-            addr + PAGES * PAGE_SIZE,
-            &MigrateDetails::default(),
+            addr + pages * PAGE_SIZE,
+            details,
+            |_| Ok(devmem.clone()),
         )
+    }
+
+    fn migrate(devmem: &Arc<Devmem>, addr: usize) -> Result {
+        migrate_pages(devmem, addr, PAGES, &MigrateDetails::default()).map(|_| ())
     }
 
     #[test]
@@ -816,7 +1063,7 @@ mod tests {
         let addr = user_range(1)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (devmem, released, done) = alloc(&a, mm, false, false)?;
+        let (devmem, released, done) = alloc(&a, mm, Populate::Good, false)?;
         migrate(&devmem, addr)?;
         assert_eq!(devmem.stats().pages_to_device.load(Relaxed), PAGES as u64);
         assert!(!devmem.is_detached());
@@ -829,22 +1076,38 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn allocation_failure_leaks_nothing() -> Result {
-        let a = gpu(c"drm_pagemap_kunit_mig_b", &OWNER_A)?;
-        let addr = user_range(2)?;
+    /// A failing, half-failing or contract-breaking `populate_devmem_pfn`: the migration fails
+    /// cleanly, releases the allocation once and leaves every byte (and every other page of
+    /// the machine) alone.
+    fn populate_failure(name: &'static CStr, populate: Populate, seed: u8, err: Error) -> Result {
+        let a = gpu(name, &OWNER_A)?;
+        let addr = user_range(seed)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (devmem, released, done) = alloc(&a, mm, true, false)?;
-        assert_eq!(migrate(&devmem, addr), Err(ENOMEM));
-        // No page was placed: the allocation is released at once, exactly once.
+        let (devmem, released, done) = alloc(&a, mm, populate, false)?;
+        assert_eq!(migrate(&devmem, addr), Err(err));
         done.wait_for_completion();
         assert!(devmem.is_detached());
         assert_eq!(released.load(Relaxed), 1);
         assert_eq!(devmem.stats().pages_to_device.load(Relaxed), 0);
-        assert!(intact(addr, 2)?);
+        assert!(intact(addr, seed)?);
         assert_eq!(devmem.stats().cpu_faults.load(Relaxed), 0);
         Ok(())
+    }
+
+    #[test]
+    fn allocation_failure_leaks_nothing() -> Result {
+        populate_failure(c"drm_pagemap_kunit_mig_b", Populate::Fail, 2, ENOMEM)
+    }
+
+    #[test]
+    fn populate_failing_halfway_touches_no_other_page() -> Result {
+        populate_failure(c"drm_pagemap_kunit_mig_h", Populate::FailHalfway, 7, ENOMEM)
+    }
+
+    #[test]
+    fn duplicate_device_pfn_is_refused() -> Result {
+        populate_failure(c"drm_pagemap_kunit_mig_i", Populate::Duplicate, 8, EINVAL)
     }
 
     #[test]
@@ -853,7 +1116,7 @@ mod tests {
         let addr = user_range(3)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (devmem, released, done) = alloc(&a, mm, false, true)?;
+        let (devmem, released, done) = alloc(&a, mm, Populate::Good, true)?;
         assert_eq!(migrate(&devmem, addr), Err(EIO));
         // The device pages set up for the copy were freed; nothing moved.
         done.wait_for_completion();
@@ -864,36 +1127,184 @@ mod tests {
         Ok(())
     }
 
+    /// One page of the range lives on device `b`; migrating the range to `a` must not move
+    /// anything, whatever the two owners.
+    fn page_on_other_device(
+        a: &Gpu,
+        b: &Gpu,
+        seed: u8,
+    ) -> Result<(Arc<Devmem>, Arc<Completion>, usize)> {
+        let addr = user_range(seed)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let (on_b, _b_released, b_done) = alloc(b, mm, Populate::Good, false)?;
+        migrate_pages(&on_b, addr + 3 * PAGE_SIZE, 1, &MigrateDetails::default())?;
+        let (devmem, released, _done) = alloc(a, mm, Populate::Good, false)?;
+        assert_eq!(migrate(&devmem, addr), Err(EBUSY));
+        // Refused before any device memory was asked for: the allocation was never used.
+        assert_eq!(released.load(Relaxed), 0);
+        assert_eq!(devmem.stats().pages_to_device.load(Relaxed), 0);
+        // The other device's page is still there.
+        assert!(!on_b.is_detached());
+        assert_eq!(on_b.stats().cpu_faults.load(Relaxed), 0);
+        Ok((on_b, b_done, addr))
+    }
+
     #[test]
     fn partial_collection_is_busy() -> Result {
         let a = gpu(c"drm_pagemap_kunit_mig_d", &OWNER_A)?;
         let b = gpu(c"drm_pagemap_kunit_mig_e", &OWNER_B)?;
-        let addr = user_range(4)?;
-        let task = kernel::current!();
-        let mm = task.mm().ok_or(EINVAL)?;
-        // One page of the range lives on the other device: it cannot be collected.
-        let (on_b, _b_released, b_done) = alloc(&b, mm, false, false)?;
-        {
-            let mmap = mm.mmap_read_lock();
-            let page = addr + 3 * PAGE_SIZE;
-            migrate_to_devmem(
-                &on_b,
-                &mmap,
-                page,
-                page + PAGE_SIZE,
-                &MigrateDetails::default(),
-            )?;
-        }
-        let (devmem, released, done) = alloc(&a, mm, false, false)?;
-        assert_eq!(migrate(&devmem, addr), Err(EBUSY));
-        done.wait_for_completion();
-        assert_eq!(released.load(Relaxed), 1);
-        assert_eq!(devmem.stats().pages_to_device.load(Relaxed), 0);
+        let (on_b, b_done, addr) = page_on_other_device(&a, &b, 4)?;
         // Every byte is where it was, the other device's page included.
         assert!(intact(addr, 4)?);
-        assert_eq!(devmem.stats().cpu_faults.load(Relaxed), 0);
         assert_eq!(on_b.stats().cpu_faults.load(Relaxed), 1);
         b_done.wait_for_completion();
+        Ok(())
+    }
+
+    #[test]
+    fn peer_page_with_same_owner_is_not_a_system_page() -> Result {
+        // Two regions sharing an owner (as GPUs on one interconnect will): the migration
+        // collects the peer's page, which must not be copied as if it were system memory.
+        let a = gpu(c"drm_pagemap_kunit_mig_f", &OWNER_A)?;
+        let b = gpu(c"drm_pagemap_kunit_mig_g", &OWNER_A)?;
+        let (on_b, b_done, addr) = page_on_other_device(&a, &b, 5)?;
+        // A migration back to RAM of the owner's pages moves the peer's page through its
+        // own allocation's ops.
+        {
+            let task = kernel::current!();
+            let mm = task.mm().ok_or(EINVAL)?;
+            let mmap = mm.mmap_read_lock();
+            let moved = migrate_to_ram(
+                &mmap,
+                addr,
+                addr + PAGES * PAGE_SIZE,
+                a.region.owner(),
+                false,
+            )?;
+            assert_eq!(moved, 1);
+        }
+        b_done.wait_for_completion();
+        assert!(on_b.is_detached());
+        assert_eq!(on_b.stats().pages_to_ram.load(Relaxed), 1);
+        assert!(intact(addr, 5)?);
+        Ok(())
+    }
+
+    #[test]
+    fn resident_range_allocates_only_for_what_moves() -> Result {
+        let a = gpu(c"drm_pagemap_kunit_mig_j", &OWNER_A)?;
+        let addr = user_range(9)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let (first, _r1, done1) = alloc_at(&a, mm, 0, PAGES / 2, Populate::Good, false)?;
+        // Half the range moves first.
+        assert_eq!(
+            migrate_pages(&first, addr, PAGES / 2, &MigrateDetails::default())?,
+            PAGES / 2
+        );
+        let (second, _r2, done2) = alloc_at(&a, mm, PAGES / 2, PAGES / 2, Populate::Good, false)?;
+        let mut asked = KVec::new();
+        {
+            let mmap = mm.mmap_read_lock();
+            // The whole range: only the other half needs device memory.
+            let moved = migrate_to_devmem(
+                &a.pagemap,
+                &mmap,
+                addr,
+                addr + PAGES * PAGE_SIZE,
+                &MigrateDetails::default(),
+                |n| {
+                    asked.push(n, GFP_KERNEL)?;
+                    Ok(second.clone())
+                },
+            )?;
+            assert_eq!(moved, PAGES / 2);
+            // Everything is resident now: nothing is allocated.
+            let moved = migrate_to_devmem(
+                &a.pagemap,
+                &mmap,
+                addr,
+                addr + PAGES * PAGE_SIZE,
+                &MigrateDetails::default(),
+                |n| {
+                    asked.push(n, GFP_KERNEL)?;
+                    Err(ENOMEM)
+                },
+            )?;
+            assert_eq!(moved, 0);
+        }
+        assert_eq!(&asked[..], &[PAGES / 2]);
+        assert!(intact(addr, 9)?);
+        done1.wait_for_completion();
+        done2.wait_for_completion();
+        Ok(())
+    }
+
+    #[test]
+    fn cpu_fault_moves_only_its_allocation() -> Result {
+        let a = gpu(c"drm_pagemap_kunit_mig_k", &OWNER_A)?;
+        let addr = user_range(10)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let half = PAGES / 2;
+        // `first` takes the whole range, then its upper half goes back and `second` takes it:
+        // `first`'s address range now covers `second`'s pages.
+        let (first, _r1, done1) = alloc_at(&a, mm, 0, PAGES, Populate::Good, false)?;
+        migrate(&first, addr)?;
+        {
+            let mmap = mm.mmap_read_lock();
+            let upper = addr + half * PAGE_SIZE;
+            let moved = migrate_to_ram(
+                &mmap,
+                upper,
+                addr + PAGES * PAGE_SIZE,
+                a.region.owner(),
+                false,
+            )?;
+            assert_eq!(moved, half);
+        }
+        // `first` still owns all its pages; `second` gets pages of its own.
+        let (second, _r2, done2) = alloc_at(&a, mm, PAGES, half, Populate::Good, false)?;
+        let upper = addr + half * PAGE_SIZE;
+        assert_eq!(
+            migrate_pages(&second, upper, half, &MigrateDetails::default())?,
+            half
+        );
+        // The CPU touches page 0: `first`'s pages come back, `second`'s stay.
+        assert!(intact_pages(addr, 10, 0, 1)?);
+        assert_eq!(first.stats().cpu_faults.load(Relaxed), 1);
+        assert_eq!(second.stats().cpu_faults.load(Relaxed), 0);
+        assert!(!second.is_detached());
+        done1.wait_for_completion();
+        assert!(first.is_detached());
+        // Then everything, which faults `second`'s pages back on their own.
+        assert!(intact(addr, 10)?);
+        assert_eq!(second.stats().cpu_faults.load(Relaxed), 1);
+        done2.wait_for_completion();
+        Ok(())
+    }
+
+    #[test]
+    fn timeslice_is_bounded_and_does_not_spin() -> Result {
+        let a = gpu(c"drm_pagemap_kunit_mig_l", &OWNER_A)?;
+        let addr = user_range(11)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let (devmem, _released, done) = alloc(&a, mm, Populate::Good, false)?;
+        let details = MigrateDetails {
+            timeslice_ms: u32::MAX,
+            base_pages_only: false,
+        };
+        migrate_pages(&devmem, addr, PAGES, &details)?;
+        let begun = Instant::<Monotonic>::now();
+        // The CPU's read waits for the (clamped) timeslice, then gets its data.
+        assert!(intact(addr, 11)?);
+        let waited = begun.elapsed().as_millis();
+        assert!(waited < 3 * i64::from(crate::devmem::MAX_TIMESLICE_MS));
+        // One fault, served once: the fault handler slept instead of returning to a retry.
+        assert_eq!(devmem.stats().cpu_faults.load(Relaxed), 1);
+        done.wait_for_completion();
         Ok(())
     }
 }

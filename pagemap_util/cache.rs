@@ -6,124 +6,202 @@
 //! The region's provider keeps no counted reference of its own: a counted reference pins the
 //! provider's module (see [`Pagemap`]), so a provider that held one could never be unloaded.
 //! The cache instead keeps an uncounted pointer and revives it with
-//! [`Pagemap::get_unless_zero`] under its lock; the pagemap's destroy op calls
-//! [`PagemapCache::unlink`], under the same lock, before the memory goes away.
+//! [`Pagemap::get_unless_zero`] under its lock. The pagemaps it creates carry ops of its own
+//! around the provider's, whose destroy unlinks the pagemap under the same lock before the
+//! memory goes away: nothing the provider writes can leave a dangling pointer behind.
 
 use core::ptr::NonNull;
 
-use drm_pagemap::lock_class::LockClass;
+use drm_pagemap::device_private::DevicePrivateRegion;
+use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
+use drm_pagemap::pagemap::PagemapAddr;
+use drm_pagemap::pagemap::PagemapOps;
+use kernel::device::Device;
+use kernel::dma::DataDirection;
+use kernel::mm::Mm;
+use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
+use kernel::sync::Arc;
 use kernel::sync::Mutex;
 
-/// Holds a region's current pagemap, if any, without counting a reference on it.
+/// The cache's one slot, shared with the ops of the pagemap it holds.
 ///
 /// # Invariants
 ///
-/// While `current` holds a pointer, that pagemap has not been freed: its destroy op calls
-/// [`PagemapCache::unlink`], which clears it under the lock, before it is freed.
+/// While `current` holds a pointer, that pagemap has not been freed: its destroy op (always
+/// [`Cached::destroy`]) clears it under the lock before the pagemap is freed.
 #[pin_data]
-pub struct PagemapCache {
+struct Slot {
     #[pin]
     current: Mutex<Option<NonNull<Pagemap>>>,
 }
 
-static CURRENT_CLASS: LockClass = LockClass::new(c"PagemapCache::current");
+// SAFETY: The raw pointer is only dereferenced under the lock, and `Pagemap` is `Sync`.
+unsafe impl Send for Slot {}
+// SAFETY: As above; all access goes through the mutex.
+unsafe impl Sync for Slot {}
 
-impl PagemapCache {
-    /// Creates an empty cache.
-    pub fn new() -> impl PinInit<Self> {
-        pin_init!(Self {
-            current <- Mutex::new(None, CURRENT_CLASS.name(), CURRENT_CLASS.key()),
-        })
-    }
-
-    /// Returns a reference to the cached pagemap, or to a new one made by `create` if there is
-    /// none or the cached one is being destroyed.
-    ///
-    /// The pagemap `create` returns must call [`Self::unlink`] from its destroy op, and destroy
-    /// in a work item ([`drm_pagemap::pagemap::PagemapOps::destroy_in_work`]) since `unlink`
-    /// sleeps.
-    pub fn get_or_create(
-        &self,
-        create: impl FnOnce() -> Result<ARef<Pagemap>>,
-    ) -> Result<ARef<Pagemap>> {
-        let mut current = self.current.lock();
-        if let Some(ptr) = *current {
-            // SAFETY: By the type invariant the pagemap is not freed while cached, and we
-            // hold the lock its destroy op needs to leave it.
-            if let Some(pagemap) = unsafe { ptr.as_ref() }.get_unless_zero() {
-                return Ok(pagemap);
-            }
-        }
-        let pagemap = create()?;
-        // INVARIANT: `create`'s contract makes the pagemap unlink itself before it is freed.
-        *current = Some(NonNull::from(&*pagemap));
-        Ok(pagemap)
-    }
-
-    /// Forgets `pagemap` if it is the cached one. Called from its destroy op.
-    pub fn unlink(&self, pagemap: &Pagemap) {
+impl Slot {
+    /// Forgets `pagemap` if it is the cached one.
+    fn unlink(&self, pagemap: &Pagemap) {
         let mut current = self.current.lock();
         if *current == Some(NonNull::from(pagemap)) {
             *current = None;
         }
     }
+}
 
-    /// Whether a pagemap is cached (alive or being destroyed). For diagnostics and tests.
-    pub fn is_populated(&self) -> bool {
-        self.current.lock().is_some()
+/// Holds a region's current pagemap, if any, without counting a reference on it.
+pub struct PagemapCache {
+    slot: Arc<Slot>,
+}
+
+/// The ops of a cached pagemap: the provider's, plus the unlink from the cache on destroy.
+struct Cached<T> {
+    slot: Arc<Slot>,
+    ops: T,
+}
+
+impl<T: PagemapOps> PagemapOps for Cached<T> {
+    fn device_map(
+        &self,
+        pagemap: &Pagemap,
+        dev: &Device,
+        pfn: usize,
+        order: u32,
+        dir: DataDirection,
+    ) -> Result<PagemapAddr> {
+        self.ops.device_map(pagemap, dev, pfn, order, dir)
+    }
+
+    fn device_unmap(&self, pagemap: &Pagemap, dev: &Device, addr: PagemapAddr) {
+        self.ops.device_unmap(pagemap, dev, addr)
+    }
+
+    // The unlink takes the slot's mutex: never in the last put's (maybe atomic) context.
+    fn destroy_in_work(&self) -> bool {
+        true
+    }
+
+    fn destroy(&self, pagemap: &Pagemap) {
+        self.slot.unlink(pagemap);
+        self.ops.destroy(pagemap);
+    }
+
+    fn populate_mm(
+        &self,
+        pagemap: &Pagemap,
+        mm: &Mm,
+        mmap: &MmapReadGuard<'_>,
+        start: usize,
+        end: usize,
+        details: &MigrateDetails,
+    ) -> Result {
+        self.ops.populate_mm(pagemap, mm, mmap, start, end, details)
     }
 }
 
-// SAFETY: The raw pointer is only dereferenced under the lock, and `Pagemap` is `Sync`.
-unsafe impl Send for PagemapCache {}
-// SAFETY: As above; all access goes through the mutex.
-unsafe impl Sync for PagemapCache {}
+impl PagemapCache {
+    /// Creates an empty cache.
+    pub fn new() -> Result<Self> {
+        let slot = Arc::pin_init(
+            pin_init!(Slot {
+                current <- kernel::new_mutex!(None, "PagemapCache::current"),
+            }),
+            GFP_KERNEL,
+        )?;
+        Ok(Self { slot })
+    }
+
+    /// Returns a reference to the cached pagemap, or to a new pagemap of `region` on `device`,
+    /// provided by `module`, with the ops `ops()` returns, if there is none or the cached one
+    /// is being destroyed. The provider's [`PagemapOps::destroy`] runs from a work item.
+    pub fn get_or_create<T: PagemapOps + 'static>(
+        &self,
+        device: &Device,
+        module: &'static ThisModule,
+        region: &Arc<DevicePrivateRegion>,
+        ops: impl FnOnce() -> Result<T>,
+    ) -> Result<ARef<Pagemap>> {
+        let mut current = self.slot.current.lock();
+        if let Some(ptr) = *current {
+            // SAFETY: By the type invariant of `Slot` the pagemap is not freed while cached,
+            // and we hold the lock its destroy op needs to leave it.
+            if let Some(pagemap) = unsafe { ptr.as_ref() }.get_unless_zero() {
+                return Ok(pagemap);
+            }
+        }
+        let ops = Cached {
+            slot: self.slot.clone(),
+            ops: ops()?,
+        };
+        let pagemap = Pagemap::new(device, module, region.clone(), ops)?;
+        // INVARIANT: Its ops are `Cached`, whose destroy unlinks it under this lock.
+        *current = Some(NonNull::from(&*pagemap));
+        Ok(pagemap)
+    }
+
+    /// Whether a pagemap is cached (alive or being destroyed). For diagnostics and tests.
+    pub fn is_populated(&self) -> bool {
+        self.slot.current.lock().is_some()
+    }
+}
 
 #[kunit_tests(pagemap_util_cache)]
 mod tests {
     use super::*;
-    use drm_pagemap::device_private::DevicePrivateRegion;
-    use drm_pagemap::pagemap::PagemapOps;
     use kernel::faux;
     use kernel::sync::atomic::Atomic;
     use kernel::sync::atomic::Full;
     use kernel::sync::atomic::Relaxed;
-    use kernel::sync::Arc;
     use kernel::sync::Completion;
 
-    struct Shared {
-        cache: Pin<KBox<PagemapCache>>,
+    struct Counters {
         created: Atomic<u32>,
         destroyed: Atomic<u32>,
     }
 
-    struct CachedOps {
-        shared: Arc<Shared>,
+    /// Provider ops that know nothing of the cache: the unlink is the cache's own business.
+    struct ProviderOps {
+        counters: Arc<Counters>,
         done: Arc<Completion>,
     }
 
-    impl PagemapOps for CachedOps {
-        fn destroy_in_work(&self) -> bool {
-            true
-        }
-
-        fn destroy(&self, pagemap: &Pagemap) {
-            self.shared.cache.unlink(pagemap);
-            self.shared.destroyed.fetch_add(1, Full);
+    impl PagemapOps for ProviderOps {
+        fn destroy(&self, _pagemap: &Pagemap) {
+            self.counters.destroyed.fetch_add(1, Full);
             self.done.complete_all();
         }
     }
 
-    fn create(
+    static OWNER: u8 = 0;
+
+    fn get(
+        cache: &PagemapCache,
         fdev: &faux::Registration,
-        shared: &Arc<Shared>,
+        region: &Arc<DevicePrivateRegion>,
+        counters: &Arc<Counters>,
         done: &Arc<Completion>,
     ) -> Result<ARef<Pagemap>> {
-        shared.created.fetch_add(1, Full);
-        static OWNER: u8 = 0;
+        cache.get_or_create(
+            fdev.as_ref().as_ref(),
+            kernel::module::this_module::<crate::LocalModule>(),
+            region,
+            || {
+                counters.created.fetch_add(1, Full);
+                Ok(ProviderOps {
+                    counters: counters.clone(),
+                    done: done.clone(),
+                })
+            },
+        )
+    }
+
+    #[test]
+    fn create_on_first_use_and_reuse() -> Result {
+        let fdev = faux::Registration::new(c"pagemap_util_kunit0", None)?;
         let region = Arc::pin_init(
             DevicePrivateRegion::new(
                 1 << 21,
@@ -132,23 +210,9 @@ mod tests {
             ),
             GFP_KERNEL,
         )?;
-        Pagemap::new(
-            fdev.as_ref().as_ref(),
-            kernel::module::this_module::<crate::LocalModule>(),
-            region,
-            CachedOps {
-                shared: shared.clone(),
-                done: done.clone(),
-            },
-        )
-    }
-
-    #[test]
-    fn create_on_first_use_and_reuse() -> Result {
-        let fdev = faux::Registration::new(c"pagemap_util_kunit0", None)?;
-        let shared = Arc::new(
-            Shared {
-                cache: KBox::pin_init(PagemapCache::new(), GFP_KERNEL)?,
+        let cache = PagemapCache::new()?;
+        let counters = Arc::new(
+            Counters {
                 created: Atomic::new(0),
                 destroyed: Atomic::new(0),
             },
@@ -156,32 +220,29 @@ mod tests {
         )?;
         let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
 
-        assert!(!shared.cache.is_populated());
-        let a = shared
-            .cache
-            .get_or_create(|| create(&fdev, &shared, &done))?;
-        let b = shared
-            .cache
-            .get_or_create(|| create(&fdev, &shared, &done))?;
+        assert!(!cache.is_populated());
+        let a = get(&cache, &fdev, &region, &counters, &done)?;
+        let b = get(&cache, &fdev, &region, &counters, &done)?;
         assert!(core::ptr::eq(&*a, &*b));
-        assert_eq!(shared.created.load(Relaxed), 1);
+        assert_eq!(counters.created.load(Relaxed), 1);
         assert_eq!(a.refcount(), 2);
         drop(a);
         drop(b);
         done.wait_for_completion();
-        assert_eq!(shared.destroyed.load(Relaxed), 1);
-        assert!(!shared.cache.is_populated());
+        assert_eq!(counters.destroyed.load(Relaxed), 1);
+        // The provider's destroy did not unlink it; the cache did.
+        assert!(!cache.is_populated());
 
-        // A new user after destruction gets a fresh pagemap.
+        // A new user after destruction gets a fresh pagemap (with KASAN, a dangling cached
+        // pointer would be a use-after-free report here).
         let done2 = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
-        let c = shared
-            .cache
-            .get_or_create(|| create(&fdev, &shared, &done2))?;
-        assert_eq!(shared.created.load(Relaxed), 2);
+        let c = get(&cache, &fdev, &region, &counters, &done2)?;
+        assert_eq!(counters.created.load(Relaxed), 2);
+        assert_eq!(c.refcount(), 1);
         drop(c);
         done2.wait_for_completion();
-        assert_eq!(shared.destroyed.load(Relaxed), 2);
-        assert!(!shared.cache.is_populated());
+        assert_eq!(counters.destroyed.load(Relaxed), 2);
+        assert!(!cache.is_populated());
         Ok(())
     }
 }

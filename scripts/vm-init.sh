@@ -54,6 +54,7 @@ else
 	t vgpu_basic /tests/vgpu_basic
 	t vgpu_migrate /tests/vgpu_migrate
 	t vgpu_vm /tests/vgpu_vm
+	t vgpu_core /tests/vgpu_core
 	t vgpu_stress /tests/vgpu_stress
 	t module_lifecycle sh /tests/module_lifecycle.sh
 

@@ -64,7 +64,7 @@ impl Backing {
     }
 
     /// Copies system page `sys` straight into VRAM page `index` (no bounce).
-    fn fill_from(&self, index: usize, sys: &SystemPage) -> Result {
+    fn fill_from(&self, index: usize, sys: &SystemPage<'_>) -> Result {
         let dst = self.page(index)?;
         // `dst` is the destination of a migration: its device page is locked and mapped
         // nowhere, so nothing else touches it meanwhile.
@@ -74,7 +74,7 @@ impl Backing {
     }
 
     /// Copies VRAM page `index` straight into system page `sys` (no bounce).
-    fn drain_to(&self, index: usize, sys: &SystemPage) -> Result {
+    fn drain_to(&self, index: usize, sys: &SystemPage<'_>) -> Result {
         let src = self.page(index)?;
         // `src` is the source of a migration: its device page is locked and unmapped (GPU
         // mappings were invalidated first), so nothing writes it meanwhile.
@@ -111,13 +111,26 @@ pub(crate) enum CopyDir {
 }
 
 /// One submitted copy.
+/// A [`PageCopy`] handed to the engine's worker: the system page as a raw pointer, valid
+/// because [`CopyEngine::copy`] waits for the job before its caller's borrow ends.
+#[derive(Clone, Copy)]
+struct RawCopy {
+    device_pfn: usize,
+    system: Option<NonNull<kernel::bindings::page>>,
+}
+
+// SAFETY: The page is locked by the migration until the job has finished.
+unsafe impl Send for RawCopy {}
+// SAFETY: As above.
+unsafe impl Sync for RawCopy {}
+
 #[pin_data]
 struct CopyJob {
     #[pin]
     work: Work<CopyJob>,
     #[pin]
     done: Completion,
-    copies: KVec<PageCopy>,
+    copies: KVec<RawCopy>,
     dir: CopyDir,
     vram: Arc<VramPages>,
     result: Atomic<i32>,
@@ -139,10 +152,18 @@ impl VramPages {
         pfn.checked_sub(self.pfn_first).ok_or(EINVAL)
     }
 
-    fn run(&self, copies: &[PageCopy], dir: CopyDir) -> Result {
+    /// Runs the copies of one job.
+    ///
+    /// # Safety
+    ///
+    /// The system pages of `copies` are valid and locked by a migration (as in the
+    /// [`PageCopy`]s they came from) until this returns.
+    unsafe fn run(&self, copies: &[RawCopy], dir: CopyDir) -> Result {
         for c in copies {
             let index = self.index(c.device_pfn)?;
-            match (dir, c.system) {
+            // SAFETY: Per this function's contract, for its duration.
+            let system = c.system.map(|p| unsafe { SystemPage::from_raw(p) });
+            match (dir, system) {
                 (CopyDir::ToVram, Some(sys)) => self.backing.fill_from(index, &sys)?,
                 (CopyDir::ToVram, None) => self.backing.write_page(index, None)?,
                 (CopyDir::ToRam, Some(sys)) => self.backing.drain_to(index, &sys)?,
@@ -158,7 +179,9 @@ impl WorkItem for CopyJob {
     type Pointer = Arc<CopyJob>;
 
     fn run(this: Arc<CopyJob>) {
-        let ret = match this.vram.run(&this.copies, this.dir) {
+        // SAFETY: `CopyEngine::copy` queued the job with pages its caller's migration holds
+        // locked, and waits for the job to finish before returning.
+        let ret = match unsafe { this.vram.run(&this.copies, this.dir) } {
             Ok(()) => 0,
             Err(e) => e.to_errno(),
         };
@@ -188,12 +211,20 @@ impl CopyEngine {
 
     /// Runs `copies` as one job and waits for it: migration needs the data in place before it
     /// remaps the pages, and the caller holds the pages locked meanwhile.
-    pub(crate) fn copy(&self, copies: &[PageCopy], dir: CopyDir) -> Result {
+    pub(crate) fn copy(&self, copies: &[PageCopy<'_>], dir: CopyDir) -> Result {
         if copies.is_empty() {
             return Ok(());
         }
         let mut list = KVec::with_capacity(copies.len(), GFP_KERNEL)?;
-        list.extend_from_slice(copies, GFP_KERNEL)?;
+        for c in copies {
+            list.push(
+                RawCopy {
+                    device_pfn: c.device_pfn,
+                    system: c.system.map(|s| s.as_raw()),
+                },
+                GFP_KERNEL,
+            )?;
+        }
         let job = Arc::pin_init(
             try_pin_init!(CopyJob {
                 work <- kernel::new_work!("CopyJob::work"),

@@ -63,7 +63,6 @@ pub(crate) struct Vram {
     /// Allocations holding data, until their release op: what eviction evicts.
     #[pin]
     allocations: Mutex<KVec<(u64, Arc<Devmem>)>>,
-    #[pin]
     pagemaps: PagemapCache,
 }
 
@@ -109,7 +108,7 @@ impl Vram {
             fail_copies: Atomic::new(0),
             next_id: Atomic::new(0),
             allocations <- kernel::new_mutex!(KVec::new(), "Vram::allocations"),
-            pagemaps <- PagemapCache::new(),
+            pagemaps: PagemapCache::new()?,
         }))
     }
 
@@ -175,15 +174,13 @@ impl Vram {
 
 /// Returns a reference to the pagemap of `drm`'s device memory, created on first use.
 pub(crate) fn pagemap(drm: &drm::Device<VgpuDriver>) -> Result<ARef<Pagemap>> {
-    drm.vram.pagemaps.get_or_create(|| {
-        let parent: &kernel::faux::Device = drm.as_ref();
-        Pagemap::new(
-            parent.as_ref(),
-            kernel::module::this_module::<crate::LocalModule>(),
-            drm.vram.region.clone(),
-            VramPagemap { drm: drm.into() },
-        )
-    })
+    let parent: &kernel::faux::Device = drm.as_ref();
+    drm.vram.pagemaps.get_or_create(
+        parent.as_ref(),
+        kernel::module::this_module::<crate::LocalModule>(),
+        &drm.vram.region,
+        || Ok(VramPagemap { drm: drm.into() }),
+    )
 }
 
 /// The pagemap ops of a virtual GPU's device memory.
@@ -221,15 +218,6 @@ impl PagemapOps for VramPagemap {
         })
     }
 
-    // `destroy` takes the cache's mutex, so never in the last put's (maybe atomic) context.
-    fn destroy_in_work(&self) -> bool {
-        true
-    }
-
-    fn destroy(&self, pagemap: &Pagemap) {
-        self.drm.vram.pagemaps.unlink(pagemap);
-    }
-
     fn populate_mm(
         &self,
         pagemap: &Pagemap,
@@ -243,16 +231,39 @@ impl PagemapOps for VramPagemap {
             return Err(EINVAL);
         }
         let vram = &self.drm.vram;
-        let size = (end - start) as u64;
-        if size > vram.size() {
+        if (end - start) as u64 > vram.size() {
             return Err(ENOMEM);
         }
+        migrate_to_devmem(pagemap, mmap, start, end, details, |npages| {
+            self.allocate(pagemap, mm, start, end, npages, details)
+        })?;
+        Ok(())
+    }
+}
+
+impl VramPagemap {
+    /// An allocation of `npages` pages of device memory for a migration of `[start, end)`
+    /// of `mm`, listed for eviction until its release op runs.
+    fn allocate(
+        &self,
+        pagemap: &Pagemap,
+        mm: &Mm,
+        start: usize,
+        end: usize,
+        npages: usize,
+        details: &MigrateDetails,
+    ) -> Result<Arc<Devmem>> {
+        let vram = &self.drm.vram;
         if inject(&vram.fail_allocs) {
             return Err(ENOMEM);
         }
-        // 2 MiB blocks for a 2 MiB-aligned range, so that huge pages can move whole; 4 KiB
-        // blocks otherwise, or when no 2 MiB block is free.
-        let huge = !details.base_pages_only && start % SZ_2M == 0 && end % SZ_2M == 0;
+        let size = npages.checked_mul(PAGE_SIZE).ok_or(ENOMEM)? as u64;
+        // 2 MiB blocks when whole huge pages move, so that they can move whole; 4 KiB blocks
+        // otherwise, or when no 2 MiB block is free.
+        let huge = !details.base_pages_only
+            && start % SZ_2M == 0
+            && end % SZ_2M == 0
+            && size % SZ_2M as u64 == 0;
         let alloc = |block: Alignment| {
             KBox::pin_init(
                 vram.allocator.alloc_blocks(
@@ -271,10 +282,10 @@ impl PagemapOps for VramPagemap {
         }
         .map_err(|_| ENOMEM)?;
         let id = vram.next_id.fetch_add(1, Relaxed);
-        let devmem = Devmem::new(
+        let devmem = drm_pagemap::new_devmem!(
             pagemap.into(),
             Some(mm),
-            (end - start) / PAGE_SIZE,
+            npages,
             vram.stats.clone(),
             VramAllocation {
                 id,
@@ -282,16 +293,13 @@ impl PagemapOps for VramPagemap {
                 drm: self.drm.clone(),
             },
         )?;
-        // Listed under the lock across the migration, so that the release op, which may run
-        // as soon as the pages are placed, always finds its entry.
-        let mut list = vram.allocations.lock();
-        list.push((id, devmem.clone()), GFP_KERNEL)?;
-        let result = migrate_to_devmem(&devmem, mmap, start, end, details);
-        if !devmem.is_claimed() {
-            // No page was placed: the release op will never run.
-            list.retain(|(i, _)| *i != id);
-        }
-        result
+        // Listed before the migration accepts it: from then on its release op, which takes
+        // the entry out, may run at any time. The lock is held just for the list update,
+        // never across a migration.
+        vram.allocations
+            .lock()
+            .push((id, devmem.clone()), GFP_KERNEL)?;
+        Ok(devmem)
     }
 }
 
@@ -303,7 +311,7 @@ struct VramAllocation {
 }
 
 impl VramAllocation {
-    fn copy(&self, copies: &[PageCopy], dir: CopyDir) -> Result {
+    fn copy(&self, copies: &[PageCopy<'_>], dir: CopyDir) -> Result {
         let vram = &self.drm.vram;
         if inject(&vram.fail_copies) {
             return Err(EIO);
@@ -312,7 +320,10 @@ impl VramAllocation {
     }
 }
 
-impl DevmemOps for VramAllocation {
+// SAFETY: `populate_devmem_pfn` hands out the pages of `blocks`, buddy blocks of this GPU's
+// allocator over its region, which this allocation owns until it is dropped; always the same
+// ones, in the same order.
+unsafe impl DevmemOps for VramAllocation {
     fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result {
         let first = self.drm.vram.region.pfn_first();
         let mut i = 0;
@@ -332,11 +343,11 @@ impl DevmemOps for VramAllocation {
         Ok(())
     }
 
-    fn copy_to_devmem(&self, copies: &[PageCopy]) -> Result {
+    fn copy_to_devmem(&self, copies: &[PageCopy<'_>]) -> Result {
         self.copy(copies, CopyDir::ToVram)
     }
 
-    fn copy_to_ram(&self, copies: &[PageCopy], _dir: Direction) -> Result {
+    fn copy_to_ram(&self, copies: &[PageCopy<'_>], _dir: Direction) -> Result {
         self.copy(copies, CopyDir::ToRam)
     }
 

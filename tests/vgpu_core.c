@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vgpu_core: the drm_pagemap migration core driven from userspace as an attacker or an
+ * unlucky process would: eviction of data whose owner exited, re-migration of resident
+ * ranges, migrations back over huge and empty ranges.
+ */
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "igt.h"
+#include "vgpu_util.h"
+
+#define NEED_GPU()                                   \
+	do {                                         \
+		if (fd < 0)                          \
+			igt_skip("no vgpu device");  \
+	} while (0)
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Data migrated by a process that forked and exited: the pages now live only in its child's
+ * address space. EVICT must move them back promptly (the child still reads its data), not
+ * wait for the child to exit.
+ */
+static enum igt_result evict_after_owner_exit(void)
+{
+	size_t size = 1 * MIB;
+	uint64_t base;
+	int go[2], ready[2];
+	pid_t owner, child;
+	struct drm_vgpu_evict ev = { 0 };
+	double t0, took;
+	int status;
+	char c;
+
+	NEED_GPU();
+	base = vram_free(fd);
+	igt_assert(pipe(go) == 0 && pipe(ready) == 0);
+	owner = fork();
+	igt_assert(owner >= 0);
+	if (owner == 0) {
+		uint8_t *p = map_anon(size);
+
+		if (!p)
+			_exit(10);
+		fill(p, size, 31);
+		if (migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE))
+			_exit(11);
+		child = fork();
+		if (child < 0)
+			_exit(12);
+		if (child == 0) {
+			/* Holds the device pages; gives up after 15 s so nothing hangs forever. */
+			alarm(15);
+			if (write(ready[1], "r", 1) != 1)
+				_exit(13);
+			if (read(go[0], &c, 1) != 1)
+				_exit(14);
+			c = check(p, size, 31) == -1 ? 'y' : 'n';
+			_exit(write(ready[1], &c, 1) == 1 ? 0 : 15);
+		}
+		/* The owner exits while its child holds the pages. */
+		_exit(0);
+	}
+	igt_assert(read(ready[0], &c, 1) == 1);
+	igt_assert(waitpid(owner, &status, 0) == owner);
+	igt_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	igt_assert(vram_free(fd) < base);
+
+	t0 = now();
+	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_EVICT, &ev), 0);
+	took = now() - t0;
+	igt_info("EVICT took %.3f s, evicted %u\n", took, ev.evicted);
+	igt_assert(took < 5.0);
+	igt_assert(ev.evicted >= 1);
+	igt_assert_eq(vram_free(fd), base);
+
+	/* The grandchild (an orphan now, reparented to init) reads its data back. */
+	igt_assert(write(go[1], "g", 1) == 1);
+	igt_assert(read(ready[0], &c, 1) == 1);
+	igt_assert_eq(c, 'y');
+	close(go[0]);
+	close(go[1]);
+	close(ready[0]);
+	close(ready[1]);
+	return IGT_PASS;
+}
+
+/*
+ * 40 MiB of a range already live in device memory: migrating the range again allocates
+ * nothing and succeeds; after half of it went back, only that half is allocated again.
+ */
+static enum igt_result remigrate_resident_range(void)
+{
+	size_t size = 40 * MIB;
+	uint64_t base, resident;
+	uint8_t *p;
+
+	NEED_GPU();
+	if (vram_size(fd) < 48 * MIB)
+		igt_skip("needs 48 MiB of device memory");
+	base = vram_free(fd);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 32);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	resident = vram_free(fd);
+	igt_assert_eq(base - resident, size);
+
+	/* Again: nothing to move, nothing allocated. */
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vram_free(fd), resident);
+
+	/* Half back, then the whole range: just that half moves. */
+	igt_assert_eq(migrate(fd, p + size / 2, size / 2, DRM_VGPU_MIGRATE_TO_SYSTEM), 0);
+	igt_assert_eq(vram_free(fd), resident + size / 2);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vram_free(fd), resident);
+
+	igt_assert_eq(check(p, size, 32), -1);
+	munmap(p, size);
+	igt_assert_eq(vram_free(fd), base);
+	return IGT_PASS;
+}
+
+/*
+ * Migrations back to system memory over ranges far larger than any device: a 1280 MiB
+ * mapping and a 1 TiB PROT_NONE reservation. The kernel works through them in bounded
+ * chunks: no allocation warning, a prompt answer.
+ */
+static enum igt_result to_system_huge_ranges(void)
+{
+	size_t big = 1280 * MIB, huge = 1UL << 40;
+	double t0;
+	void *p, *q;
+
+	NEED_GPU();
+	p = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	igt_assert(p != MAP_FAILED);
+	/* A few pages of it in device memory, at both ends. */
+	memset(p, 1, PAGE);
+	memset((char *)p + big - PAGE, 2, PAGE);
+	igt_assert_eq(migrate(fd, p, PAGE, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(migrate(fd, (char *)p + big - PAGE, PAGE, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	t0 = now();
+	igt_assert_eq(migrate(fd, p, big, DRM_VGPU_MIGRATE_TO_SYSTEM), 0);
+	igt_info("TO_SYSTEM over 1280 MiB took %.3f s\n", now() - t0);
+	igt_assert_eq(((uint8_t *)p)[0], 1);
+	igt_assert_eq(((uint8_t *)p)[big - 1], 2);
+	munmap(p, big);
+
+	q = mmap(NULL, huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	igt_assert(q != MAP_FAILED);
+	t0 = now();
+	igt_assert_eq(migrate(fd, q, huge, DRM_VGPU_MIGRATE_TO_SYSTEM), 0);
+	igt_info("TO_SYSTEM over 1 TiB PROT_NONE took %.3f s\n", now() - t0);
+	munmap(q, huge);
+	return IGT_PASS;
+}
+
+static const struct igt_subtest tests[] = {
+	{ "evict-after-owner-exit", evict_after_owner_exit },
+	{ "remigrate-resident-range", remigrate_resident_range },
+	{ "to-system-huge-ranges", to_system_huge_ranges },
+};
+
+int main(int argc, char **argv)
+{
+	open_nodes();
+	return igt_main(argc, argv, tests, sizeof(tests) / sizeof(tests[0]));
+}
