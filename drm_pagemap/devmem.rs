@@ -285,14 +285,9 @@ impl Devmem {
         ops: impl DevmemOps + 'static,
     ) -> Result<Arc<Self>> {
         let module = ModuleRef::new(module)?;
-        Self::new_dyn(
-            module,
-            pagemap,
-            mm,
-            npages,
-            stats,
-            KBox::new(ops, GFP_KERNEL)?,
-        )
+        // An allocation lives as long as a process's data does: charged to its memory cgroup.
+        let ops = KBox::new(ops, GFP_KERNEL_ACCOUNT)?;
+        Self::new_dyn(module, pagemap, mm, npages, stats, ops)
     }
 
     // Not generic: the work item's lock class lives in this module only.
@@ -325,7 +320,7 @@ impl Devmem {
                 release_work <- kernel::new_work!("Devmem::release_work"),
                 module,
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 
@@ -425,7 +420,7 @@ impl Zdd {
     /// Memory for the zone-device data of a migration, allocated before the migration
     /// collects (and locks) any page.
     pub(crate) fn reserve() -> Result<UniqueArc<MaybeUninit<Self>>> {
-        UniqueArc::new_uninit(GFP_KERNEL).map_err(|_| ENOMEM)
+        UniqueArc::new_uninit(GFP_KERNEL_ACCOUNT).map_err(|_| ENOMEM)
     }
 
     /// The zone-device data of a migration into `devmem`, in memory from [`Zdd::reserve`]:

@@ -116,6 +116,17 @@ impl PfnArrays {
         })
     }
 
+    /// Makes both arrays `npages` long and zero, for the next operation, without allocating
+    /// if they were that long before.
+    fn reset(&mut self, npages: usize) -> Result {
+        self.src.clear();
+        self.dst.clear();
+        // INVARIANT: `dst` is all zeroes again.
+        self.src.resize(npages, 0, GFP_KERNEL)?;
+        self.dst.resize(npages, 0, GFP_KERNEL)?;
+        Ok(())
+    }
+
     /// Sets destination `i` to the locked page `page` that this operation set up.
     ///
     /// # Safety
@@ -457,8 +468,25 @@ impl Placement<'_, '_> {
     }
 }
 
+/// The arrays one migration back to system memory works with, allocated once for all its
+/// chunks.
+struct BackBuffers<'p> {
+    pfns: PfnArrays,
+    batch: KVVec<PageCopy<'p>>,
+}
+
+impl BackBuffers<'_> {
+    fn new(npages: usize) -> Result<Self> {
+        Ok(Self {
+            pfns: PfnArrays::new(npages)?,
+            batch: KVVec::with_capacity(npages, GFP_KERNEL)?,
+        })
+    }
+}
+
 /// Moves the device pages of `[start, end)` of `vma` back to system memory: all of them with
-/// the owner `owner`, or with `only`, just those of that allocation. At most [`CHUNK_PAGES`].
+/// the owner `owner`, or with `only`, just those of that allocation. At most as many pages as
+/// `bufs` was made for.
 ///
 /// # Safety
 ///
@@ -467,6 +495,7 @@ impl Placement<'_, '_> {
 /// range.
 #[expect(clippy::too_many_arguments)]
 unsafe fn vma_to_ram(
+    bufs: &mut BackBuffers<'_>,
     vma: *mut ffi::vm_area_struct,
     start: usize,
     end: usize,
@@ -477,11 +506,13 @@ unsafe fn vma_to_ram(
     huge: bool,
 ) -> Result<usize> {
     let npages = (end - start) / PAGE_SIZE;
-    let mut pfns = PfnArrays::new(npages)?;
+    bufs.pfns.reset(npages)?;
+    bufs.batch.clear();
     let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
     if huge {
         flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
     }
+    let batch = &mut bufs.batch;
     // SAFETY: Per this function's contract.
     let (copied, moved) = unsafe {
         run_migrate_vma(
@@ -491,10 +522,12 @@ unsafe fn vma_to_ram(
             owner,
             flags,
             fault_page,
-            &mut pfns,
-            |pfns| copy_back(pfns, vma, start, only, dir, huge),
+            &mut bufs.pfns,
+            |pfns| copy_back(pfns, batch, vma, start, only, dir, huge),
         )
     }?;
+    // The batch named pages the migration has now unlocked.
+    bufs.batch.clear();
     copied?;
     Ok(moved)
 }
@@ -517,6 +550,7 @@ unsafe fn vma_to_ram_chunked(
     huge: bool,
 ) -> Result<usize> {
     let chunk = CHUNK_PAGES * PAGE_SIZE;
+    let mut bufs = BackBuffers::new(((end - start) / PAGE_SIZE).min(CHUNK_PAGES))?;
     let mut moved = 0;
     let mut addr = start;
     while addr < end {
@@ -530,9 +564,13 @@ unsafe fn vma_to_ram_chunked(
         } else {
             null_mut()
         };
-        // SAFETY: Per the contract; `[addr, stop)` lies inside `[start, end)` and holds the
-        // faulting page if we pass it.
-        moved += unsafe { vma_to_ram(vma, addr, stop, owner, only, fault_page, dir, huge) }?;
+        // SAFETY: Per the contract; `[addr, stop)` lies inside `[start, end)`, is at most a
+        // chunk, and holds the faulting page if we pass it.
+        moved += unsafe {
+            vma_to_ram(
+                &mut bufs, vma, addr, stop, owner, only, fault_page, dir, huge,
+            )
+        }?;
         addr = stop;
     }
     Ok(moved)
@@ -546,8 +584,9 @@ unsafe fn vma_to_ram_chunked(
 /// A huge device folio goes to a transparent huge page when `huge` and one can be had; else
 /// to base pages, and the core splits the device folio (which eviction, with no VMA, cannot:
 /// there it is `ENOMEM`).
-fn copy_back(
+fn copy_back<'p>(
     pfns: &mut PfnArrays,
+    batch: &mut KVVec<PageCopy<'p>>,
     vma: *mut ffi::vm_area_struct,
     start: usize,
     only: Option<&Devmem>,
@@ -555,7 +594,6 @@ fn copy_back(
     huge: bool,
 ) -> Result {
     let npages = pfns.src.len();
-    let mut batch: KVVec<PageCopy<'_>> = KVVec::with_capacity(npages, GFP_KERNEL)?;
     let mut batch_owner: Option<Arc<Devmem>> = None;
     let mut i = 0;
     while i < npages {
@@ -575,7 +613,7 @@ fn copy_back(
         }
         if let Some(owner) = &batch_owner {
             if !Arc::ptr_eq(owner, &devmem) {
-                owner.ops().copy_to_ram(&batch, dir)?;
+                owner.ops().copy_to_ram(batch, dir)?;
                 owner.stats().count(dir, batch.len());
                 batch.clear();
             }
@@ -630,7 +668,7 @@ fn copy_back(
     }
     if let Some(owner) = batch_owner {
         if !batch.is_empty() {
-            owner.ops().copy_to_ram(&batch, dir)?;
+            owner.ops().copy_to_ram(batch, dir)?;
             owner.stats().count(dir, batch.len());
         }
     }
@@ -773,6 +811,7 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
             .and_then(|mm| mm.mmget_not_zero())
             .map(MmWithUser::into_mmput_async);
         let mut pfns = PfnArrays::new(npages)?;
+        let mut batch = KVVec::with_capacity(npages, GFP_KERNEL)?;
         devmem.ops().populate_devmem_pfn(&mut pfns.src)?;
         // `migrate_device_pfns` wants plain pfns in `src`; any pfn outside our region would
         // be the provider breaking `DevmemOps`' contract: refuse it before the core sees it.
@@ -784,6 +823,7 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
         to_result(unsafe { ffi::migrate_device_pfns(pfns.src.as_mut_ptr(), npages) })?;
         let copied = copy_back(
             &mut pfns,
+            &mut batch,
             null_mut(),
             0,
             Some(&**devmem),
