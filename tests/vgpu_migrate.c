@@ -2,7 +2,7 @@
 /*
  * vgpu_migrate: moving a process's memory into a virtual GPU's device memory and back, by
  * ioctl and by CPU fault, checking every byte after every move, plus the refusals and the
- * failure paths (error injection).
+ * failure paths (error injection, through each GPU's debugfs knobs: the tests run as root).
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -26,11 +26,10 @@ static int wait_vram_free(int f, uint64_t want)
 	return 0;
 }
 
-static int inject(int f, uint32_t allocs, uint32_t copies)
+/* Fails the next `allocs` device-memory allocations and `copies` copy jobs of GPU `f`. */
+static int inject(int f, unsigned long allocs, unsigned long copies)
 {
-	struct drm_vgpu_inject in = { .fail_allocs = allocs, .fail_copies = copies };
-
-	return ioctl(f, DRM_IOCTL_VGPU_INJECT, &in);
+	return knob_set(f, "fail_allocs", allocs) || knob_set(f, "fail_copies", copies) ? -1 : 0;
 }
 
 
@@ -342,14 +341,18 @@ static enum igt_result timeslice(void)
 {
 	size_t size = 64 * 1024;
 	struct drm_vgpu_migrate m;
-	struct timespec t0, t1;
+	struct timespec t0;
+	long ms, bound;
 	uint8_t *p;
-	long ms;
 
 	NEED_GPU();
 	p = map_anon(size);
 	igt_assert(p);
 	fill(p, size, 14);
+	/* 200 ms is above the default bound: raise the GPU's bound first. */
+	bound = knob_get(fd, "timeslice_max_ms");
+	igt_assert(bound >= 0);
+	igt_assert_eq(knob_set(fd, "timeslice_max_ms", 1000), 0);
 	m = (struct drm_vgpu_migrate){
 		.start = (uintptr_t)p, .size = size,
 		.target = DRM_VGPU_MIGRATE_TO_DEVICE, .timeslice_ms = 200,
@@ -358,11 +361,87 @@ static enum igt_result timeslice(void)
 	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m), 0);
 	/* The first touch keeps faulting until the timeslice is over. */
 	igt_assert_eq(p[0], pattern(0, 14));
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ms = ms_since(&t0);
 	igt_info("first touch after %ld ms\n", ms);
+	igt_assert_eq(knob_set(fd, "timeslice_max_ms", bound), 0);
 	igt_assert(ms >= 150);
 	igt_assert_eq(check(p, size, 14), -1);
+	munmap(p, size);
+	return IGT_PASS;
+}
+
+/* The bound itself: root sets it in debugfs, within 0 to 1000 ms; it clamps requests. */
+static enum igt_result timeslice_max_knob(void)
+{
+	size_t size = 64 * 1024;
+	struct drm_vgpu_migrate m;
+	struct timespec t0;
+	long bound, ms;
+	uint8_t *p;
+
+	NEED_GPU();
+	bound = knob_get(fd, "timeslice_max_ms");
+	igt_assert(bound >= 0 && bound <= 1000);
+	igt_assert_errno(knob_set(fd, "timeslice_max_ms", 1001), EINVAL);
+	igt_assert_errno(knob_set(fd, "timeslice_max_ms", 0xffffffffUL), EINVAL);
+	igt_assert_errno(knob_set(fd, "timeslice_max_ms", 0x100000000UL), EINVAL);
+	igt_assert_errno(knob_write(fd, "timeslice_max_ms", "-1\n"), EINVAL);
+	igt_assert_errno(knob_write(fd, "timeslice_max_ms", "ten\n"), EINVAL);
+	igt_assert_errno(knob_write(fd, "timeslice_max_ms", "12345678901234567890\n"), EINVAL);
+	igt_assert_eq(knob_get(fd, "timeslice_max_ms"), bound);
+	/* 0: no timeslice at all, whatever a migration asks for. */
+	igt_assert_eq(knob_set(fd, "timeslice_max_ms", 0), 0);
+	igt_assert_eq(knob_get(fd, "timeslice_max_ms"), 0);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 24);
+	m = (struct drm_vgpu_migrate){
+		.start = (uintptr_t)p, .size = size,
+		.target = DRM_VGPU_MIGRATE_TO_DEVICE, .timeslice_ms = 500,
+	};
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m), 0);
+	igt_assert_eq(p[0], pattern(0, 24));
+	ms = ms_since(&t0);
+	igt_info("first touch after %ld ms with the bound at 0\n", ms);
+	igt_assert_eq(knob_set(fd, "timeslice_max_ms", bound), 0);
+	igt_assert(ms < 400);
+	igt_assert_eq(check(p, size, 24), -1);
+	munmap(p, size);
+	/* Each GPU has its own bound. */
+	if (fd1 >= 0) {
+		long bound1 = knob_get(fd1, "timeslice_max_ms");
+
+		igt_assert(bound1 >= 0);
+		igt_assert_eq(knob_set(fd1, "timeslice_max_ms", 7), 0);
+		igt_assert_eq(knob_get(fd1, "timeslice_max_ms"), 7);
+		igt_assert_eq(knob_get(fd, "timeslice_max_ms"), bound);
+		igt_assert_eq(knob_set(fd1, "timeslice_max_ms", bound1), 0);
+	}
+	return IGT_PASS;
+}
+
+/* The error-injection knobs read back what was set and count down as failures happen. */
+static enum igt_result fault_injection_knobs(void)
+{
+	size_t size = 64 * 1024;
+	uint8_t *p;
+
+	NEED_GPU();
+	igt_assert_eq(knob_get(fd, "fail_allocs"), 0);
+	igt_assert_eq(knob_get(fd, "fail_copies"), 0);
+	igt_assert_errno(knob_write(fd, "fail_allocs", "many\n"), EINVAL);
+	igt_assert_errno(knob_write(fd, "fail_copies", "-3\n"), EINVAL);
+	igt_assert_eq(inject(fd, 2, 0), 0);
+	igt_assert_eq(knob_get(fd, "fail_allocs"), 2);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 25);
+	igt_assert_errno(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), ENOMEM);
+	igt_assert_eq(knob_get(fd, "fail_allocs"), 1);
+	igt_assert_eq(inject(fd, 0, 0), 0);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(check(p, size, 25), -1);
 	munmap(p, size);
 	return IGT_PASS;
 }
@@ -653,6 +732,8 @@ static const struct igt_subtest tests[] = {
 	{ "other-gpu-page-busy", pinned_page_busy },
 	{ "timeslice", timeslice },
 	{ "timeslice-bounded", timeslice_bounded },
+	{ "timeslice-max-knob", timeslice_max_knob },
+	{ "fault-injection-knobs", fault_injection_knobs },
 	{ "evict", evict },
 	{ "evict-thp", evict_thp },
 	{ "evict-unprivileged-eperm", evict_unprivileged_eperm },
