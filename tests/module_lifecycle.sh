@@ -1,7 +1,8 @@
 #!/bin/sh
 # Module lifecycle of vgpu, as KTAP: unload refused while in use, everything released on
-# unload, bad parameters refused with a message, a second load with other parameters, and
-# the hmm_dmirror nodes: there with hmm_dmirror=1, holding the module while open, gone after.
+# unload, bad parameters refused with a message, a second load with other parameters, each
+# GPU's debugfs directory (there with the loaded bound, gone after unload), and the
+# hmm_dmirror nodes: there with hmm_dmirror=1, holding the module while open, gone after.
 M=/lib/svm
 n=0
 fail=0
@@ -17,18 +18,22 @@ unload() { for i in 1 2 3 4 5 6 7 8 9 10; do rmmod "$1" 2>/dev/null && return 0;
 logged() { dmesg | grep -q "$1"; }
 
 echo "KTAP version 1"
-echo "1..18"
+echo "1..22"
 refuse unload-refused-while-open sh -c 'exec 3</dev/dri/renderD128 && rmmod vgpu'
 expect unload-refused-while-migrated sh -c 'VGPU_UNLOAD_TEST=1 /tests/vgpu_migrate -t unload-refused-while-migrated >/tmp/u.log || { sed "s/^/# /" /tmp/u.log; exit 1; }'
 expect unload unload vgpu
 refuse vram-released grep -q vgpu /proc/iomem
+refuse debugfs-released test -e /sys/kernel/debug/vgpu0
 refuse no-render-node-left test -e /dev/dri/renderD128
 refuse refuse-zero-devices insmod $M/vgpu.ko num_devices=0
 refuse refuse-nine-devices insmod $M/vgpu.ko num_devices=9
 expect refusal-explained logged "num_devices=9 is out of range"
 refuse refuse-odd-vram insmod $M/vgpu.ko vram_mib=3
-expect reload-three insmod $M/vgpu.ko num_devices=3 vram_mib=16
+refuse refuse-long-timeslice-max insmod $M/vgpu.ko timeslice_max_ms=1001
+expect timeslice-refusal-explained logged "timeslice_max_ms=1001 is too long"
+expect reload-three insmod $M/vgpu.ko num_devices=3 vram_mib=16 timeslice_max_ms=1000
 expect reload-query sh -c 'VGPU_EXPECT_DEVICES=3 VGPU_EXPECT_VRAM_MIB=16 /tests/vgpu_basic -t query-device >/tmp/q.log || { sed "s/^/# /" /tmp/q.log; exit 1; }'
+expect reload-debugfs-bound sh -c 'for i in 0 1 2; do test "$(cat /sys/kernel/debug/vgpu$i/timeslice_max_ms)" = 1000 || exit 1; done; test "$(cat /sys/kernel/debug/vgpu2/fail_allocs)" = 0'
 expect reload-unload unload vgpu
 refuse refuse-bad-dmirror insmod $M/vgpu.ko hmm_dmirror=2
 expect dmirror-load insmod $M/vgpu.ko hmm_dmirror=1

@@ -2,7 +2,7 @@
 /*
  * vgpu_migrate: moving a process's memory into a virtual GPU's device memory and back, by
  * ioctl and by CPU fault, checking every byte after every move, plus the refusals and the
- * failure paths (error injection).
+ * failure paths (error injection, through each GPU's debugfs knobs: the tests run as root).
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -26,11 +26,10 @@ static int wait_vram_free(int f, uint64_t want)
 	return 0;
 }
 
-static int inject(int f, uint32_t allocs, uint32_t copies)
+/* Fails the next `allocs` device-memory allocations and `copies` copy jobs of GPU `f`. */
+static int inject(int f, unsigned long allocs, unsigned long copies)
 {
-	struct drm_vgpu_inject in = { .fail_allocs = allocs, .fail_copies = copies };
-
-	return ioctl(f, DRM_IOCTL_VGPU_INJECT, &in);
+	return knob_set(f, "fail_allocs", allocs) || knob_set(f, "fail_copies", copies) ? -1 : 0;
 }
 
 
@@ -342,14 +341,18 @@ static enum igt_result timeslice(void)
 {
 	size_t size = 64 * 1024;
 	struct drm_vgpu_migrate m;
-	struct timespec t0, t1;
+	struct timespec t0;
+	long ms, bound;
 	uint8_t *p;
-	long ms;
 
 	NEED_GPU();
 	p = map_anon(size);
 	igt_assert(p);
 	fill(p, size, 14);
+	/* 200 ms is above the default bound: raise the GPU's bound first. */
+	bound = knob_get(fd, "timeslice_max_ms");
+	igt_assert(bound >= 0);
+	igt_assert_eq(knob_set(fd, "timeslice_max_ms", 1000), 0);
 	m = (struct drm_vgpu_migrate){
 		.start = (uintptr_t)p, .size = size,
 		.target = DRM_VGPU_MIGRATE_TO_DEVICE, .timeslice_ms = 200,
@@ -358,12 +361,266 @@ static enum igt_result timeslice(void)
 	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m), 0);
 	/* The first touch keeps faulting until the timeslice is over. */
 	igt_assert_eq(p[0], pattern(0, 14));
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ms = ms_since(&t0);
 	igt_info("first touch after %ld ms\n", ms);
+	igt_assert_eq(knob_set(fd, "timeslice_max_ms", bound), 0);
 	igt_assert(ms >= 150);
 	igt_assert_eq(check(p, size, 14), -1);
 	munmap(p, size);
+	return IGT_PASS;
+}
+
+/* The bound itself: root sets it in debugfs, within 0 to 1000 ms; it clamps requests. */
+static enum igt_result timeslice_max_knob(void)
+{
+	size_t size = 64 * 1024;
+	struct drm_vgpu_migrate m;
+	struct timespec t0;
+	long bound, ms;
+	uint8_t *p;
+
+	NEED_GPU();
+	bound = knob_get(fd, "timeslice_max_ms");
+	igt_assert(bound >= 0 && bound <= 1000);
+	igt_assert_errno(knob_set(fd, "timeslice_max_ms", 1001), EINVAL);
+	igt_assert_errno(knob_set(fd, "timeslice_max_ms", 0xffffffffUL), EINVAL);
+	igt_assert_errno(knob_set(fd, "timeslice_max_ms", 0x100000000UL), EINVAL);
+	igt_assert_errno(knob_write(fd, "timeslice_max_ms", "-1\n"), EINVAL);
+	igt_assert_errno(knob_write(fd, "timeslice_max_ms", "ten\n"), EINVAL);
+	igt_assert_errno(knob_write(fd, "timeslice_max_ms", "12345678901234567890\n"), EINVAL);
+	igt_assert_eq(knob_get(fd, "timeslice_max_ms"), bound);
+	/* 0: no timeslice at all, whatever a migration asks for. */
+	igt_assert_eq(knob_set(fd, "timeslice_max_ms", 0), 0);
+	igt_assert_eq(knob_get(fd, "timeslice_max_ms"), 0);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 24);
+	m = (struct drm_vgpu_migrate){
+		.start = (uintptr_t)p, .size = size,
+		.target = DRM_VGPU_MIGRATE_TO_DEVICE, .timeslice_ms = 500,
+	};
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m), 0);
+	igt_assert_eq(p[0], pattern(0, 24));
+	ms = ms_since(&t0);
+	igt_info("first touch after %ld ms with the bound at 0\n", ms);
+	igt_assert_eq(knob_set(fd, "timeslice_max_ms", bound), 0);
+	igt_assert(ms < 400);
+	igt_assert_eq(check(p, size, 24), -1);
+	munmap(p, size);
+	/* Each GPU has its own bound. */
+	if (fd1 >= 0) {
+		long bound1 = knob_get(fd1, "timeslice_max_ms");
+
+		igt_assert(bound1 >= 0);
+		igt_assert_eq(knob_set(fd1, "timeslice_max_ms", 7), 0);
+		igt_assert_eq(knob_get(fd1, "timeslice_max_ms"), 7);
+		igt_assert_eq(knob_get(fd, "timeslice_max_ms"), bound);
+		igt_assert_eq(knob_set(fd1, "timeslice_max_ms", bound1), 0);
+	}
+	return IGT_PASS;
+}
+
+/* The error-injection knobs read back what was set and count down as failures happen. */
+static enum igt_result fault_injection_knobs(void)
+{
+	size_t size = 64 * 1024;
+	uint8_t *p;
+
+	NEED_GPU();
+	igt_assert_eq(knob_get(fd, "fail_allocs"), 0);
+	igt_assert_eq(knob_get(fd, "fail_copies"), 0);
+	igt_assert_errno(knob_write(fd, "fail_allocs", "many\n"), EINVAL);
+	igt_assert_errno(knob_write(fd, "fail_copies", "-3\n"), EINVAL);
+	igt_assert_eq(inject(fd, 2, 0), 0);
+	igt_assert_eq(knob_get(fd, "fail_allocs"), 2);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 25);
+	igt_assert_errno(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), ENOMEM);
+	igt_assert_eq(knob_get(fd, "fail_allocs"), 1);
+	igt_assert_eq(inject(fd, 0, 0), 0);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(check(p, size, 25), -1);
+	munmap(p, size);
+	return IGT_PASS;
+}
+
+/* What a timeslice of 0xffffffff ms may cost at most, once the device bound clamps it. */
+#define PROMPT_MS 1000
+
+/*
+ * The child of timeslice-bounded: a timeslice of 0xffffffff ms, then the kernel reading the
+ * buffer (write(2) into a pipe), the CPU reading it and the other GPU reading it. Each must
+ * return promptly with the data. Exit status 0 if so, else which step failed.
+ */
+static int timeslice_bounded_child(void)
+{
+	size_t size = 64 * 1024;
+	uint8_t *p = map_anon(size), *got = malloc(size);
+	struct drm_vgpu_migrate m = {
+		.size = size, .target = DRM_VGPU_MIGRATE_TO_DEVICE, .timeslice_ms = 0xffffffffu,
+	};
+	struct drm_vgpu_vm_access a = { .op = DRM_VGPU_VM_READ, .size = size };
+	struct drm_vgpu_vm_create c = { 0 };
+	struct timespec t0;
+	size_t done = 0;
+	int pipefd[2];
+	long ms;
+
+	if (!p || !got || pipe(pipefd))
+		return 10;
+	fill(p, size, 19);
+	m.start = (uintptr_t)p;
+	if (ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m))
+		return 11;
+	/* The kernel reads the buffer (a pipe holds 64 KiB). */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (write(pipefd[1], p, size) != (ssize_t)size)
+		return 12;
+	ms = ms_since(&t0);
+	printf("# write(2) from the buffer after %ld ms\n", ms);
+	while (done < size) {
+		ssize_t n = read(pipefd[0], got + done, size - done);
+
+		if (n <= 0)
+			return 13;
+		done += n;
+	}
+	if (check(got, size, 19) != -1 || ms > PROMPT_MS)
+		return 14;
+	/* The CPU reads it. */
+	if (ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m))
+		return 15;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (check(p, size, 19) != -1)
+		return 16;
+	ms = ms_since(&t0);
+	printf("# CPU read after %ld ms\n", ms);
+	if (ms > PROMPT_MS)
+		return 17;
+	/* The other GPU reads it. */
+	if (fd1 < 0)
+		return 0;
+	if (ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m) || ioctl(fd1, DRM_IOCTL_VGPU_VM_CREATE, &c))
+		return 18;
+	memset(got, 0, size);
+	a.vm_id = c.vm_id;
+	a.start = (uintptr_t)p;
+	a.data = (uintptr_t)got;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (ioctl(fd1, DRM_IOCTL_VGPU_VM_ACCESS, &a))
+		return 19;
+	ms = ms_since(&t0);
+	printf("# GPU1 read after %ld ms\n", ms);
+	if (check(got, size, 19) != -1 || ms > PROMPT_MS)
+		return 20;
+	return 0;
+}
+
+/*
+ * A timeslice is device policy: a process asking for 0xffffffff ms gets the device's bound
+ * (timeslice_max_ms), and nobody spins on its pages meanwhile.
+ */
+static enum igt_result timeslice_bounded(void)
+{
+	NEED_GPU();
+	igt_assert_eq(run_with_deadline(timeslice_bounded_child, 10), 0);
+	return IGT_PASS;
+}
+
+/* EVICT moves every process's data: only CAP_SYS_ADMIN may ask for it. */
+static enum igt_result evict_unprivileged_eperm(void)
+{
+	size_t size = 256 * 1024;
+	struct drm_vgpu_evict ev = { 0 };
+	struct drm_vgpu_stats s0;
+	uint64_t free0;
+	uint8_t *p;
+	int status;
+	pid_t pid;
+
+	NEED_GPU();
+	free0 = vram_free(fd);
+	p = map_anon(size);
+	igt_assert(p);
+	fill(p, size, 20);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	s0 = stats(fd);
+	pid = fork();
+	igt_assert(pid >= 0);
+	if (pid == 0) {
+		/* nobody, with the render node it inherited open: no capability left. */
+		if (setgid(65534) || setuid(65534))
+			_exit(10);
+		if (ioctl(fd, DRM_IOCTL_VGPU_EVICT, &ev) != -1 || errno != EPERM)
+			_exit(11);
+		/* An ordinary client otherwise. */
+		if (stats(fd).evictions != s0.evictions)
+			_exit(12);
+		_exit(0);
+	}
+	igt_assert_eq(waitpid(pid, &status, 0), pid);
+	igt_assert(WIFEXITED(status));
+	igt_assert_eq(WEXITSTATUS(status), 0);
+	/* Nothing was evicted: the data is still in device memory. */
+	igt_assert_eq(stats(fd).evictions, s0.evictions);
+	igt_assert_eq(vram_free(fd), free0 - size);
+	/* Root may. */
+	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_EVICT, &ev), 0);
+	igt_assert_eq(ev.evicted, 1);
+	igt_assert(wait_vram_free(fd, free0));
+	igt_assert_eq(check(p, size, 20), -1);
+	munmap(p, size);
+	return IGT_PASS;
+}
+
+/*
+ * An allocation whose eviction fails (its copy fails) does not stop EVICT: every other
+ * allocation is evicted, then the first error is returned; the failed one stays on the
+ * device with its data, and a second EVICT takes it.
+ */
+static enum igt_result evict_past_failure(void)
+{
+	size_t size = 256 * 1024;
+	struct drm_vgpu_evict ev = { 0 };
+	struct drm_vgpu_stats s0, s1;
+	uint64_t free0;
+	uint8_t *a, *b, *c;
+
+	NEED_GPU();
+	free0 = vram_free(fd);
+	a = map_anon(size);
+	b = map_anon(size);
+	c = map_anon(size);
+	igt_assert(a && b && c);
+	fill(a, size, 21);
+	fill(b, size, 22);
+	fill(c, size, 23);
+	igt_assert_eq(migrate(fd, a, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(migrate(fd, b, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(migrate(fd, c, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	s0 = stats(fd);
+	/* The first eviction's copy fails. */
+	igt_assert_eq(inject(fd, 0, 1), 0);
+	igt_assert_errno(ioctl(fd, DRM_IOCTL_VGPU_EVICT, &ev), EIO);
+	s1 = stats(fd);
+	/* The two others went anyway. */
+	igt_assert_eq(s1.evictions - s0.evictions, 2);
+	igt_assert_eq(s1.pages_to_system - s0.pages_to_system, 2 * size / PAGE);
+	igt_assert(wait_vram_free(fd, free0 - size));
+	igt_assert_eq(s1.cpu_faults, s0.cpu_faults);
+	/* The failed one is still on the device; a second EVICT takes it. */
+	igt_assert_eq(ioctl(fd, DRM_IOCTL_VGPU_EVICT, &ev), 0);
+	igt_assert_eq(ev.evicted, 1);
+	igt_assert(wait_vram_free(fd, free0));
+	igt_assert_eq(check(a, size, 21), -1);
+	igt_assert_eq(check(b, size, 22), -1);
+	igt_assert_eq(check(c, size, 23), -1);
+	igt_assert_eq(stats(fd).cpu_faults, s0.cpu_faults);
+	munmap(a, size);
+	munmap(b, size);
+	munmap(c, size);
 	return IGT_PASS;
 }
 
@@ -474,8 +731,13 @@ static const struct igt_subtest tests[] = {
 	{ "copy-failure", copy_failure },
 	{ "other-gpu-page-busy", pinned_page_busy },
 	{ "timeslice", timeslice },
+	{ "timeslice-bounded", timeslice_bounded },
+	{ "timeslice-max-knob", timeslice_max_knob },
+	{ "fault-injection-knobs", fault_injection_knobs },
 	{ "evict", evict },
 	{ "evict-thp", evict_thp },
+	{ "evict-unprivileged-eperm", evict_unprivileged_eperm },
+	{ "evict-past-failure", evict_past_failure },
 	{ "unload-refused-while-migrated", unload_refused_while_migrated },
 };
 

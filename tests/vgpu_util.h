@@ -1,17 +1,23 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Helpers the vgpu test programs share: finding the render nodes, the migrate and stats
- * ioctls, and byte patterns that show a page copied to the wrong place.
+ * ioctls, each GPU's debugfs knobs, running a step in a child under a deadline, and byte
+ * patterns that show a page copied to the wrong place.
  */
 #ifndef VGPU_UTIL_H
 #define VGPU_UTIL_H
 
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <drm/drm.h>
@@ -92,6 +98,109 @@ static inline uint64_t vram_size(int f)
 	if (ioctl(f, DRM_IOCTL_VGPU_QUERY, &q))
 		return 0;
 	return d.vram_size;
+}
+
+/* Index of the GPU behind `f` (QUERY's answer), or -1. */
+static inline int gpu_index(int f)
+{
+	struct drm_vgpu_query_device d;
+	struct drm_vgpu_query q = {
+		.query = DRM_VGPU_QUERY_DEVICE, .size = sizeof(d), .data = (uintptr_t)&d,
+	};
+
+	if (ioctl(f, DRM_IOCTL_VGPU_QUERY, &q))
+		return -1;
+	return (int)d.index;
+}
+
+/* Path of the debugfs file `knob` of the GPU behind `f`: /sys/kernel/debug/vgpu<index>/knob. */
+static inline void knob_path(int f, const char *knob, char *path, size_t len)
+{
+	snprintf(path, len, "/sys/kernel/debug/vgpu%d/%s", gpu_index(f), knob);
+}
+
+/*
+ * Writes `text` to the debugfs file `knob` of the GPU behind `f`. Returns 0, or -1 with
+ * errno set (the kernel's refusal of the value, or why the file could not be opened).
+ */
+static inline int knob_write(int f, const char *knob, const char *text)
+{
+	char path[96];
+	ssize_t n;
+	int k, err;
+
+	knob_path(f, knob, path, sizeof(path));
+	k = open(path, O_WRONLY | O_CLOEXEC);
+	if (k < 0)
+		return -1;
+	n = write(k, text, strlen(text));
+	err = errno;
+	close(k);
+	errno = err;
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* Sets the numeric debugfs knob `knob` of the GPU behind `f` to `val`; 0 or -1 (errno). */
+static inline int knob_set(int f, const char *knob, unsigned long val)
+{
+	char text[32];
+
+	snprintf(text, sizeof(text), "%lu\n", val);
+	return knob_write(f, knob, text);
+}
+
+/* Reads the numeric debugfs knob `knob` of the GPU behind `f`, or -1. */
+static inline long knob_get(int f, const char *knob)
+{
+	char path[96], text[32] = { 0 };
+	ssize_t n;
+	int k;
+
+	knob_path(f, knob, path, sizeof(path));
+	k = open(path, O_RDONLY | O_CLOEXEC);
+	if (k < 0)
+		return -1;
+	n = read(k, text, sizeof(text) - 1);
+	close(k);
+	if (n <= 0)
+		return -1;
+	return strtol(text, NULL, 0);
+}
+
+/* Milliseconds since `t0` (CLOCK_MONOTONIC). */
+static inline long ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/*
+ * Runs `fn` in a child process, which SIGALRM kills after `secs` seconds, and waits at most
+ * twice that for it. Returns the child's exit status (128 + signal if killed), or -1 if it
+ * did not end in time: it is stuck in the kernel, where even SIGKILL may not reach it. The
+ * caller then fails instead of hanging (the child is left behind).
+ */
+static inline int run_with_deadline(int (*fn)(void), unsigned int secs)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		alarm(secs);
+		_exit(fn());
+	}
+	for (unsigned int i = 0; i < secs * 200; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	printf("# child %d still running after %u s: stuck in the kernel\n", (int)pid, 2 * secs);
+	return -1;
 }
 
 static inline void *map_anon(size_t size)

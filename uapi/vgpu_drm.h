@@ -3,9 +3,21 @@
  * uAPI of vgpu, the software GPU of the rust-svm project.
  *
  * Each virtual GPU is a DRM render node (/dev/dri/renderD*) whose driver name is "vgpu".
- * Every ioctl is allowed on render nodes. Structures are 64-bit aligned and carry no
- * implicit padding; every field marked "must be 0" is checked, so that it can get a meaning
- * later without breaking old userspace.
+ * Every ioctl is allowed on render nodes; %DRM_IOCTL_VGPU_EVICT, which affects every user of
+ * the GPU, needs CAP_SYS_ADMIN. Structures are 64-bit aligned and carry no implicit padding;
+ * every field marked "must be 0" is checked, so that it can get a meaning later without
+ * breaking old userspace. Fields marked "Out" are outputs only: what they hold on input is
+ * ignored.
+ *
+ * Errors every ioctl may give, besides its own: EFAULT if the argument itself cannot be read
+ * or written back, ENODEV once the GPU is gone, EINVAL for an ioctl number vgpu does not
+ * have. The kernel copies the argument back even when the call fails: an "Out" field that
+ * says so is meaningful then too.
+ *
+ * Device policy and test knobs are per GPU in debugfs, for root, not in this uAPI:
+ * /sys/kernel/debug/vgpu<index>/ holds timeslice_max_ms (see &drm_vgpu_migrate.timeslice_ms),
+ * fail_allocs (the next N device-memory allocations fail with ENOMEM) and fail_copies (the
+ * next N copy-engine jobs fail with EIO), each read and written as a decimal number.
  */
 #ifndef _UAPI_VGPU_DRM_H_
 #define _UAPI_VGPU_DRM_H_
@@ -19,7 +31,11 @@ extern "C" {
 #define DRM_VGPU_QUERY 0x00
 #define DRM_VGPU_MIGRATE 0x01
 #define DRM_VGPU_STATS 0x02
-#define DRM_VGPU_INJECT 0x03
+/*
+ * 0x03 was DRM_VGPU_INJECT (error injection for tests). Any client could make another
+ * process's next copy fail, so it moved to debugfs (fail_allocs, fail_copies, above). The
+ * number stays reserved, never reused: the kernel refuses it with EINVAL.
+ */
 #define DRM_VGPU_EVICT 0x04
 #define DRM_VGPU_VM_CREATE 0x05
 #define DRM_VGPU_VM_DESTROY 0x06
@@ -54,7 +70,7 @@ struct drm_vgpu_query_device {
 /**
  * struct drm_vgpu_query - Argument of %DRM_IOCTL_VGPU_QUERY.
  *
- * @extensions: Must be 0.
+ * @extensions: Must be 0 (EINVAL otherwise).
  * @query: One of &enum drm_vgpu_query_kind; anything else is refused with EINVAL.
  * @size: In: size of the buffer at @data. If 0, the kernel writes nothing to @data and only
  *        sets @size to the size the answer needs. Otherwise it must equal that size exactly
@@ -94,18 +110,34 @@ enum drm_vgpu_migrate_target {
  * @size: Size in bytes, page aligned and non-zero (EINVAL otherwise).
  * @target: One of &enum drm_vgpu_migrate_target (EINVAL otherwise).
  * @timeslice_ms: For %DRM_VGPU_MIGRATE_TO_DEVICE: for how many milliseconds CPU faults leave
- *	the data on the device (they retry until then) instead of pulling it back. 0 for none.
+ *	the data on the device (they wait until then) instead of pulling it back. 0 for none.
+ *	The timeslice is device policy: a request longer than the GPU's bound is clamped to it
+ *	(debugfs vgpu<index>/timeslice_max_ms, set at load by the module parameter of the same
+ *	name: 5 ms by default, never more than 1000 ms). For %DRM_VGPU_MIGRATE_TO_SYSTEM it must
+ *	be 0 (EINVAL otherwise).
  * @flags: Must be 0 (EINVAL otherwise).
  * @pad: Must be 0 (EINVAL otherwise).
  *
+ * Both ways, EINVAL for a bad @flags, @pad or @target, an unaligned or empty range, or one
+ * that wraps around the address space; EFAULT if the calling process has no address space
+ * (it is exiting).
+ *
  * To the device, the range must lie in one private mapping of anonymous memory: ENOENT if
- * @start is not mapped, EINVAL if the range runs past the end of its mapping, EOPNOTSUPP for
- * shared mappings and for private file mappings where some page is still the file's own (not
- * yet written, so not the process's private copy), ENOMEM if the device memory cannot hold
- * it, EBUSY if not every page could be collected, EIO if the copy engine failed (the data then
- * stays in system memory). Transparent huge pages move whole, as 2 MiB device pages, where the
- * range covers them and the device memory has a free aligned 2 MiB block.
- * To system memory the range may span several mappings (ENOENT for a hole).
+ * @start is not mapped (addresses outside the process's half included), EINVAL if the range
+ * runs past the end of its mapping, EOPNOTSUPP for shared mappings and for private file
+ * mappings where some page is still the file's own (not yet written, so not the process's
+ * private copy), ENOMEM if the range is larger than the GPU's memory or the GPU (or the
+ * kernel) has no room for it now, EBUSY if not every page could be collected (a page in
+ * another GPU's memory, locked or racing), EIO if the copy engine failed (the data then stays
+ * in system memory). On any error nothing moves. Transparent huge pages move whole, as 2 MiB
+ * device pages, where the range covers them and the device memory has a free aligned 2 MiB
+ * block.
+ *
+ * To system memory, whatever of the range is in this GPU's memory comes back; the range may
+ * span several mappings. A page that cannot be collected just now (locked, racing) stays
+ * where it is, without error. ENOENT if the range reaches a hole (what lies before the hole
+ * has moved back), ENOMEM if the kernel has no memory for the pages, EIO if the copy engine
+ * failed (those pages stay on the device, with their data).
  */
 struct drm_vgpu_migrate {
 	__u64 start;
@@ -119,11 +151,11 @@ struct drm_vgpu_migrate {
 /**
  * struct drm_vgpu_stats - Argument of %DRM_IOCTL_VGPU_STATS: this GPU's counters since load.
  *
- * @pages_to_device: Pages migrated into this GPU's memory.
- * @pages_to_system: Pages migrated out of it, for any reason.
- * @bytes_copied: Bytes the copy engine moved, both ways.
- * @cpu_faults: CPU faults on this GPU's pages served by migrating them back.
- * @evictions: Allocations evicted to system memory.
+ * @pages_to_device: Out: pages migrated into this GPU's memory.
+ * @pages_to_system: Out: pages migrated out of it, for any reason.
+ * @bytes_copied: Out: bytes the copy engine moved, both ways.
+ * @cpu_faults: Out: CPU faults on this GPU's pages served by migrating them back.
+ * @evictions: Out: allocations evicted to system memory.
  * @flags: Must be 0 on input (EINVAL otherwise).
  * @pad: Must be 0 on input (EINVAL otherwise).
  */
@@ -138,27 +170,20 @@ struct drm_vgpu_stats {
 };
 
 /**
- * struct drm_vgpu_inject - Argument of %DRM_IOCTL_VGPU_INJECT: error injection for tests.
- *
- * @fail_allocs: The next this many device-memory allocations fail with ENOMEM.
- * @fail_copies: The next this many copy-engine jobs fail with EIO.
- *
- * Each call replaces both counters; zeroes turn injection off.
- */
-struct drm_vgpu_inject {
-	__u32 fail_allocs;
-	__u32 fail_copies;
-};
-
-/**
  * struct drm_vgpu_evict - Argument of %DRM_IOCTL_VGPU_EVICT: moves every page in this GPU's
  * memory, of every process, back to system memory, as a driver does when it needs its memory
- * back. The processes keep their data and do not notice (no CPU fault is taken).
+ * back. The processes keep their data and do not notice (no CPU fault is taken). It affects
+ * every user of the GPU, so it needs CAP_SYS_ADMIN (EPERM otherwise).
  *
  * @flags: Must be 0 (EINVAL otherwise).
- * @evicted: Out: how many allocations were evicted.
+ * @evicted: Out: how many allocations were evicted; 0 when the call fails (the
+ *	&drm_vgpu_stats.evictions counter counts them all).
  *
- * EBUSY if some page stayed pinned through every retry.
+ * Every allocation is tried, one after the other, even after one failed: an allocation that
+ * cannot be evicted keeps its data in device memory, and once all were tried the first error
+ * is returned: EBUSY if some page stayed pinned through every retry, EIO if a copy failed,
+ * ENOMEM if the kernel had no memory for the pages. EINTR if a signal arrived before all were
+ * tried (what was evicted stays in system memory; calling again goes on).
  */
 struct drm_vgpu_evict {
 	__u32 flags;
@@ -172,9 +197,13 @@ struct drm_vgpu_evict {
  *
  * @flags: Must be 0 (EINVAL otherwise).
  * @vm_id: Out: the VM's id, valid on this file until %DRM_IOCTL_VGPU_VM_DESTROY or close.
+ *	Ids are not reused while the file is open.
  *
- * ENOSPC if the file already has %DRM_VGPU_MAX_VMS VMs; EINVAL from a process with no
- * address space (a kernel thread).
+ * The VM belongs to the calling process's address space: only that process may access
+ * through it (see &drm_vgpu_vm_access), though any holder of the file may destroy it.
+ * ENOSPC if the file already has %DRM_VGPU_MAX_VMS VMs (or used up its ids); EINVAL from a
+ * process with no address space (a kernel thread); ENOMEM if the kernel has no memory for
+ * it (charged to the caller's memory cgroup).
  */
 struct drm_vgpu_vm_create {
 	__u32 flags;
@@ -214,16 +243,25 @@ enum drm_vgpu_vm_access_op {
  * @vm_id: The VM (ENOENT if this file has no such VM).
  * @op: One of &enum drm_vgpu_vm_access_op (EINVAL otherwise).
  * @start: First address, page aligned (EINVAL otherwise).
- * @size: Bytes, page aligned and non-zero (EINVAL otherwise).
- * @data: Address of a @size-byte buffer of the calling process, the source or destination.
+ * @size: Bytes, page aligned and non-zero (EINVAL otherwise); @start + @size must not wrap
+ *	around the address space (EINVAL).
+ * @data: Address of a @size-byte buffer of the calling process, the source or destination
+ *	(EFAULT if it is not all readable, or writable, user memory).
  * @faults: Out: GPU page faults taken: 0 when the page table already mapped the whole range.
+ *	Set when the call fails too.
+ *
+ * Only the process that created the VM may access through it: EACCES from any other
+ * process holding the file (a child after fork, a receiver of the descriptor), which would
+ * otherwise read and write another address space with its own buffer.
  *
  * Pages in this GPU's memory are accessed there, without moving; all others in system memory
  * (another GPU's pages are first migrated back, as a CPU fault would). The GPU page table
  * follows every change of the CPU's (unmap, protection, migration, copy-on-write), so an
- * access never sees stale data. Errors as a CPU access would raise them: EFAULT for an
- * unmapped or inaccessible address, EPERM for a write to a read-only mapping; ENOMEM if the
- * kernel cannot hold a bounce buffer of @size bytes.
+ * access never sees stale data. The range is accessed in order, a chunk of at most 2 MiB
+ * at a time through a kernel bounce buffer; on an error, what came before may have been
+ * accessed. Errors as a CPU access would raise them: EFAULT for an unmapped or inaccessible
+ * address (addresses outside the process's half included), EPERM for a write to a read-only
+ * mapping; ENOMEM if the kernel runs out of memory; EINTR if a fatal signal stopped it.
  */
 struct drm_vgpu_vm_access {
 	__u32 vm_id;
@@ -240,8 +278,6 @@ struct drm_vgpu_vm_access {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_MIGRATE, struct drm_vgpu_migrate)
 #define DRM_IOCTL_VGPU_STATS \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_STATS, struct drm_vgpu_stats)
-#define DRM_IOCTL_VGPU_INJECT \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_INJECT, struct drm_vgpu_inject)
 #define DRM_IOCTL_VGPU_EVICT \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_EVICT, struct drm_vgpu_evict)
 #define DRM_IOCTL_VGPU_VM_CREATE \

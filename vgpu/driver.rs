@@ -8,6 +8,7 @@ use kernel::drm::gem;
 use kernel::drm::ioctl::RENDER_ALLOW;
 use kernel::faux;
 use kernel::prelude::*;
+use kernel::sync::atomic::Atomic;
 
 use crate::file::VgpuFile;
 use crate::ioctl::declare_vgpu_ioctls;
@@ -27,6 +28,10 @@ pub(crate) struct GpuData {
     pub(crate) index: u32,
     /// Number of GPUs the module created.
     pub(crate) num_devices: u32,
+    /// Device policy: the longest timeslice (ms) a migration may ask for; longer requests
+    /// are clamped to it. Set from the module parameter, changed in debugfs (at most
+    /// [`crate::TIMESLICE_MAX_MS`]).
+    pub(crate) timeslice_max_ms: Atomic<u32>,
     /// Device memory.
     #[pin]
     pub(crate) vram: Vram,
@@ -44,6 +49,10 @@ impl gem::DriverObject for VgpuObject {
         try_pin_init!(VgpuObject {})
     }
 }
+
+/// The ioctl number `DRM_VGPU_INJECT` had: reserved, refused with `EINVAL` like any unknown
+/// ioctl, never given another meaning (old userspace may still send it).
+const DRM_VGPU_RESERVED_03: u32 = 0x03;
 
 const INFO: drm::DriverInfo = drm::DriverInfo {
     major: 0,
@@ -68,7 +77,8 @@ impl drm::Driver for VgpuDriver {
         (uapi::DRM_VGPU_QUERY, drm_vgpu_query, RENDER_ALLOW, VgpuFile::query),
         (uapi::DRM_VGPU_MIGRATE, drm_vgpu_migrate, RENDER_ALLOW, VgpuFile::migrate),
         (uapi::DRM_VGPU_STATS, drm_vgpu_stats, RENDER_ALLOW, VgpuFile::stats),
-        (uapi::DRM_VGPU_INJECT, drm_vgpu_inject, RENDER_ALLOW, VgpuFile::inject),
+        // Was `DRM_VGPU_INJECT`; error injection is in debugfs now, the number stays unused.
+        (DRM_VGPU_RESERVED_03, reserved),
         (uapi::DRM_VGPU_EVICT, drm_vgpu_evict, RENDER_ALLOW, VgpuFile::evict),
         (uapi::DRM_VGPU_VM_CREATE, drm_vgpu_vm_create, RENDER_ALLOW, VgpuFile::vm_create),
         (uapi::DRM_VGPU_VM_DESTROY, drm_vgpu_vm_destroy, RENDER_ALLOW, VgpuFile::vm_destroy),

@@ -6,7 +6,9 @@ use drm_pagemap::migrate;
 use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::pagemap;
 use drm_pagemap::pagemap::Pagemap;
+use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
 use kernel::drm;
+use kernel::mm::Mm;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Relaxed;
@@ -65,6 +67,25 @@ impl drm::file::DriverFile for VgpuFile {
     }
 }
 
+/// The page-aligned, non-empty range `[start, start + size)` of a request, which must not
+/// wrap around the address space; `EINVAL` otherwise.
+fn user_range(start: u64, size: u64) -> Result<(usize, usize)> {
+    let start = usize::try_from(start).map_err(|_| EINVAL)?;
+    let size = usize::try_from(size).map_err(|_| EINVAL)?;
+    let end = start.checked_add(size).ok_or(EINVAL)?;
+    if size == 0 || start % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+        return Err(EINVAL);
+    }
+    Ok((start, end))
+}
+
+/// Whether the calling task has `CAP_SYS_ADMIN` (audited, as the DRM core checks it).
+fn capable_sys_admin() -> bool {
+    // SAFETY: `capable` only reads the credentials of the current task, which are valid for
+    // the duration of the call; any capability number is accepted.
+    unsafe { kernel::bindings::capable(kernel::bindings::CAP_SYS_ADMIN as i32) }
+}
+
 impl VgpuFile {
     /// `DRM_IOCTL_VGPU_QUERY`.
     pub(crate) fn query(
@@ -106,27 +127,31 @@ impl VgpuFile {
         req: &mut uapi::drm_vgpu_migrate,
         file: &drm::File<VgpuFile>,
     ) -> Result<u32> {
-        if req.flags != 0 || req.pad != 0 || req.size == 0 {
+        if req.flags != 0 || req.pad != 0 {
             return Err(EINVAL);
         }
-        let start = usize::try_from(req.start).map_err(|_| EINVAL)?;
-        let size = usize::try_from(req.size).map_err(|_| EINVAL)?;
-        let end = start.checked_add(size).ok_or(EINVAL)?;
-        let task = kernel::current!();
-        let mm = task.mm().ok_or(EFAULT)?;
-        match req.target {
-            uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_DEVICE => {
-                let details = MigrateDetails {
-                    timeslice_ms: req.timeslice_ms,
-                    base_pages_only: false,
-                };
-                pagemap::populate_mm(&file.inner().pagemap, mm, start, end, &details)?
-            }
-            uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_SYSTEM => {
-                let mmap = mm.mmap_read_lock();
-                migrate::migrate_to_ram(&mmap, start, end, dev.vram.owner(), false)?;
+        let (start, end) = user_range(req.start, req.size)?;
+        let to_device = match req.target {
+            uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_DEVICE => true,
+            // A timeslice means nothing on the way back: refused, so that it can mean
+            // something one day without old userspace breaking.
+            uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_SYSTEM if req.timeslice_ms == 0 => {
+                false
             }
             _ => return Err(EINVAL),
+        };
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EFAULT)?;
+        if to_device {
+            // The timeslice is device policy: a process gets at most the device's bound.
+            let details = MigrateDetails {
+                timeslice_ms: req.timeslice_ms.min(dev.timeslice_max_ms.load(Relaxed)),
+                base_pages_only: false,
+            };
+            pagemap::populate_mm(&file.inner().pagemap, mm, start, end, &details)?
+        } else {
+            let mmap = mm.mmap_read_lock();
+            migrate::migrate_to_ram(&mmap, start, end, dev.vram.owner(), false)?;
         }
         Ok(0)
     }
@@ -150,27 +175,20 @@ impl VgpuFile {
         Ok(0)
     }
 
-    /// `DRM_IOCTL_VGPU_INJECT`.
-    pub(crate) fn inject(
-        dev: &VgpuDevice<drm::Registered>,
-        _reg: &(),
-        req: &mut uapi::drm_vgpu_inject,
-        _file: &drm::File<VgpuFile>,
-    ) -> Result<u32> {
-        dev.vram.fail_allocs.store(req.fail_allocs, Relaxed);
-        dev.vram.fail_copies.store(req.fail_copies, Relaxed);
-        Ok(0)
-    }
-
-    /// `DRM_IOCTL_VGPU_EVICT`.
+    /// `DRM_IOCTL_VGPU_EVICT`: moves every process's data out of the device, so only for
+    /// `CAP_SYS_ADMIN`.
     pub(crate) fn evict(
         dev: &VgpuDevice<drm::Registered>,
         _reg: &(),
         req: &mut uapi::drm_vgpu_evict,
         _file: &drm::File<VgpuFile>,
     ) -> Result<u32> {
+        req.evicted = 0;
         if req.flags != 0 {
             return Err(EINVAL);
+        }
+        if !capable_sys_admin() {
+            return Err(EPERM);
         }
         req.evicted = dev.vram.evict_all()?;
         Ok(0)
@@ -188,7 +206,8 @@ impl VgpuFile {
         }
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let vm = Arc::pin_init(GpuVm::new((&**dev).into(), mm), GFP_KERNEL)?;
+        // Lives as long as the file: charged to the caller's memory cgroup.
+        let vm = Arc::pin_init(GpuVm::new((&**dev).into(), mm), GFP_KERNEL_ACCOUNT)?;
         let inner = file.inner();
         let mut vms = inner.vms.lock();
         if vms.list.len() >= uapi::DRM_VGPU_MAX_VMS as usize {
@@ -197,7 +216,7 @@ impl VgpuFile {
         // Ids are not reused while the file is open (u32 ids run out only after 4 billion).
         let id = vms.next_id;
         vms.next_id = id.checked_add(1).ok_or(ENOSPC)?;
-        vms.list.push((id, vm), GFP_KERNEL)?;
+        vms.list.push((id, vm), GFP_KERNEL_ACCOUNT)?;
         req.vm_id = id;
         Ok(0)
     }
@@ -234,17 +253,13 @@ impl VgpuFile {
         req: &mut uapi::drm_vgpu_vm_access,
         file: &drm::File<VgpuFile>,
     ) -> Result<u32> {
+        req.faults = 0;
         let write = match req.op {
             uapi::drm_vgpu_vm_access_op_DRM_VGPU_VM_READ => false,
             uapi::drm_vgpu_vm_access_op_DRM_VGPU_VM_WRITE => true,
             _ => return Err(EINVAL),
         };
-        let start = usize::try_from(req.start).map_err(|_| EINVAL)?;
-        let size = usize::try_from(req.size).map_err(|_| EINVAL)?;
-        let end = start.checked_add(size).ok_or(EINVAL)?;
-        if size == 0 || start % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
-            return Err(EINVAL);
-        }
+        let (start, end) = user_range(req.start, req.size)?;
         let inner = file.inner();
         let vm = {
             let vms = inner.vms.lock();
@@ -255,6 +270,15 @@ impl VgpuFile {
                 .ok_or(ENOENT)?;
             vm.clone()
         };
+        // The buffer is in the caller's address space and the range in the VM's: another
+        // process holding this file (a fork, a passed descriptor) must not reach into the
+        // address space of the one that created the VM.
+        let task = kernel::current!();
+        let own = task.mm().ok_or(EACCES)?;
+        let theirs = vm.mm().map_err(|_| EACCES)?;
+        if !core::ptr::eq::<Mm>(&**own, &**theirs) {
+            return Err(EACCES);
+        }
         let mut acc = Access::default();
         let res = vm.access_user(
             start,

@@ -1,21 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! One virtual GPU: a faux device with a DRM device registered on it.
+//! One virtual GPU: a faux device with a DRM device registered on it, and its debugfs knobs.
 
+use kernel::debugfs;
 use kernel::device::Bound;
 use kernel::drm;
 use kernel::faux;
+use kernel::fmt;
 use kernel::prelude::*;
 use kernel::str::CString;
+use kernel::sync::aref::ARef;
+use kernel::sync::atomic::Atomic;
+use kernel::sync::atomic::Relaxed;
+use kernel::uaccess::UserSliceReader;
 
 use crate::dmirror::DmirrorNode;
 use crate::driver::GpuData;
+use crate::driver::VgpuDevice;
 use crate::driver::VgpuDriver;
 use crate::vram::Vram;
+use crate::TIMESLICE_MAX_MS;
 
 /// A registered virtual GPU; dropping it unregisters the render node, then the device.
 pub(crate) struct Gpu {
-    // Dropped first: its open files hold the DRM device, not the registration.
+    // Dropped first: the files reach into the device, whose reference they hold.
+    _debugfs: Pin<KBox<debugfs::Scope<ARef<VgpuDevice>>>>,
+    // Its open files hold the DRM device, not the registration.
     _dmirror: Option<Pin<KBox<DmirrorNode>>>,
     // Declared (so dropped) before `faux`: it borrows the faux device.
     _drm: drm::Registration<'static, VgpuDriver>,
@@ -23,12 +33,14 @@ pub(crate) struct Gpu {
 }
 
 impl Gpu {
-    /// Creates GPU `index` of `num_devices`, with `vram_size` bytes of device memory, and its
+    /// Creates GPU `index` of `num_devices`, with `vram_size` bytes of device memory and
+    /// migration timeslices clamped to `timeslice_max_ms`, its debugfs directory and its
     /// `/dev/hmm_dmirror<index>` node if `dmirror`.
     pub(crate) fn new(
         index: u32,
         num_devices: u32,
         vram_size: usize,
+        timeslice_max_ms: u32,
         dmirror: bool,
     ) -> Result<Self> {
         let name = CString::try_from_fmt(fmt!("vgpu{index}"))?;
@@ -43,6 +55,7 @@ impl Gpu {
         let data = try_pin_init!(GpuData {
             index,
             num_devices,
+            timeslice_max_ms: Atomic::new(timeslice_max_ms),
             vram <- Vram::new(vram_size, owner, &engine)?,
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
@@ -55,10 +68,60 @@ impl Gpu {
         } else {
             None
         };
+        let this: ARef<VgpuDevice> = reg.device().into();
+        let debugfs = KBox::pin_init::<core::convert::Infallible>(
+            debugfs::Scope::dir(this, &name, knobs),
+            GFP_KERNEL,
+        )?;
         Ok(Self {
+            _debugfs: debugfs,
             _dmirror: dmirror,
             _drm: reg,
             _faux: faux,
         })
     }
+}
+
+/// Fills a GPU's debugfs directory, `/sys/kernel/debug/vgpu<N>/` (root only):
+///
+/// - `timeslice_max_ms`: the longest migration timeslice the GPU grants (0 to
+///   [`TIMESLICE_MAX_MS`]; a bigger value is refused with `EINVAL`).
+/// - `fail_allocs`: how many of the next device-memory allocations fail (`ENOMEM`).
+/// - `fail_copies`: how many of the next copy-engine jobs fail (`EIO`).
+///
+/// Error injection hits every user of the GPU, hence here and not in the uAPI.
+fn knobs<'data>(dev: &'data ARef<VgpuDevice>, dir: &debugfs::ScopedDir<'data, '_>) {
+    dir.read_write_callback_file(
+        c"timeslice_max_ms",
+        &dev.timeslice_max_ms,
+        &show_u32,
+        &store_timeslice_max,
+    );
+    dir.read_write_file(c"fail_allocs", &dev.vram.fail_allocs);
+    dir.read_write_file(c"fail_copies", &dev.vram.fail_copies);
+}
+
+/// Shows a knob's value.
+fn show_u32(value: &Atomic<u32>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "{}", value.load(Relaxed))
+}
+
+/// Parses a decimal `u32` written to a knob (surrounding white space allowed).
+fn parse_u32(reader: &mut UserSliceReader) -> Result<u32> {
+    let mut buf = [0u8; 16];
+    let n = reader.len();
+    let text = buf.get_mut(..n).ok_or(EINVAL)?;
+    reader.read_slice(text)?;
+    let text = core::str::from_utf8(text).map_err(|_| EINVAL)?;
+    text.trim().parse::<u32>().map_err(|_| EINVAL)
+}
+
+/// Sets the timeslice bound, refusing anything above [`TIMESLICE_MAX_MS`].
+fn store_timeslice_max(value: &Atomic<u32>, reader: &mut UserSliceReader) -> Result {
+    let ms = parse_u32(reader)?;
+    if ms > TIMESLICE_MAX_MS {
+        return Err(EINVAL);
+    }
+    value.store(ms, Relaxed);
+    Ok(())
 }

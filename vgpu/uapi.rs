@@ -37,10 +37,6 @@ unsafe impl AsBytes for drm_vgpu_stats {}
 // SAFETY: As above.
 unsafe impl FromBytes for drm_vgpu_stats {}
 // SAFETY: As above.
-unsafe impl AsBytes for drm_vgpu_inject {}
-// SAFETY: As above.
-unsafe impl FromBytes for drm_vgpu_inject {}
-// SAFETY: As above.
 unsafe impl AsBytes for drm_vgpu_evict {}
 // SAFETY: As above.
 unsafe impl FromBytes for drm_vgpu_evict {}

@@ -34,11 +34,19 @@ module! {
             default: 64,
             description: "Device-private memory per GPU in MiB (even, 2 to 1024)",
         },
+        timeslice_max_ms: u32 {
+            default: 5,
+            description: "Longest timeslice (ms) a migration to a GPU may ask for; longer ones are clamped to it (0 to 1000; per GPU in debugfs: vgpu<N>/timeslice_max_ms)",
+        },
     },
 }
 
 /// The most GPUs one load creates.
 pub(crate) const MAX_DEVICES: u32 = 8;
+
+/// The largest per-device timeslice bound, in milliseconds, the module parameter and debugfs
+/// accept: a CPU fault on a page within its timeslice waits up to this long.
+pub(crate) const TIMESLICE_MAX_MS: u32 = 1000;
 
 struct VgpuModule {
     _gpus: KVec<gpu::Gpu>,
@@ -56,6 +64,13 @@ impl kernel::Module for VgpuModule {
             pr_err!("vram_mib={vram_mib} is invalid: give an even size from 2 to 1024\n");
             return Err(EINVAL);
         }
+        let timeslice_max_ms = module_parameters::timeslice_max_ms.value();
+        if timeslice_max_ms > TIMESLICE_MAX_MS {
+            pr_err!(
+                "timeslice_max_ms={timeslice_max_ms} is too long: give 0 to {TIMESLICE_MAX_MS}\n"
+            );
+            return Err(EINVAL);
+        }
         let dmirror = match module_parameters::hmm_dmirror.value() {
             0 => false,
             1 => true,
@@ -67,8 +82,9 @@ impl kernel::Module for VgpuModule {
         let mut gpus = KVec::with_capacity(count as usize, GFP_KERNEL)?;
         for index in 0..count {
             // On error, the GPUs created so far are unregistered as `gpus` drops.
+            let vram_size = vram_mib as usize * (1 << 20);
             gpus.push(
-                gpu::Gpu::new(index, count, vram_mib as usize * (1 << 20), dmirror)?,
+                gpu::Gpu::new(index, count, vram_size, timeslice_max_ms, dmirror)?,
                 GFP_KERNEL,
             )?;
         }

@@ -55,9 +55,11 @@ pub(crate) struct Vram {
     allocator: GpuBuddy,
     engine: CopyEngine,
     stats: Arc<MigrationStats>,
-    /// Error injection: how many of the next allocations fail.
+    /// Error injection (debugfs `vgpu<N>/fail_allocs`): how many of the next allocations
+    /// fail with `ENOMEM`.
     pub(crate) fail_allocs: Atomic<u32>,
-    /// Error injection: how many of the next copy jobs fail.
+    /// Error injection (debugfs `vgpu<N>/fail_copies`): how many of the next copy jobs fail
+    /// with `EIO`.
     pub(crate) fail_copies: Atomic<u32>,
     next_id: Atomic<u64>,
     /// Allocations holding data, until their release op: what eviction evicts.
@@ -152,23 +154,42 @@ impl Vram {
 
     /// Moves the data of every allocation back to system memory. Returns how many
     /// allocations were evicted.
+    ///
+    /// An allocation that cannot be evicted (its copy failed, a page stayed pinned, ...)
+    /// keeps its data in device memory and does not stop the others: every allocation is
+    /// tried, then the first error is returned. A pending signal stops the walk between two
+    /// allocations with `EINTR` (unless an error came first); what was evicted stays so.
     pub(crate) fn evict_all(&self) -> Result<u32> {
+        // As many entries as allocations, up to one per device page: may be large, so
+        // virtually contiguous if it must.
         let snapshot = {
             let list = self.allocations.lock();
-            let mut v = KVec::with_capacity(list.len(), GFP_KERNEL)?;
+            let mut v = KVVec::with_capacity(list.len(), GFP_KERNEL)?;
             for (_, devmem) in list.iter() {
                 v.push(devmem.clone(), GFP_KERNEL)?;
             }
             v
         };
         let mut evicted = 0;
+        let mut first_err = None;
         for devmem in snapshot.iter() {
-            if !devmem.is_detached() {
-                migrate::evict_to_ram(devmem)?;
-                evicted += 1;
+            if kernel::current!().signal_pending() {
+                return Err(first_err.unwrap_or(EINTR));
+            }
+            if devmem.is_detached() {
+                continue;
+            }
+            match migrate::evict_to_ram(devmem) {
+                Ok(()) => evicted += 1,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        Ok(evicted)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(evicted),
+        }
     }
 }
 
