@@ -113,8 +113,8 @@ enum drm_vgpu_migrate_target {
  *	the data on the device (they wait until then) instead of pulling it back. 0 for none.
  *	The timeslice is device policy: a request longer than the GPU's bound is clamped to it
  *	(debugfs vgpu<index>/timeslice_max_ms, set at load by the module parameter of the same
- *	name: 5 ms by default, never more than 1000 ms). For %DRM_VGPU_MIGRATE_TO_SYSTEM it must
- *	be 0 (EINVAL otherwise).
+ *	name: 5 ms by default, never more than 1000 ms), as it is when the migration is made.
+ *	For %DRM_VGPU_MIGRATE_TO_SYSTEM it must be 0 (EINVAL otherwise).
  * @flags: Must be 0 (EINVAL otherwise).
  * @pad: Must be 0 (EINVAL otherwise).
  *
