@@ -160,7 +160,10 @@ unsafe extern "C" fn folio_free(folio: *mut ffi::folio) {
 unsafe extern "C" fn migrate_to_ram(vmf: *mut ffi::vm_fault) -> ffi::vm_fault_t {
     // SAFETY: The core mm passes a valid fault on a (referenced, locked) page of ours.
     match unsafe { crate::migrate::cpu_fault(vmf) } {
-        Ok(()) => 0,
+        Ok(crate::migrate::FaultServed::Done) => 0,
+        Ok(crate::migrate::FaultServed::Retry) => {
+            ffi::vm_fault_reason_VM_FAULT_RETRY as ffi::vm_fault_t
+        }
         Err(_) => ffi::vm_fault_reason_VM_FAULT_SIGBUS as ffi::vm_fault_t,
     }
 }

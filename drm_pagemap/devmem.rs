@@ -146,6 +146,8 @@ pub struct MigrationStats {
     pub cpu_faults: Atomic<u64>,
     /// Allocations evicted.
     pub evictions: Atomic<u64>,
+    /// CPU faults that found their allocation's timeslice running and waited for its end.
+    pub timeslice_waits: Atomic<u64>,
 }
 
 impl MigrationStats {
@@ -156,6 +158,7 @@ impl MigrationStats {
             pages_to_ram: Atomic::new(0),
             cpu_faults: Atomic::new(0),
             evictions: Atomic::new(0),
+            timeslice_waits: Atomic::new(0),
         }
     }
 
@@ -187,9 +190,20 @@ impl Default for MigrationStats {
 /// distinct, and owned by this allocation alone (free: no other allocation hands them out and
 /// no page of another migration lives there) from the first call until [`DevmemOps::release`]
 /// has run and the [`Devmem`] is dropped; every call returns the same pages in the same order.
-/// The migration core checks what it cheaply can (region, duplicates, a page already in use)
-/// and refuses with `EINVAL`, but cannot check ownership against a concurrent migration.
+/// The migration core checks what it cheaply can (region, duplicates, a base or head page
+/// already in use) and refuses with `EINVAL`, but cannot check ownership against a concurrent
+/// migration.
+///
+/// [`DevmemOps::module`] returns a module that stays loaded as long as any code of this
+/// implementation can run: the module of the crate that defines the type. Keep the type
+/// private to that crate: generic code instantiated with it (such as [`Devmem::new`] and the
+/// vtable it makes) is emitted in whichever crate instantiates it, which must be one that the
+/// returned module keeps loaded.
 pub unsafe trait DevmemOps: Send + Sync {
+    /// The module whose code this implementation is (see the trait's safety contract):
+    /// usually `kernel::module::this_module::<crate::LocalModule>()`.
+    fn module(&self) -> &'static ThisModule;
+
     /// Fills `pfns` with the device-private page frame numbers backing the allocation's first
     /// `pfns.len()` pages, in order.
     fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result;
@@ -212,29 +226,13 @@ pub unsafe trait DevmemOps: Send + Sync {
 /// page within its timeslice sleeps until it ends.
 pub const MAX_TIMESLICE_MS: u32 = 1000;
 
-/// Creates a [`Devmem`] whose ops are code of the calling module, which it keeps loaded until
-/// the allocation is freed: `new_devmem!(pagemap, mm, npages, stats, ops)`, with the arguments
-/// of [`Devmem::new_in_module`] after the module.
-#[macro_export]
-#[allow(clippy::crate_in_macro_def)]
-macro_rules! new_devmem {
-    ($pagemap:expr, $mm:expr, $npages:expr, $stats:expr, $ops:expr $(,)?) => {{
-        let (pagemap, mm, npages, stats, ops) = ($pagemap, $mm, $npages, $stats, $ops);
-        // `crate` (not `$crate`) on purpose: the module to pin is the caller's.
-        let module = ::kernel::module::this_module::<crate::LocalModule>();
-        // SAFETY: `module` is that of the crate expanding this macro, whose code (or a
-        // dependency's, which it keeps loaded) the ops are.
-        unsafe { $crate::devmem::Devmem::new_in_module(module, pagemap, mm, npages, stats, ops) }
-    }};
-}
-
 /// A device-memory allocation of `npages` pages, the source or target of migrations.
 ///
 /// # Invariants
 ///
 /// - `detached` is set, and `detached_done` completed, exactly once: when the last page
 ///   referring to it through a [`Zdd`] is freed.
-/// - `module` keeps loaded the module whose code `ops` is.
+/// - `module` keeps loaded the module whose code `ops` is ([`DevmemOps::module`]).
 #[pin_data]
 pub struct Devmem {
     // Dropped before `module`: it is that module's code.
@@ -269,22 +267,16 @@ impl WorkItem for Devmem {
 
 impl Devmem {
     /// Creates an allocation of `npages` device pages of `pagemap`, holding data of the
-    /// address space `mm` (if any), moved by `ops` and counted in `stats`. Use
-    /// [`new_devmem!`](crate::new_devmem), which passes the calling module.
-    ///
-    /// # Safety
-    ///
-    /// `module` is the module whose code `ops` (its methods and drop) is, or one that keeps
-    /// that code loaded.
-    pub unsafe fn new_in_module(
-        module: &'static ThisModule,
+    /// address space `mm` (if any), moved by `ops` and counted in `stats`. Keeps the module of
+    /// `ops` ([`DevmemOps::module`]) loaded until the allocation is freed.
+    pub fn new(
         pagemap: ARef<Pagemap>,
         mm: Option<&Mm>,
         npages: usize,
         stats: Arc<MigrationStats>,
         ops: impl DevmemOps + 'static,
     ) -> Result<Arc<Self>> {
-        let module = ModuleRef::new(module)?;
+        let module = ModuleRef::new(ops.module())?;
         // An allocation lives as long as a process's data does: charged to its memory cgroup.
         let ops = KBox::new(ops, GFP_KERNEL_ACCOUNT)?;
         Self::new_dyn(module, pagemap, mm, npages, stats, ops)
@@ -304,7 +296,7 @@ impl Devmem {
             return Err(EINVAL);
         }
         Arc::pin_init(
-            // INVARIANT: `module` was given for `ops` (`new_in_module`'s contract).
+            // INVARIANT: `module` is that of `ops` (`DevmemOps`' contract).
             try_pin_init!(Devmem {
                 ops,
                 pagemap,
@@ -357,6 +349,11 @@ impl Devmem {
     /// Waits until no device page refers to the allocation any more.
     pub fn wait_detached(&self) {
         self.detached_done.wait_for_completion();
+    }
+
+    /// Whether a migration has accepted the allocation (pages may live in it).
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.claimed.load(Relaxed)
     }
 
     /// Marks the allocation used by a migration; false if it already was.
@@ -528,7 +525,12 @@ mod tests {
     use kernel::faux;
 
     struct NoOps;
-    impl PagemapOps for NoOps {}
+    // SAFETY: A test type of this module.
+    unsafe impl PagemapOps for NoOps {
+        fn module(&self) -> &'static ThisModule {
+            kernel::module::this_module::<crate::LocalModule>()
+        }
+    }
 
     /// Hands out the region's first pages and counts releases.
     struct CountingDevmem {
@@ -539,6 +541,10 @@ mod tests {
 
     // SAFETY: The test's region is its own; the allocation hands out its first pages.
     unsafe impl DevmemOps for CountingDevmem {
+        fn module(&self) -> &'static ThisModule {
+            kernel::module::this_module::<crate::LocalModule>()
+        }
+
         fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result {
             for (i, pfn) in pfns.iter_mut().enumerate() {
                 *pfn = self.first_pfn + i;
@@ -574,17 +580,12 @@ mod tests {
             ),
             GFP_KERNEL,
         )?;
-        let pagemap = Pagemap::new(
-            fdev.as_ref().as_ref(),
-            kernel::module::this_module::<crate::LocalModule>(),
-            region.clone(),
-            NoOps,
-        )?;
+        let pagemap = Pagemap::new(fdev.as_ref().as_ref(), region.clone(), NoOps)?;
         let released = Arc::new(Atomic::new(0), GFP_KERNEL)?;
         let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
         // A kthread has no address space: this allocation holds no process's data.
         let refs_before = module_refs();
-        let devmem = crate::new_devmem!(
+        let devmem = Devmem::new(
             pagemap.clone(),
             None,
             PAGES,

@@ -113,8 +113,15 @@ EXPORT_SYMBOL_GPL(svm_alloc_locked_page);
  */
 struct page *svm_alloc_locked_thp(struct vm_area_struct *vma, unsigned long addr)
 {
-	gfp_t gfp = GFP_HIGHUSER_MOVABLE | __GFP_NOWARN | __GFP_NORETRY;
+	gfp_t gfp = GFP_HIGHUSER_MOVABLE | __GFP_NOWARN;
 	struct folio *folio;
+
+	/*
+	 * A fault falls back to base pages if no huge page comes cheaply; eviction cannot (the
+	 * core cannot split a device folio without a VMA), so it may reclaim and compact.
+	 */
+	if (vma)
+		gfp |= __GFP_NORETRY;
 
 	if (vma)
 		folio = vma_alloc_folio(gfp, HPAGE_PMD_ORDER, vma, addr & HPAGE_PMD_MASK);
@@ -208,6 +215,32 @@ bool svm_fatal_signal_pending(void)
 	return fatal_signal_pending(current);
 }
 EXPORT_SYMBOL_GPL(svm_fatal_signal_pending);
+
+/* Whether a fault may drop its lock and return VM_FAULT_RETRY. */
+bool svm_fault_may_retry(struct vm_fault *vmf)
+{
+	return (vmf->flags & FAULT_FLAG_ALLOW_RETRY) &&
+	       !(vmf->flags & FAULT_FLAG_RETRY_NOWAIT);
+}
+EXPORT_SYMBOL_GPL(svm_fault_may_retry);
+
+void svm_release_fault_lock(struct vm_fault *vmf)
+{
+	release_fault_lock(vmf);
+}
+EXPORT_SYMBOL_GPL(svm_release_fault_lock);
+
+void svm_unlock_page(struct page *page)
+{
+	folio_unlock(page_folio(page));
+}
+EXPORT_SYMBOL_GPL(svm_unlock_page);
+
+void svm_lock_page(struct page *page)
+{
+	folio_lock(page_folio(page));
+}
+EXPORT_SYMBOL_GPL(svm_lock_page);
 
 int svm_page_ref_count(struct page *page)
 {

@@ -285,6 +285,7 @@ pub fn migrate_to_devmem(
     // Everything is allocated before the pages are collected and locked.
     let mut pfns = PfnArrays::new(npages)?;
     let mut device_pfns = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
+    let mut sorted = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
     let mut copies = KVVec::with_capacity(npages, GFP_KERNEL)?;
     let zdd = Zdd::reserve()?;
 
@@ -296,6 +297,7 @@ pub fn migrate_to_devmem(
     let placement = Placement {
         pagemap,
         device_pfns: &mut device_pfns,
+        sorted: &mut sorted,
         copies: &mut copies,
         file_backed,
         details,
@@ -329,6 +331,7 @@ pub fn migrate_to_devmem(
 struct Placement<'a, 'p> {
     pagemap: &'a Pagemap,
     device_pfns: &'a mut KVVec<usize>,
+    sorted: &'a mut KVVec<usize>,
     copies: &'a mut KVVec<PageCopy<'p>>,
     file_backed: bool,
     details: &'a MigrateDetails,
@@ -385,22 +388,29 @@ impl Placement<'_, '_> {
         }
 
         let devmem = alloc(moving)?;
-        if !core::ptr::eq(devmem.pagemap(), self.pagemap) || devmem.npages() < moving {
-            return Err(EINVAL);
-        }
         if !devmem.claim() {
             return Err(EBUSY);
         }
-        // From here the allocation is accepted: the zone-device data's drop runs `release`.
+        // From here the allocation is accepted: the zone-device data's drop runs `release`,
+        // also on the errors below.
         let zdd = Zdd::init(zdd, devmem.clone());
+        if !core::ptr::eq(devmem.pagemap(), self.pagemap) || devmem.npages() < moving {
+            return Err(EINVAL);
+        }
         let dpfns = &mut self.device_pfns[..moving];
         devmem.ops().populate_devmem_pfn(dpfns)?;
         if let Some(bad) = dpfns.iter().find(|pfn| !region.contains_pfn(**pfn)) {
             pr_err!("device pfn {bad:#x} is outside the pagemap's region\n");
             return Err(EINVAL);
         }
-        // The timeslice runs from before the pages become visible to CPU faults.
-        devmem.start_timeslice(self.details.timeslice_ms);
+        // No pfn twice (a huge run's tail pages included): checked on a sorted copy.
+        let sorted = &mut self.sorted[..moving];
+        sorted.copy_from_slice(dpfns);
+        sorted.sort_unstable();
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+            pr_err!("device pfn {:#x} is handed out twice\n", pair[0]);
+            return Err(EINVAL);
+        }
         devmem.set_va_range(start, end);
 
         let mut next = 0;
@@ -464,6 +474,9 @@ impl Placement<'_, '_> {
             i += n;
         }
         devmem.ops().copy_to_devmem(self.copies)?;
+        // The timeslice starts once the data is there, before the pages become visible to
+        // CPU faults (`migrate_vma_pages` comes next).
+        devmem.start_timeslice(self.details.timeslice_ms);
         Ok(Some((devmem, moving)))
     }
 }
@@ -537,15 +550,12 @@ unsafe fn vma_to_ram(
 ///
 /// # Safety
 ///
-/// As [`vma_to_ram`]; `fault_page`, if not null, is the page mapped at `fault_addr`.
-#[expect(clippy::too_many_arguments)]
+/// As [`vma_to_ram`], with no faulting page.
 unsafe fn vma_to_ram_chunked(
     vma: *mut ffi::vm_area_struct,
     start: usize,
     end: usize,
     owner: usize,
-    only: Option<&Devmem>,
-    fault: (*mut ffi::page, usize),
     dir: Direction,
     huge: bool,
 ) -> Result<usize> {
@@ -558,17 +568,19 @@ unsafe fn vma_to_ram_chunked(
             return Err(EINTR);
         }
         let stop = end.min((addr & !(chunk - 1)).saturating_add(chunk));
-        let (fault_page, fault_addr) = fault;
-        let fault_page = if (addr..stop).contains(&fault_addr) {
-            fault_page
-        } else {
-            null_mut()
-        };
-        // SAFETY: Per the contract; `[addr, stop)` lies inside `[start, end)`, is at most a
-        // chunk, and holds the faulting page if we pass it.
+        // SAFETY: Per the contract; `[addr, stop)` lies inside `[start, end)` and is at most
+        // a chunk.
         moved += unsafe {
             vma_to_ram(
-                &mut bufs, vma, addr, stop, owner, only, fault_page, dir, huge,
+                &mut bufs,
+                vma,
+                addr,
+                stop,
+                owner,
+                None,
+                null_mut(),
+                dir,
+                huge,
             )
         }?;
         addr = stop;
@@ -704,8 +716,6 @@ pub fn migrate_to_ram(
                 addr,
                 stop,
                 owner,
-                None,
-                (null_mut(), 0),
                 Direction::ToRam,
                 !base_pages_only,
             )
@@ -715,17 +725,29 @@ pub fn migrate_to_ram(
     Ok(moved)
 }
 
-/// Serves a CPU fault on a device page: moves the faulting allocation's pages of the VMA (and
-/// no other allocation's) back to system memory. If the allocation is still within its
-/// timeslice, first sleeps until it ends (killably; at most
-/// [`crate::devmem::MAX_TIMESLICE_MS`]), so that nothing spins on the fault. Takes no lock of
-/// ours.
+/// How a CPU fault on a device page was served.
+pub(crate) enum FaultServed {
+    /// The page is in system memory now (or moved away meanwhile): the access is retried.
+    Done,
+    /// The fault's lock was dropped (as `VM_FAULT_RETRY` requires) to wait out a timeslice.
+    Retry,
+}
+
+/// Serves a CPU fault on a device page: moves the faulting allocation's pages (and no other
+/// allocation's) around the faulting address back to system memory, at most one chunk of
+/// [`CHUNK_PAGES`] aligned pages.
+///
+/// If the allocation is still within its timeslice, the fault first waits, killably, until
+/// it ends (at most [`crate::devmem::MAX_TIMESLICE_MS`]), with the page unlocked so that no
+/// other fault spins on it: when the fault may be retried, with its lock dropped too, and the
+/// fault is then retried; otherwise (a remote access, such as another device's range fault),
+/// it migrates after the wait. Takes no lock of ours.
 ///
 /// # Safety
 ///
 /// `vmf` is a CPU fault on a locked, referenced device page of a region with our ops, with
 /// the mmap or VMA lock held.
-pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result {
+pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
     // SAFETY: Per the contract.
     let (page, vma, address) = unsafe {
         (
@@ -738,14 +760,32 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result {
     let devmem = unsafe { Zdd::of_page(page) }.devmem().clone();
     let left = devmem.timeslice_left_ms();
     if left > 0 && !fatal_signal_pending() {
-        // SAFETY: Sleeping is allowed in a fault handler; the wait is bounded.
-        unsafe { ffi::svm_sleep_killable(left) };
+        devmem
+            .stats()
+            .timeslice_waits
+            .fetch_add(1, kernel::sync::atomic::Relaxed);
+        // SAFETY: Per the contract `vmf` is a fault in progress.
+        let retry = unsafe { ffi::svm_fault_may_retry(vmf) };
+        if retry {
+            // SAFETY: The fault's lock is held (contract); after this `vma` is not used.
+            unsafe { ffi::svm_release_fault_lock(vmf) };
+        }
+        // SAFETY: The page is locked by the fault handler, which unlocks it after we return:
+        // it is relocked below; the handler's reference keeps it alive meanwhile.
+        unsafe {
+            ffi::svm_unlock_page(page);
+            ffi::svm_sleep_killable(left);
+            ffi::svm_lock_page(page);
+        }
+        if retry {
+            return Ok(FaultServed::Retry);
+        }
     }
     // SAFETY: The VMA is valid under the caller's lock for the duration of the fault.
     let vma_ref = unsafe { VmaRef::from_raw(vma) };
     let (vm_start, vm_end) = (vma_ref.start(), vma_ref.end());
     let address = address & !(PAGE_SIZE - 1);
-    // The allocation's whole range, clipped to the VMA; just the page if it moved since.
+    // The allocation's range, clipped to the VMA; just the page if it moved since.
     let (mut start, mut end) = devmem.va_range();
     if address < start || address >= end {
         (start, end) = (address, address + PAGE_SIZE);
@@ -758,22 +798,28 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result {
         let base = address & !(size - 1);
         (start, end) = (start.min(base), end.max(base + size));
     }
-    let start = start.max(vm_start);
-    let end = end.min(vm_end);
+    // One chunk around the faulting address: a fault's work and latency are bounded, and an
+    // error elsewhere in the allocation never fails this access.
+    let chunk = CHUNK_PAGES * PAGE_SIZE;
+    let window = address & !(chunk - 1);
+    let start = start.max(vm_start).max(window);
+    let end = end.min(vm_end).min(window.saturating_add(chunk));
     // SAFETY: `page`'s pagemap is ours, with a valid owner.
     let owner = unsafe { (*ffi::svm_page_pgmap(page)).owner } as usize;
+    let mut bufs = BackBuffers::new((end - start) / PAGE_SIZE)?;
     // A page mapped by a PTE may belong to a huge folio that is not fully split yet: move
     // base pages then, as the folio order cannot be relied on (the C test_hmm does the same).
     // SAFETY: The caller holds the lock `vma` needs; `page` is the locked faulting page, at
-    // `address`, inside `[start, end)`.
+    // `address`, inside `[start, end)`, which is at most a chunk.
     unsafe {
-        vma_to_ram_chunked(
+        vma_to_ram(
+            &mut bufs,
             vma,
             start,
             end,
             owner,
             Some(&*devmem),
-            (page, address),
+            page,
             Direction::CpuFault,
             huge,
         )
@@ -782,7 +828,7 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result {
         .stats()
         .cpu_faults
         .fetch_add(1, kernel::sync::atomic::Relaxed);
-    Ok(())
+    Ok(FaultServed::Done)
 }
 
 /// Moves every page of `devmem` still in device memory back to system memory, without the
@@ -794,14 +840,25 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result {
 pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
     const TRIES: usize = 8;
     let npages = devmem.npages();
+    if !devmem.is_claimed() {
+        // No migration has placed a page in it (yet): nothing to evict.
+        return Ok(());
+    }
     let mut passes = 0;
-    for _ in 0..TRIES {
+    for pass in 0..TRIES {
         if devmem.is_detached() {
             break;
         }
         passes += 1;
         if fatal_signal_pending() {
             return Err(EINTR);
+        }
+        if pass > 0 {
+            // Pages that stayed are locked by a fault or a migration (a fault may be waiting
+            // out the timeslice): give it time rather than retrying at once.
+            let wait = devmem.timeslice_left_ms().clamp(1, 10);
+            // SAFETY: Sleeping is allowed here (process context, no lock of ours held).
+            unsafe { ffi::svm_sleep_killable(wait) };
         }
         // Keep the address space, if it still has users, from being torn down meanwhile; its
         // last user reference is never dropped here (a reclaim or dma-resv context may be
@@ -876,7 +933,12 @@ mod tests {
     const PAGES: usize = 8;
 
     struct NoOps;
-    impl PagemapOps for NoOps {}
+    // SAFETY: A test type of this module.
+    unsafe impl PagemapOps for NoOps {
+        fn module(&self) -> &'static ThisModule {
+            kernel::module::this_module::<crate::LocalModule>()
+        }
+    }
 
     /// How a test allocation's `populate_devmem_pfn` misbehaves.
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -912,6 +974,10 @@ mod tests {
     // time) and hands out its first pages in order. `Populate::Duplicate` breaks the contract
     // on purpose, to check that the core refuses what it can see.
     unsafe impl DevmemOps for TestMem {
+        fn module(&self) -> &'static ThisModule {
+            kernel::module::this_module::<crate::LocalModule>()
+        }
+
         fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result {
             let n = pfns.len();
             for (i, pfn) in pfns.iter_mut().enumerate() {
@@ -977,12 +1043,7 @@ mod tests {
             ),
             GFP_KERNEL,
         )?;
-        let pagemap = Pagemap::new(
-            fdev.as_ref().as_ref(),
-            kernel::module::this_module::<crate::LocalModule>(),
-            region.clone(),
-            NoOps,
-        )?;
+        let pagemap = Pagemap::new(fdev.as_ref().as_ref(), region.clone(), NoOps)?;
         Ok(Gpu {
             _fdev: fdev,
             region,
@@ -1008,7 +1069,7 @@ mod tests {
             kernel::new_spinlock!(KVVec::from_elem(0u8, npages * PAGE_SIZE, GFP_KERNEL)?),
             GFP_KERNEL,
         )?;
-        let devmem = crate::new_devmem!(
+        let devmem = Devmem::new(
             gpu.pagemap.clone(),
             Some(mm),
             npages,
@@ -1341,8 +1402,11 @@ mod tests {
         // The CPU's read waits for the (clamped) timeslice, then gets its data.
         assert!(intact(addr, 11)?);
         let waited = begun.elapsed().as_millis();
-        assert!(waited < 3 * i64::from(crate::devmem::MAX_TIMESLICE_MS));
-        // One fault, served once: the fault handler slept instead of returning to a retry.
+        let max = i64::from(crate::devmem::MAX_TIMESLICE_MS);
+        assert!(waited >= max / 2 && waited < 3 * max);
+        // One fault waited (sleeping, its lock dropped), its retry migrated: a fault that
+        // returned to be retried at once would have counted a wait per spin.
+        assert_eq!(devmem.stats().timeslice_waits.load(Relaxed), 1);
         assert_eq!(devmem.stats().cpu_faults.load(Relaxed), 1);
         done.wait_for_completion();
         Ok(())

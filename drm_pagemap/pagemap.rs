@@ -60,7 +60,20 @@ pub struct PagemapAddr {
 }
 
 /// Operations a pagemap provider implements.
-pub trait PagemapOps: Send + Sync {
+///
+/// # Safety
+///
+/// [`PagemapOps::module`] returns a module that stays loaded as long as any code of this
+/// implementation can run: the module of the crate that defines the type. Keep the type
+/// private to that crate: generic code instantiated with it (such as [`Pagemap::new`] and the
+/// vtable it makes) is emitted in whichever crate instantiates it, which must be one that the
+/// returned module keeps loaded.
+pub unsafe trait PagemapOps: Send + Sync {
+    /// The module whose code this implementation is (see the trait's safety contract):
+    /// usually `kernel::module::this_module::<crate::LocalModule>()`. The pagemap keeps it
+    /// loaded until destroyed.
+    fn module(&self) -> &'static ThisModule;
+
     /// Maps the pagemap's page `pfn` (the head of `PAGE_SIZE << order` bytes) for access by
     /// `dev`, which may be the owning device or a peer. `EOPNOTSUPP` if `dev` cannot reach
     /// it. Every successful map is undone by [`Self::device_unmap`].
@@ -174,14 +187,14 @@ pub(crate) fn destroy_queue() -> &'static Queue {
 }
 
 impl Pagemap {
-    /// Creates a pagemap of `region` with one reference, holding `device` and `module` until
-    /// destroyed.
+    /// Creates a pagemap of `region` with one reference, holding `device` and the module of
+    /// `ops` ([`PagemapOps::module`]) until destroyed.
     pub fn new(
         device: &Device,
-        module: &'static ThisModule,
         region: Arc<DevicePrivateRegion>,
         ops: impl PagemapOps + 'static,
     ) -> Result<ARef<Self>> {
+        let module = ops.module();
         Self::new_dyn(device, module, region, KBox::new(ops, GFP_KERNEL)?)
     }
 
@@ -326,7 +339,12 @@ mod tests {
         done: Option<Arc<Completion>>,
     }
 
-    impl PagemapOps for CountingOps {
+    // SAFETY: A test type of this module.
+    unsafe impl PagemapOps for CountingOps {
+        fn module(&self) -> &'static ThisModule {
+            this_module()
+        }
+
         fn destroy_in_work(&self) -> bool {
             self.in_work
         }
@@ -389,7 +407,7 @@ mod tests {
             in_work: false,
             done: None,
         };
-        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), test_region()?, ops)?;
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), test_region()?, ops)?;
         assert_eq!(pm.refcount(), 1);
         let second = pm.clone();
         assert_eq!(pm.refcount(), 2);
@@ -412,7 +430,7 @@ mod tests {
             in_work: false,
             done: None,
         };
-        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), test_region()?, ops)?;
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), test_region()?, ops)?;
         // While counted, it can be revived.
         let again = pm.get_unless_zero().ok_or(EINVAL)?;
         assert_eq!(pm.refcount(), 2);
@@ -435,7 +453,7 @@ mod tests {
             in_work: true,
             done: Some(done.clone()),
         };
-        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), test_region()?, ops)?;
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), test_region()?, ops)?;
         drop(pm);
         done.wait_for_completion();
         assert_eq!(destroys.load(Relaxed), 1);
@@ -456,7 +474,7 @@ mod tests {
             in_work: false,
             done: None,
         };
-        let pm = Pagemap::new(fdev.as_ref().as_ref(), this_module(), test_region()?, ops)?;
+        let pm = Pagemap::new(fdev.as_ref().as_ref(), test_region()?, ops)?;
         let mut dones = KVec::with_capacity(WORKERS, GFP_KERNEL)?;
         for _ in 0..WORKERS {
             let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;

@@ -64,7 +64,14 @@ struct Cached<T> {
     ops: T,
 }
 
-impl<T: PagemapOps> PagemapOps for Cached<T> {
+// SAFETY: `Cached<T>` is instantiated by `get_or_create::<T>`, in the crate that calls it; by
+// `T`'s contract that crate is kept loaded by `T::module()` (it is `T`'s own, `T` being private
+// to it), and so is this crate, a dependency of it.
+unsafe impl<T: PagemapOps> PagemapOps for Cached<T> {
+    fn module(&self) -> &'static ThisModule {
+        self.ops.module()
+    }
+
     fn device_map(
         &self,
         pagemap: &Pagemap,
@@ -115,13 +122,12 @@ impl PagemapCache {
         Ok(Self { slot })
     }
 
-    /// Returns a reference to the cached pagemap, or to a new pagemap of `region` on `device`,
-    /// provided by `module`, with the ops `ops()` returns, if there is none or the cached one
-    /// is being destroyed. The provider's [`PagemapOps::destroy`] runs from a work item.
+    /// Returns a reference to the cached pagemap, or to a new pagemap of `region` on `device`
+    /// with the ops `ops()` returns, if there is none or the cached one is being destroyed.
+    /// The provider's [`PagemapOps::destroy`] runs from a work item.
     pub fn get_or_create<T: PagemapOps + 'static>(
         &self,
         device: &Device,
-        module: &'static ThisModule,
         region: &Arc<DevicePrivateRegion>,
         ops: impl FnOnce() -> Result<T>,
     ) -> Result<ARef<Pagemap>> {
@@ -137,7 +143,7 @@ impl PagemapCache {
             slot: self.slot.clone(),
             ops: ops()?,
         };
-        let pagemap = Pagemap::new(device, module, region.clone(), ops)?;
+        let pagemap = Pagemap::new(device, region.clone(), ops)?;
         // INVARIANT: Its ops are `Cached`, whose destroy unlinks it under this lock.
         *current = Some(NonNull::from(&*pagemap));
         Ok(pagemap)
@@ -169,7 +175,12 @@ mod tests {
         done: Arc<Completion>,
     }
 
-    impl PagemapOps for ProviderOps {
+    // SAFETY: A test type of this module.
+    unsafe impl PagemapOps for ProviderOps {
+        fn module(&self) -> &'static ThisModule {
+            kernel::module::this_module::<crate::LocalModule>()
+        }
+
         fn destroy(&self, _pagemap: &Pagemap) {
             self.counters.destroyed.fetch_add(1, Full);
             self.done.complete_all();
@@ -185,18 +196,13 @@ mod tests {
         counters: &Arc<Counters>,
         done: &Arc<Completion>,
     ) -> Result<ARef<Pagemap>> {
-        cache.get_or_create(
-            fdev.as_ref().as_ref(),
-            kernel::module::this_module::<crate::LocalModule>(),
-            region,
-            || {
-                counters.created.fetch_add(1, Full);
-                Ok(ProviderOps {
-                    counters: counters.clone(),
-                    done: done.clone(),
-                })
-            },
-        )
+        cache.get_or_create(fdev.as_ref().as_ref(), region, || {
+            counters.created.fetch_add(1, Full);
+            Ok(ProviderOps {
+                counters: counters.clone(),
+                done: done.clone(),
+            })
+        })
     }
 
     #[test]

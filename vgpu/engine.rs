@@ -130,7 +130,7 @@ struct CopyJob {
     work: Work<CopyJob>,
     #[pin]
     done: Completion,
-    copies: KVec<RawCopy>,
+    copies: KVVec<RawCopy>,
     dir: CopyDir,
     vram: Arc<VramPages>,
     result: Atomic<i32>,
@@ -215,7 +215,8 @@ impl CopyEngine {
         if copies.is_empty() {
             return Ok(());
         }
-        let mut list = KVec::with_capacity(copies.len(), GFP_KERNEL)?;
+        // As long as the migration's batch: virtually contiguous if need be.
+        let mut list = KVVec::with_capacity(copies.len(), GFP_KERNEL)?;
         for c in copies {
             list.push(
                 RawCopy {

@@ -196,12 +196,11 @@ impl Vram {
 /// Returns a reference to the pagemap of `drm`'s device memory, created on first use.
 pub(crate) fn pagemap(drm: &drm::Device<VgpuDriver>) -> Result<ARef<Pagemap>> {
     let parent: &kernel::faux::Device = drm.as_ref();
-    drm.vram.pagemaps.get_or_create(
-        parent.as_ref(),
-        kernel::module::this_module::<crate::LocalModule>(),
-        &drm.vram.region,
-        || Ok(VramPagemap { drm: drm.into() }),
-    )
+    drm.vram
+        .pagemaps
+        .get_or_create(parent.as_ref(), &drm.vram.region, || {
+            Ok(VramPagemap { drm: drm.into() })
+        })
 }
 
 /// The pagemap ops of a virtual GPU's device memory.
@@ -212,7 +211,12 @@ struct VramPagemap {
 /// The interconnect of a GPU's own memory: addresses are VRAM offsets.
 pub(crate) const LOCAL_VRAM: Interconnect = Interconnect::Driver(0);
 
-impl PagemapOps for VramPagemap {
+// SAFETY: The type is private to this module, whose module `module` returns.
+unsafe impl PagemapOps for VramPagemap {
+    fn module(&self) -> &'static ThisModule {
+        kernel::module::this_module::<crate::LocalModule>()
+    }
+
     // The GPU itself reaches its memory by VRAM offset. No peer link exists yet: another
     // device gets `EOPNOTSUPP` and goes through system memory.
     fn device_map(
@@ -303,7 +307,7 @@ impl VramPagemap {
         }
         .map_err(|_| ENOMEM)?;
         let id = vram.next_id.fetch_add(1, Relaxed);
-        let devmem = drm_pagemap::new_devmem!(
+        let devmem = Devmem::new(
             pagemap.into(),
             Some(mm),
             npages,
@@ -343,8 +347,12 @@ impl VramAllocation {
 
 // SAFETY: `populate_devmem_pfn` hands out the pages of `blocks`, buddy blocks of this GPU's
 // allocator over its region, which this allocation owns until it is dropped; always the same
-// ones, in the same order.
+// ones, in the same order. The type is private to this module, whose module `module` returns.
 unsafe impl DevmemOps for VramAllocation {
+    fn module(&self) -> &'static ThisModule {
+        kernel::module::this_module::<crate::LocalModule>()
+    }
+
     fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result {
         let first = self.drm.vram.region.pfn_first();
         let mut i = 0;
