@@ -257,6 +257,25 @@ static uint64_t vram_free(int fd)
 	return query(fd, &d) ? ~0ull : d.vram_free;
 }
 
+/*
+ * Free device memory once allocations whose data went back have been released: a release
+ * runs from a work item, shortly after the last page left. Waits up to 2 s for the GPU to
+ * be idle (no subtest of this program leaves data behind).
+ */
+static uint64_t vram_free_settled(int fd)
+{
+	struct drm_vgpu_query_device d;
+
+	for (int i = 0; i < 200; i++) {
+		if (query(fd, &d))
+			return ~0ull;
+		if (d.vram_free == d.vram_size)
+			break;
+		usleep(10000);
+	}
+	return d.vram_free;
+}
+
 /* The argument of the removed DRM_VGPU_INJECT (0x03), as old userspace built it. */
 struct old_inject {
 	uint32_t fail_allocs;
@@ -279,7 +298,7 @@ static enum igt_result inject_ioctl_removed(void)
 	igt_assert_errno(ioctl(fds[0], DRM_IOWR(DRM_COMMAND_BASE + 0x03, struct old_inject), &in),
 			 EINVAL);
 	/* Nothing armed: the next migration and its copy work. */
-	free0 = vram_free(fds[0]);
+	free0 = vram_free_settled(fds[0]);
 	p = map_anon(size);
 	igt_assert(p);
 	memset(p, 0x3c, size);
@@ -322,7 +341,7 @@ static enum igt_result migrate_bad_args(void)
 
 	if (!nfds)
 		igt_skip("no vgpu render node");
-	free0 = vram_free(fds[0]);
+	free0 = vram_free_settled(fds[0]);
 	buf = map_anon(size);
 	igt_assert(buf);
 	memset(buf, 0x5e, size);
