@@ -601,7 +601,7 @@ impl GpuVm {
     }
 }
 
-#[kunit_tests(vgpu_vm)]
+#[kunit_tests(vgpu_gpuvm)]
 mod tests {
     use super::*;
     use crate::driver::GpuData;
