@@ -583,6 +583,8 @@ impl GpuVm {
             return Err(EINVAL);
         }
         let mut addr = start;
+        // Pages of this access are counted from here (`acc` may carry earlier ones).
+        let done = acc.pages;
         // Each round either accesses every page or faults in what was missing; what a fault
         // maps stays until an invalidation, so rounds end unless invalidations keep racing.
         for _ in 0..MAX_ACCESS_ROUNDS {
@@ -593,7 +595,7 @@ impl GpuVm {
             if fatal_signal_pending() {
                 return Err(EINTR);
             }
-            addr = start + acc.pages as usize * PAGE_SIZE;
+            addr = start + (acc.pages - done) as usize * PAGE_SIZE;
             self.fault(addr, end, write)?;
             acc.faults += 1;
         }
@@ -738,6 +740,63 @@ mod tests {
             let want = if i == first { 0xa5 } else { i as u8 };
             assert!(cpu[i * PAGE_SIZE..(i + 1) * PAGE_SIZE] == marked(want));
         }
+        Ok(())
+    }
+
+    /// Exclusive (atomic) access under the notifier protocol: the entries go in (the
+    /// invalidation our own `make_device_exclusive` raises is skipped), marking the range
+    /// again converges instead of invalidating itself forever, the GPU reads the data through
+    /// them, and a CPU write revokes exactly the page it touches.
+    #[test]
+    fn exclusive_entries_follow_the_cpu() -> Result {
+        const PAGES: usize = 8;
+        let gpu = gpu()?;
+        let addr = gpusvm::hmm::kunit_mmap_anon(PAGES * PAGE_SIZE)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let vm = KBox::pin_init(GpuVm::new(gpu.reg.device().into(), mm), GFP_KERNEL)?;
+        let mut data = KVVec::from_elem(0u8, PAGES * PAGE_SIZE, GFP_KERNEL)?;
+        for (i, page) in data.chunks_mut(PAGE_SIZE).enumerate() {
+            page.copy_from_slice(&marked(i as u8));
+        }
+        UserSlice::new(UserPtr::from_addr(addr), data.len())
+            .writer()
+            .write_slice(&data)?;
+        let end = addr + PAGES * PAGE_SIZE;
+
+        vm.make_exclusive(addr, end)?;
+        assert_eq!(vm.check_exclusive(addr, end).err(), Some(EPERM));
+        // Again: each page is exclusive to us already.
+        vm.make_exclusive(addr, end)?;
+        assert_eq!(vm.check_exclusive(addr, end).err(), Some(EPERM));
+
+        // The GPU reads through the exclusive entries, without a fault.
+        let mut buf = KVVec::from_elem(0u8, PAGES * PAGE_SIZE, GFP_KERNEL)?;
+        let mut acc = Access::default();
+        vm.access_faulting(addr, end, &mut buf, false, &mut acc)?;
+        assert_eq!(acc.faults, 0);
+        assert!(buf[..] == data[..]);
+
+        // A CPU write to page 3 takes it back: only its entry goes.
+        let page3 = addr + 3 * PAGE_SIZE;
+        UserSlice::new(UserPtr::from_addr(page3), PAGE_SIZE)
+            .writer()
+            .write_slice(&marked(0x5a))?;
+        assert!(vm.check_exclusive(page3, page3 + PAGE_SIZE).is_ok());
+        assert_eq!(vm.check_exclusive(addr, page3).err(), Some(EPERM));
+        assert_eq!(
+            vm.check_exclusive(page3 + PAGE_SIZE, end).err(),
+            Some(EPERM)
+        );
+        // And the GPU sees the CPU's write.
+        vm.access_faulting(
+            page3,
+            page3 + PAGE_SIZE,
+            &mut buf[..PAGE_SIZE],
+            false,
+            &mut acc,
+        )?;
+        assert!(buf[..PAGE_SIZE] == marked(0x5a));
         Ok(())
     }
 }
