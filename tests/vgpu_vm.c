@@ -467,15 +467,15 @@ static enum igt_result unaligned_access_in_device_thp(void)
 }
 
 /*
- * A GPU read of 256 MiB of read-only (zero) memory returns and reads zeros, and the GPU page
- * table, a cache of CPU mappings, stays bounded: it no longer maps the start of the range
- * afterwards (a new read there faults), while it still maps the end (no fault). The
- * destination is 256 MiB of address space backed by one 2 MiB shared buffer mapped 128 times,
- * so the test itself needs little memory.
+ * A GPU read of 128 MiB (twice what its page table holds) of read-only (zero) memory returns
+ * and reads zeros, and the GPU page table, a cache of CPU mappings, stays bounded: it no
+ * longer maps the start of the range afterwards (a new read there faults), while it still maps
+ * the end (no fault). The destination is 128 MiB of address space backed by one 2 MiB shared
+ * buffer mapped 64 times, so the test itself needs little memory.
  */
 static enum igt_result huge_read_only_access(void)
 {
-	size_t size = 256 * MIB, win = 2 * MIB;
+	size_t size = 128 * MIB, win = 2 * MIB;
 	uint8_t *p, *dst;
 	uint64_t faults;
 	uint32_t id;
