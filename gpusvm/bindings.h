@@ -12,6 +12,7 @@
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
 #include <linux/rmap.h>
+#include <linux/sched/signal.h>
 
 bool svm_mmu_interval_read_retry(struct mmu_interval_notifier *mni, unsigned long seq);
 void svm_mmu_interval_set_seq(struct mmu_interval_notifier *mni, unsigned long seq);
@@ -24,6 +25,8 @@ bool svm_pfn_is_device_private(unsigned long pfn);
 long svm_make_device_exclusive(struct mm_struct *mm, unsigned long addr, void *owner,
 			       struct folio **folio);
 void svm_folio_unlock_put(struct folio *folio);
+bool svm_fatal_signal_pending(void);
+unsigned long svm_hmm_pfn_fix_device_pmd(unsigned long hmm_pfn, unsigned long addr);
 /* From drm_pagemap's helpers, for KUnit tests that need an address space. */
 unsigned long svm_kunit_mmap_anon(unsigned long len);
 

@@ -72,3 +72,37 @@ void svm_folio_unlock_put(struct folio *folio)
 	folio_put(folio);
 }
 EXPORT_SYMBOL_GPL(svm_folio_unlock_put);
+
+bool svm_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+EXPORT_SYMBOL_GPL(svm_fatal_signal_pending);
+
+/*
+ * The HMM pfn of the page at @addr inside a PMD-mapped (order 9) device-private folio:
+ * the folio's head plus the page's offset inside the 2 MiB range. Anything else is returned
+ * unchanged. Works around hmm_vma_handle_absent_pmd() in kernels that report the head (plus
+ * the page's index in the walk, not in the PMD) for every page of such an entry; on a kernel
+ * that reports the right page it computes the same.
+ *
+ * The caller holds what keeps the mapping (and so the folio) from changing: the notifier's
+ * sequence checked under its lock.
+ */
+unsigned long svm_hmm_pfn_fix_device_pmd(unsigned long hmm_pfn, unsigned long addr)
+{
+	unsigned int order = PMD_SHIFT - PAGE_SHIFT;
+	struct folio *folio;
+	struct page *page;
+
+	if (!(hmm_pfn & HMM_PFN_VALID) || hmm_pfn_to_map_order(hmm_pfn) != order)
+		return hmm_pfn;
+	page = pfn_to_page(hmm_pfn & ~HMM_PFN_FLAGS);
+	if (!is_device_private_page(page))
+		return hmm_pfn;
+	folio = page_folio(page);
+	if (folio_order(folio) != order)
+		return hmm_pfn;
+	return (hmm_pfn & HMM_PFN_FLAGS) | (folio_pfn(folio) + ((addr & ~PMD_MASK) >> PAGE_SHIFT));
+}
+EXPORT_SYMBOL_GPL(svm_hmm_pfn_fix_device_pmd);

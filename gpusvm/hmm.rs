@@ -20,6 +20,20 @@ pub const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 /// with `EBUSY` (the C `HMM_RANGE_DEFAULT_TIMEOUT`).
 const TIMEOUT_MS: i64 = 1000;
 
+/// How many times a range fault retries at most, however fast the retries come, before it
+/// gives up with `EBUSY`.
+const MAX_RETRIES: u32 = 10_000;
+
+/// Page order of a PMD mapping (2 MiB on x86).
+const PMD_ORDER: u32 = 9;
+
+/// Whether the current task has a fatal signal pending (it was killed): a kernel retry loop
+/// then stops with `EINTR`, so that the task can die.
+pub fn fatal_signal_pending() -> bool {
+    // SAFETY: Reads the current task's signal state; callable from any task context.
+    unsafe { ffi::svm_fatal_signal_pending() }
+}
+
 const VALID: usize = ffi::hmm_pfn_flags_HMM_PFN_VALID;
 const WRITE: usize = ffi::hmm_pfn_flags_HMM_PFN_WRITE;
 const ERROR: usize = ffi::hmm_pfn_flags_HMM_PFN_ERROR;
@@ -91,6 +105,27 @@ impl HmmPfn {
         self.is_valid() && unsafe { ffi::svm_pfn_is_device_private(self.pfn()) }
     }
 
+    /// Whether a write fault left this page read-only because it is device-private memory of
+    /// the fault's own owner: `hmm_range_fault` reports those as they are and never
+    /// write-faults them (copy-on-write after fork, `mprotect`). Retrying the fault does not
+    /// help; the caller migrates the page to system memory first (a write fault then breaks
+    /// the sharing or fails with `EPERM`).
+    pub fn needs_migration_for_write(self) -> bool {
+        self.is_valid() && !self.is_write() && self.is_device_private()
+    }
+
+    /// The entry of the page at `addr` if this one reports a PMD-mapped device-private folio:
+    /// the folio's head plus the page's offset in the PMD (see `fault_range`).
+    fn fix_device_pmd(self, addr: usize) -> Self {
+        if !self.is_valid() || self.map_order() != PMD_ORDER {
+            return self;
+        }
+        // SAFETY: A valid HMM pfn names a page with a `struct page`; the caller keeps the
+        // mapping, and so the folio, from changing (notifier sequence checked under the
+        // owner's lock).
+        Self(unsafe { ffi::svm_hmm_pfn_fix_device_pmd(self.0, addr) })
+    }
+
     /// The `struct page` of a valid pfn. Only usable while the notifier's sequence is
     /// checked under the owner's lock (see [`fault_range`]).
     pub fn page(self) -> Option<core::ptr::NonNull<kernel::bindings::page>> {
@@ -107,10 +142,14 @@ impl HmmPfn {
 /// its guard if no invalidation raced with the fault; retries otherwise. `mm` is a user
 /// reference on the notifier's mm (`EINVAL` if it is another).
 ///
-/// Device-private pages of `owner` are reported as they are; those of other owners are
-/// migrated to system memory by a fault, or reported not mapped by a snapshot. Errors are
-/// those of `hmm_range_fault`: `EFAULT` for an inaccessible address, `EPERM` for a write to a
-/// read-only mapping, `EBUSY` if invalidations kept racing for a second.
+/// Device-private pages of `owner` are reported as they are, read-only ones even by a write
+/// fault (see [`HmmPfn::needs_migration_for_write`]); those of other owners are migrated to
+/// system memory by a fault, or reported not mapped by a snapshot. A page of a PMD-mapped
+/// device-private folio is reported as itself even where the core mm reports the folio's
+/// head (`hmm_vma_handle_absent_pmd()` in 7.3 forgets the offset of a start inside the PMD).
+/// Errors are those of `hmm_range_fault`: `EFAULT` for an inaccessible address, `EPERM` for a
+/// write to a read-only mapping; `EBUSY` if invalidations kept racing for a second (or
+/// `MAX_RETRIES` times); `EINTR` if the task was killed meanwhile.
 pub fn fault_range<T: Invalidate, G>(
     notifier: &Notifier<T>,
     mm: &MmWithUser,
@@ -135,10 +174,15 @@ pub fn fault_range<T: Invalidate, G>(
         Fault::Write => VALID | WRITE,
     };
     let begun = Instant::<Monotonic>::now();
+    let mut retries = 0u32;
     loop {
-        if begun.elapsed().as_millis() > TIMEOUT_MS {
+        if fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        if begun.elapsed().as_millis() > TIMEOUT_MS || retries >= MAX_RETRIES {
             return Err(EBUSY);
         }
+        retries += 1;
         let seq = notifier.read_begin();
         let mut range = ffi::hmm_range {
             notifier: notifier.as_raw(),
@@ -165,8 +209,25 @@ pub fn fault_range<T: Invalidate, G>(
             drop(guard);
             continue;
         }
+        for (i, pfn) in pfns.iter_mut().enumerate() {
+            *pfn = pfn.fix_device_pmd(start + i * PAGE_SIZE);
+        }
         return Ok(guard);
     }
+}
+
+/// Maps `len` bytes of private anonymous memory, readable and writable, into the address
+/// space of the running KUnit test (`kunit_vm_mmap`); unmapped with it. For the KUnit tests of
+/// drivers built on this crate, which need a real mm to fault.
+#[cfg(CONFIG_KUNIT)]
+pub fn kunit_mmap_anon(len: usize) -> Result<usize> {
+    // SAFETY: Maps memory into the address space the current KUnit test's kthread gets for
+    // it; `0` if there is no test running.
+    let addr = unsafe { ffi::svm_kunit_mmap_anon(len) };
+    if addr == 0 || addr > usize::MAX - len {
+        return Err(ENOMEM);
+    }
+    Ok(addr)
 }
 
 /// A page the CPU maps for exclusive access by a device (for device atomics): until the

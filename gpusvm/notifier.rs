@@ -19,6 +19,10 @@ pub enum Event {
     Unmap,
     /// The range migrates; [`Invalidation::owner`] says who moves it.
     Migrate,
+    /// A page is made exclusive to a device (`make_device_exclusive`);
+    /// [`Invalidation::owner`] says for whom. A device that raised it itself skips it (its
+    /// own mapping of the page is what the exclusive entry is for).
+    Exclusive,
     /// Anything else: protection changes, clearing, splitting, exclusive access...
     Other,
 }
@@ -44,11 +48,12 @@ impl Invalidation<'_> {
         match self.raw.event {
             ffi::mmu_notifier_event_MMU_NOTIFY_UNMAP => Event::Unmap,
             ffi::mmu_notifier_event_MMU_NOTIFY_MIGRATE => Event::Migrate,
+            ffi::mmu_notifier_event_MMU_NOTIFY_EXCLUSIVE => Event::Exclusive,
             _ => Event::Other,
         }
     }
 
-    /// The device-private owner of a migration, zero if none.
+    /// The device-private owner of a migration or of an exclusive access, zero if none.
     pub fn owner(&self) -> usize {
         self.raw.owner as usize
     }

@@ -4,8 +4,11 @@
  * through its page table: its own memory where the data lives there, system memory anywhere
  * else, never stale data; checked byte for byte against what the CPU sees.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -298,6 +301,216 @@ static enum igt_result close_with_vms(void)
 	return IGT_PASS;
 }
 
+
+/* Whether `len` bytes at `buf` hold the pattern of bytes [off, off + len) of a fill(seed). */
+static int holds(const uint8_t *buf, size_t off, size_t len, unsigned int seed)
+{
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] != pattern(off + i, seed))
+			return 0;
+	return 1;
+}
+
+/* `size` bytes 2 MiB aligned, hinted for transparent huge pages; *raw is what to unmap. */
+static uint8_t *map_huge(size_t size, uint8_t **raw)
+{
+	*raw = map_anon(size + 2 * MIB);
+	if (!*raw)
+		return NULL;
+	uint8_t *p = (uint8_t *)(((uintptr_t)*raw + 2 * MIB - 1) & ~(2 * MIB - 1));
+
+	madvise(p, size, MADV_HUGEPAGE);
+	return p;
+}
+
+/*
+ * A GPU write to this GPU's own page mapped read-only: EPERM, as a CPU write would get, and
+ * nothing changes. (The range fault reports own device pages as they are, read-only ones
+ * too: without handling that the write retried forever, unkillable.)
+ */
+static enum igt_result write_read_only(size_t size, int huge)
+{
+	uint8_t *raw = NULL, *p = huge ? map_huge(size, &raw) : map_anon(size);
+	uint8_t *buf = malloc(size);
+	uint32_t id;
+
+	NEED_GPU();
+	igt_assert(p && buf);
+	fill(p, size, 40);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vm_create(fd, &id), 0);
+	/* Mapped by the GPU first, writable, so that the table holds the old entries. */
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert_eq(check(buf, size, 40), -1);
+	igt_assert_eq(mprotect(p, size, PROT_READ), 0);
+	fill(buf, size, 41);
+	alarm(60);
+	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, NULL), EPERM);
+	alarm(0);
+	/* Nothing was written, seen from the GPU and from the CPU. */
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert_eq(check(buf, size, 40), -1);
+	igt_assert_eq(check(p, size, 40), -1);
+	igt_assert_eq(vm_destroy(fd, id), 0);
+	munmap(raw ? raw : p, raw ? size + 2 * MIB : size);
+	free(buf);
+	return IGT_PASS;
+}
+
+static enum igt_result write_read_only_device_page(void)
+{
+	return write_read_only(16 * PAGE, 0);
+}
+
+static enum igt_result write_read_only_device_thp(void)
+{
+	return write_read_only(2 * MIB, 1);
+}
+
+/*
+ * After fork the parent's pages in this GPU's memory are read-only, shared copy-on-write with
+ * the child: a GPU write through the parent's VM succeeds and breaks the sharing, and the
+ * child keeps the old data.
+ */
+static enum igt_result write_cow(size_t size, int huge)
+{
+	uint8_t *raw = NULL, *p = huge ? map_huge(size, &raw) : map_anon(size);
+	uint8_t *buf = malloc(size);
+	int go[2], status;
+	uint32_t id;
+	pid_t pid;
+
+	NEED_GPU();
+	igt_assert(p && buf);
+	igt_assert_eq(pipe(go), 0);
+	fill(p, size, 42);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	pid = fork();
+	igt_assert(pid >= 0);
+	if (pid == 0) {
+		char c;
+
+		alarm(120);
+		close(go[1]);
+		/* Until the parent wrote (or gave up). */
+		if (read(go[0], &c, 1) != 1)
+			_exit(2);
+		_exit(check(p, size, 42) == -1 ? 0 : 1);
+	}
+	close(go[0]);
+	fill(buf, size, 43);
+	alarm(60);
+	status = vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, NULL);
+	alarm(0);
+	igt_assert_eq(write(go[1], "w", 1), 1);
+	close(go[1]);
+	igt_assert_eq(status, 0);
+	igt_assert_eq(check(p, size, 43), -1);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert_eq(check(buf, size, 43), -1);
+	igt_assert_eq(waitpid(pid, &status, 0), pid);
+	igt_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	igt_assert_eq(vm_destroy(fd, id), 0);
+	munmap(raw ? raw : p, raw ? size + 2 * MIB : size);
+	free(buf);
+	return IGT_PASS;
+}
+
+static enum igt_result write_cow_device_page(void)
+{
+	return write_cow(16 * PAGE, 0);
+}
+
+static enum igt_result write_cow_device_thp(void)
+{
+	return write_cow(2 * MIB, 1);
+}
+
+/*
+ * Accesses that start inside a huge page living in this GPU's memory reach the pages they
+ * name: [p + 4 KiB, p + 8 KiB) is page 1, not page 0 (7.3's core mm reports the folio's head
+ * for every page of such a range fault).
+ */
+static enum igt_result unaligned_access_in_device_thp(void)
+{
+	size_t size = 2 * MIB;
+	uint8_t *raw, *p = map_huge(size, &raw), *buf = malloc(size);
+	uint32_t id;
+
+	NEED_GPU();
+	igt_assert(p && buf);
+	fill(p, size, 44);
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p + PAGE, PAGE, buf, NULL), 0);
+	igt_assert(holds(buf, PAGE, PAGE, 44));
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p + 5 * PAGE, 3 * PAGE, buf, NULL), 0);
+	igt_assert(holds(buf, 5 * PAGE, 3 * PAGE, 44));
+	/* A write to page 1 lands on page 1. */
+	for (size_t i = 0; i < PAGE; i++)
+		buf[i] = pattern(PAGE + i, 45);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p + PAGE, PAGE, buf, NULL), 0);
+	/* The GPU reads the whole range back, then the CPU. */
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert(holds(buf, 0, PAGE, 44));
+	igt_assert(holds(buf + PAGE, PAGE, PAGE, 45));
+	igt_assert(holds(buf + 2 * PAGE, 2 * PAGE, size - 2 * PAGE, 44));
+	igt_assert(holds(p, 0, PAGE, 44));
+	igt_assert(holds(p + PAGE, PAGE, PAGE, 45));
+	igt_assert(holds(p + 2 * PAGE, 2 * PAGE, size - 2 * PAGE, 44));
+	igt_assert_eq(vm_destroy(fd, id), 0);
+	munmap(raw, size + 2 * MIB);
+	free(buf);
+	return IGT_PASS;
+}
+
+/*
+ * A GPU read of 128 MiB (twice what its page table holds) of read-only (zero) memory returns
+ * and reads zeros, and the GPU page table, a cache of CPU mappings, stays bounded: it no
+ * longer maps the start of the range afterwards (a new read there faults), while it still maps
+ * the end (no fault). The destination is 128 MiB of address space backed by one 2 MiB shared
+ * buffer mapped 64 times, so the test itself needs little memory.
+ */
+static enum igt_result huge_read_only_access(void)
+{
+	size_t size = 128 * MIB, win = 2 * MIB;
+	uint8_t *p, *dst;
+	uint64_t faults;
+	uint32_t id;
+	int mfd;
+
+	NEED_GPU();
+	p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	dst = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	igt_assert(p != MAP_FAILED && dst != MAP_FAILED);
+	mfd = memfd_create("vgpu_vm", 0);
+	igt_assert(mfd >= 0);
+	igt_assert_eq(ftruncate(mfd, win), 0);
+	for (size_t off = 0; off < size; off += win)
+		igt_assert(mmap(dst + off, win, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+				mfd, 0) == dst + off);
+	memset(dst, 0xff, win);
+	igt_assert_eq(vm_create(fd, &id), 0);
+	alarm(300);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, dst, &faults), 0);
+	alarm(0);
+	igt_assert(faults >= size / win);
+	igt_assert_eq(check_zero(dst, win), -1);
+	/* The end is still mapped, the start was dropped to make room. */
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p + size - win, win, dst, &faults), 0);
+	igt_assert_eq(faults, 0);
+	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, win, dst, &faults), 0);
+	igt_assert_eq(faults, 1);
+	igt_assert_eq(check_zero(dst, win), -1);
+	igt_assert_eq(vm_destroy(fd, id), 0);
+	munmap(dst, size);
+	munmap(p, size);
+	close(mfd);
+	return IGT_PASS;
+}
+
 static const struct igt_subtest tests[] = {
 	{ "create-destroy", create_destroy },
 	{ "too-many", too_many },
@@ -308,6 +521,12 @@ static const struct igt_subtest tests[] = {
 	{ "device-memory-in-place", device_memory_in_place },
 	{ "other-gpu-memory", other_gpu_memory },
 	{ "close-with-vms", close_with_vms },
+	{ "write-read-only-device-page", write_read_only_device_page },
+	{ "write-read-only-device-thp", write_read_only_device_thp },
+	{ "write-cow-device-page", write_cow_device_page },
+	{ "write-cow-device-thp", write_cow_device_thp },
+	{ "unaligned-access-in-device-thp", unaligned_access_in_device_thp },
+	{ "huge-read-only-access", huge_read_only_access },
 };
 
 int main(int argc, char **argv)

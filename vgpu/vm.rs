@@ -7,12 +7,17 @@
 //! pages are first migrated back by the fault). A GPU access never sees stale data: every
 //! CPU page-table change drops the affected entries before it takes effect.
 
+use core::ops::Range;
+
 use drm_pagemap::devmem::PAGE_SIZE;
+use drm_pagemap::migrate;
 use drm_pagemap::pagemap::Pagemap;
+use gpusvm::hmm::fatal_signal_pending;
 use gpusvm::hmm::fault_range;
 use gpusvm::hmm::ExclusivePage;
 use gpusvm::hmm::Fault;
 use gpusvm::hmm::HmmPfn;
+use gpusvm::notifier::Event;
 use gpusvm::notifier::Invalidate;
 use gpusvm::notifier::Invalidation;
 use gpusvm::notifier::Notifier;
@@ -22,6 +27,7 @@ use kernel::mm::MmWithUser;
 use kernel::page::BorrowedPage;
 use kernel::prelude::*;
 use kernel::rbtree::RBTree;
+use kernel::rbtree::RBTreeNode;
 use kernel::rbtree::RBTreeNodeReservation;
 use kernel::sync::aref::ARef;
 use kernel::sync::Mutex;
@@ -33,6 +39,25 @@ use crate::vram;
 
 /// Pages one range fault covers at most: bounds the memory a fault reserves up front.
 const FAULT_BATCH: usize = 512;
+
+/// Entries the GPU page table holds at most (64 MiB of address space in base pages). The table
+/// is a cache of CPU mappings: past this, a fault drops the entries outside the range it fills
+/// (see [`Table::make_room`]), so a process cannot make it grow with its address space.
+const MAX_ENTRIES: usize = 16384;
+
+/// Rounds of migrating read-only pages of this GPU's memory to system memory that one write
+/// fault takes at most before it gives up with `EBUSY` (each round moves all it found; a page
+/// stays only if it was busy, say locked by a concurrent migration).
+const MAX_MIGRATION_ROUNDS: u32 = 16;
+
+/// Retries of making one page exclusive against racing invalidations before `EBUSY`.
+const MAX_EXCLUSIVE_RETRIES: u32 = 1000;
+
+/// Fault-and-access rounds of one chunk before `EBUSY`.
+const MAX_ACCESS_ROUNDS: u32 = 1000;
+
+/// Bytes of a 2 MiB huge page.
+const HUGE_SIZE: usize = PAGE_SIZE << 9;
 
 /// The page at byte offset `off` of `buf`.
 pub(crate) fn page_in(buf: &mut [u8], off: usize) -> Result<&mut [u8; PAGE_SIZE]> {
@@ -50,6 +75,9 @@ pub(crate) struct Access {
     pub(crate) pages: u64,
     /// GPU page faults taken (range faults that filled the page table).
     pub(crate) faults: u64,
+    /// The most faults one chunk of the access took (what a GPU that handled the chunks in
+    /// parallel would take).
+    pub(crate) chunk_faults: u64,
 }
 
 /// The GPU page table: virtual page number to what the CPU mapped there when the GPU
@@ -58,7 +86,69 @@ pub(crate) struct Access {
 #[pin_data]
 struct PageTable {
     #[pin]
-    pt: Mutex<RBTree<usize, Pte>>,
+    pt: Mutex<Table>,
+    /// This GPU's device-private owner: the invalidations it raises itself to make a page
+    /// exclusive to it leave its table alone.
+    owner: usize,
+}
+
+/// The entries of a [`PageTable`], at most [`MAX_ENTRIES`] of them (bar the range a fault is
+/// filling), each a node accounted to the memory cgroup of the process that faulted it.
+struct Table {
+    tree: RBTree<usize, Pte>,
+    len: usize,
+}
+
+impl Table {
+    fn new() -> Self {
+        Self {
+            tree: RBTree::new(),
+            len: 0,
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<&Pte> {
+        self.tree.get(&index)
+    }
+
+    fn insert(&mut self, node: RBTreeNode<usize, Pte>) {
+        if self.tree.insert(node).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Drops the entries of pages `[first, end)`. Frees, never allocates.
+    fn remove_range(&mut self, first: usize, end: usize) {
+        while let Some(cursor) = self.tree.cursor_lower_bound_mut(&first) {
+            if *cursor.current().0 >= end {
+                break;
+            }
+            drop(cursor.remove_current());
+            self.len -= 1;
+        }
+    }
+
+    /// Makes room for `n` more entries: if the table would outgrow [`MAX_ENTRIES`], drops
+    /// every entry outside `keep` (the pages being filled). Nothing depends on an entry
+    /// staying: the next access faults it in again. (A page mapped for exclusive access that
+    /// loses its entry stays exclusive in the CPU page table until the CPU touches it; only
+    /// `check_exclusive` no longer sees it.)
+    fn make_room(&mut self, n: usize, keep: &Range<usize>) {
+        if self.len + n <= MAX_ENTRIES {
+            return;
+        }
+        let mut cursor = self.tree.cursor_front_mut();
+        while let Some(c) = cursor {
+            if keep.contains(c.current().0) {
+                cursor = c.move_next();
+            } else {
+                let (next, node) = c.remove_current();
+                drop(node);
+                self.len -= 1;
+                cursor = next;
+            }
+        }
+    }
 }
 
 /// One entry of the GPU page table.
@@ -73,6 +163,11 @@ struct Pte {
 impl Invalidate for PageTable {
     fn invalidate(notifier: &Notifier<Self>, range: &Invalidation<'_>, cur_seq: usize) -> bool {
         let table = notifier.data();
+        // Our own `make_device_exclusive`: the page stays, now for this GPU alone, and
+        // `make_exclusive` maps it (as `nouveau_svm_range_invalidate` does).
+        if range.event() == Event::Exclusive && range.owner() == table.owner {
+            return true;
+        }
         let mut pt = if range.blockable() {
             table.pt.lock()
         } else {
@@ -83,13 +178,7 @@ impl Invalidate for PageTable {
         };
         notifier.set_seq(cur_seq);
         let (first, end) = (range.start() / PAGE_SIZE, range.end().div_ceil(PAGE_SIZE));
-        while let Some(cursor) = pt.cursor_lower_bound_mut(&first) {
-            if *cursor.current().0 >= end {
-                break;
-            }
-            // Dropping the node frees it; no allocation happens here.
-            drop(cursor.remove_current());
-        }
+        pt.remove_range(first, end);
         true
     }
 }
@@ -105,9 +194,10 @@ pub(crate) struct GpuVm {
 }
 
 impl PageTable {
-    fn new() -> impl PinInit<Self, Error> {
+    fn new(owner: usize) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            pt <- kernel::new_mutex!(RBTree::new(), "vgpu::PageTable::pt"),
+            pt <- kernel::new_mutex!(Table::new(), "vgpu::PageTable::pt"),
+            owner,
         })
     }
 }
@@ -123,7 +213,12 @@ impl GpuVm {
     pub(crate) fn new<'a>(drm: ARef<VgpuDevice>, mm: &'a Mm) -> impl PinInit<Self, Error> + 'a {
         try_pin_init!(Self {
             pagemap: vram::pagemap(&drm)?,
-            notifier <- Notifier::new(mm, 0, usize::MAX & !(PAGE_SIZE - 1), PageTable::new()),
+            notifier <- Notifier::new(
+                mm,
+                0,
+                usize::MAX & !(PAGE_SIZE - 1),
+                PageTable::new(drm.vram.owner()),
+            ),
             drm,
         })
     }
@@ -190,10 +285,50 @@ impl GpuVm {
     }
 
     /// Faults `[start, end)` into the mirror's page table, writable if `write`.
+    ///
+    /// A write fault leaves this GPU's own pages read-only where the CPU maps them so
+    /// (`mprotect`, copy-on-write after fork): those move to system memory first and are
+    /// faulted again, which breaks the sharing or fails with `EPERM` as a CPU write would.
     fn fault(&self, start: usize, end: usize, write: bool) -> Result {
         let mm = self.mm()?;
-        let fault = if write { Fault::Write } else { Fault::Read };
-        self.walk(&mm, start, end, fault, true, |_, _| Ok(()))
+        if !write {
+            return self.walk(&mm, start, end, Fault::Read, true, |_, _| Ok(()));
+        }
+        for _ in 0..MAX_MIGRATION_ROUNDS {
+            // The first and last read-only own page, as page indices from `start`, and
+            // whether one is part of a huge mapping. (Nothing is allocated in the callback:
+            // it runs under the table's lock, which the notifier takes in reclaim.)
+            let mut stuck: Option<(usize, usize)> = None;
+            let mut huge = false;
+            self.walk(&mm, start, end, Fault::Write, true, |i, entry| {
+                if entry.needs_migration_for_write() {
+                    huge |= entry.map_order() > 0;
+                    stuck = Some(stuck.map_or((i, i), |(first, _)| (first, i)));
+                }
+                Ok(())
+            })?;
+            let Some((first, last)) = stuck else {
+                return Ok(());
+            };
+            if fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            // Everything between moves too (only this GPU's pages move, and the fault just
+            // found the whole range mapped, so no hole lies inside).
+            let (mut a, mut b) = (start + first * PAGE_SIZE, start + (last + 1) * PAGE_SIZE);
+            let mmap = mm.mmap_read_lock();
+            // A PMD-mapped folio moves whole: cover its aligned range, within the mappings.
+            if huge {
+                let (lo, hi) = (
+                    mmap.vma_lookup(a).ok_or(EFAULT)?.start(),
+                    mmap.vma_lookup(b - PAGE_SIZE).ok_or(EFAULT)?.end(),
+                );
+                a = (a & !(HUGE_SIZE - 1)).max(lo);
+                b = b.checked_next_multiple_of(HUGE_SIZE).unwrap_or(b).min(hi);
+            }
+            migrate::migrate_to_ram(&mmap, a, b, self.owner(), false)?;
+        }
+        Err(EBUSY)
     }
 
     /// Range faults over `[start, end)` of `mm`, at most `FAULT_BATCH` pages each; with
@@ -208,11 +343,18 @@ impl GpuVm {
         record: bool,
         mut each: impl FnMut(usize, HmmPfn) -> Result,
     ) -> Result {
+        // The pages this walk fills stay in the table while it makes room (if they fit).
+        let walk_pages = start / PAGE_SIZE..end.div_ceil(PAGE_SIZE);
         let mut addr = start;
         while addr < end {
             let n = ((end - addr) / PAGE_SIZE).min(FAULT_BATCH);
             let first = (addr - start) / PAGE_SIZE;
-            self.fault_batch(mm, addr, n, fault, record, |i, entry| {
+            let keep = if walk_pages.len() <= MAX_ENTRIES {
+                walk_pages.clone()
+            } else {
+                addr / PAGE_SIZE..addr / PAGE_SIZE + n
+            };
+            self.fault_batch(mm, addr, n, fault, record.then_some(&keep), |i, entry| {
                 each(first + i, entry)
             })?;
             addr += n * PAGE_SIZE;
@@ -220,22 +362,24 @@ impl GpuVm {
         Ok(())
     }
 
-    /// One range fault of `n` pages from `addr`; with `record`, records every valid page in
-    /// the page table. Calls `each(index, entry)` for every page under the table's lock.
+    /// One range fault of `n` pages from `addr`; with `record` (the pages to keep if the
+    /// table must make room), records every valid page in the page table. Calls
+    /// `each(index, entry)` for every page under the table's lock.
     fn fault_batch(
         &self,
         mm: &MmWithUser,
         addr: usize,
         n: usize,
         fault: Fault,
-        record: bool,
+        record: Option<&Range<usize>>,
         mut each: impl FnMut(usize, HmmPfn) -> Result,
     ) -> Result {
         let mut pfns = KVec::from_elem(HmmPfn::default(), n, GFP_KERNEL)?;
-        // Nodes are allocated before the lock: the notifier takes it in reclaim.
+        // Nodes are allocated before the lock: the notifier takes it in reclaim. They live as
+        // long as the process's GPU VM: charged to its memory cgroup.
         let mut nodes = KVec::with_capacity(n, GFP_KERNEL)?;
-        for _ in 0..if record { n } else { 0 } {
-            nodes.push(RBTreeNodeReservation::new(GFP_KERNEL)?, GFP_KERNEL)?;
+        for _ in 0..if record.is_some() { n } else { 0 } {
+            nodes.push(RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
         }
         let table = self.notifier.data();
         let mut pt = fault_range(
@@ -247,6 +391,9 @@ impl GpuVm {
             self.owner(),
             || table.pt.lock(),
         )?;
+        if let Some(keep) = record {
+            pt.make_room(n, keep);
+        }
         for (i, entry) in pfns.iter().enumerate() {
             if entry.is_valid() {
                 if let Some(node) = nodes.pop() {
@@ -276,7 +423,7 @@ impl GpuVm {
         let pt = self.notifier.data().pt.lock();
         let mut addr = start;
         while addr < end {
-            let entry = pt.get(&(addr / PAGE_SIZE)).ok_or(ENOENT)?.pfn;
+            let entry = pt.get(addr / PAGE_SIZE).ok_or(ENOENT)?.pfn;
             if write && !entry.is_write() {
                 return Err(ENOENT);
             }
@@ -310,23 +457,51 @@ impl GpuVm {
     /// Maps `[start, end)` for exclusive access by this GPU (device atomics), page by page:
     /// the CPU mappings become device-exclusive entries, and the GPU page table maps the
     /// pages until the CPU's next access to them revokes it.
+    ///
+    /// The notifier protocol of a range fault, as `nouveau_atomic_range_fault`: the sequence
+    /// is read before the page is made exclusive (with this GPU as the owner, so that the
+    /// invalidation this raises is recognised as ours and skipped) and checked under the
+    /// table's lock before the entry goes in; a racing `munmap` or migration makes it retry.
     pub(crate) fn make_exclusive(&self, start: usize, end: usize) -> Result {
         let mm = self.mm()?;
         let table = self.notifier.data();
         let mut addr = start;
         while addr < end {
-            let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
-            let page = ExclusivePage::new(&mm, addr, 0)?;
-            // The page stays locked until `page` drops, so the CPU cannot take it back (and
-            // invalidate the entry) before the entry is in.
+            let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+            let mut retries = 0;
+            let (page, mut pt) = loop {
+                if fatal_signal_pending() {
+                    return Err(EINTR);
+                }
+                if retries >= MAX_EXCLUSIVE_RETRIES {
+                    return Err(EBUSY);
+                }
+                if retries > 0 {
+                    // The last try left the page exclusive to us: marking it again would
+                    // first restore it, with an invalidation that makes every try retry.
+                    // Restore it now, before the sequence is read (as a write fault).
+                    self.fault(addr, addr + PAGE_SIZE, true)?;
+                }
+                retries += 1;
+                let seq = self.notifier.read_begin();
+                let page = ExclusivePage::new(&mm, addr, self.owner())?;
+                let pt = table.pt.lock();
+                if !self.notifier.read_retry(seq) {
+                    break (page, pt);
+                }
+                drop(pt);
+                drop(page);
+            };
+            // The page stays locked until `page` drops, and no invalidation ran since the
+            // sequence was read: the entry goes in before the CPU can take the page back.
             let pte = Pte {
                 pfn: HmmPfn::mapped(page.pfn(), true),
                 exclusive: true,
             };
-            table
-                .pt
-                .lock()
-                .insert(node.into_node(addr / PAGE_SIZE, pte));
+            let index = addr / PAGE_SIZE;
+            pt.make_room(1, &(index..index + 1));
+            pt.insert(node.into_node(index, pte));
+            drop(pt);
             drop(page);
             addr += PAGE_SIZE;
         }
@@ -338,6 +513,7 @@ impl GpuVm {
         let pages = start / PAGE_SIZE..end.div_ceil(PAGE_SIZE);
         let pt = self.notifier.data().pt.lock();
         if pt
+            .tree
             .iter()
             .any(|(index, pte)| pte.exclusive && pages.contains(index))
         {
@@ -370,6 +546,9 @@ impl GpuVm {
             UserSlice::new(UserPtr::from_addr(user), size).reader_writer();
         let mut addr = start;
         while addr < end {
+            if fatal_signal_pending() {
+                return Err(EINTR);
+            }
             let n = (end - addr).min(chunk);
             let buf = &mut bounce[..n];
             if write {
@@ -379,6 +558,7 @@ impl GpuVm {
             let res = self.access_faulting(addr, addr + n, buf, write, &mut part);
             acc.pages += part.pages;
             acc.faults += part.faults;
+            acc.chunk_faults = acc.chunk_faults.max(part.faults);
             res?;
             if !write {
                 destination.write_slice(buf)?;
@@ -403,14 +583,220 @@ impl GpuVm {
             return Err(EINVAL);
         }
         let mut addr = start;
-        loop {
+        // Pages of this access are counted from here (`acc` may carry earlier ones).
+        let done = acc.pages;
+        // Each round either accesses every page or faults in what was missing; what a fault
+        // maps stays until an invalidation, so rounds end unless invalidations keep racing.
+        for _ in 0..MAX_ACCESS_ROUNDS {
             match self.access(start, addr, end, bounce, &mut acc.pages, write) {
                 Err(e) if e == ENOENT => {}
                 other => return other,
             }
-            addr = start + acc.pages as usize * PAGE_SIZE;
+            if fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            addr = start + (acc.pages - done) as usize * PAGE_SIZE;
             self.fault(addr, end, write)?;
             acc.faults += 1;
         }
+        Err(EBUSY)
+    }
+}
+
+#[kunit_tests(vgpu_gpuvm)]
+mod tests {
+    use super::*;
+    use crate::driver::GpuData;
+    use crate::driver::VgpuDriver;
+    use crate::vram::Vram;
+    use drm_pagemap::migrate::MigrateDetails;
+    use kernel::device::Bound;
+    use kernel::drm;
+    use kernel::faux;
+    use kernel::uaccess::UserPtr;
+    use kernel::uaccess::UserSlice;
+
+    /// A GPU of the test's own with 4 MiB of memory, as `Gpu::new` makes one.
+    struct TestGpu {
+        // Dropped before the faux device it borrows.
+        reg: drm::Registration<'static, VgpuDriver>,
+        _faux: faux::Registration,
+    }
+
+    fn gpu() -> Result<TestGpu> {
+        let faux = faux::Registration::new(c"vgpu_kunit", None)?;
+        // SAFETY: `TestGpu` drops the DRM registration borrowing the device before `faux`,
+        // and is never forgotten.
+        let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
+        let owner = core::ptr::from_ref(fdev) as usize;
+        let data = try_pin_init!(GpuData {
+            index: 0,
+            num_devices: 1,
+            vram <- Vram::new(4 << 20, owner, c"vgpu_kunit_copy")?,
+        });
+        let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
+        // SAFETY: As above: the registration is dropped, never forgotten, before `faux`.
+        let reg = unsafe { drm::Registration::new(fdev.as_ref(), unregistered, (), 0)? };
+        Ok(TestGpu { reg, _faux: faux })
+    }
+
+    /// A page of marker `m`.
+    fn marked(m: u8) -> [u8; PAGE_SIZE] {
+        let mut page = [0u8; PAGE_SIZE];
+        for (i, b) in page.iter_mut().enumerate() {
+            *b = m ^ (i as u8);
+        }
+        page
+    }
+
+    /// A GPU fault starting inside a 2 MiB folio in the GPU's memory finds the pages it names
+    /// (7.3's `hmm_vma_handle_absent_pmd()` reports the folio's head for each of them), and
+    /// reads and writes through them reach those pages, as the CPU sees them.
+    #[test]
+    fn fault_inside_device_huge_page() -> Result {
+        let gpu = gpu()?;
+        // The test's kthread gets an address space with its first mapping.
+        let raw = gpusvm::hmm::kunit_mmap_anon(2 * HUGE_SIZE)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let addr = raw.next_multiple_of(HUGE_SIZE);
+        let vm = KBox::pin_init(GpuVm::new(gpu.reg.device().into(), mm), GFP_KERNEL)?;
+
+        // The untouched aligned 2 MiB (a huge hole) moves to the GPU as one huge folio.
+        {
+            let mmap = mm.mmap_read_lock();
+            let pagemap = vm.pagemap();
+            pagemap.ops().populate_mm(
+                pagemap,
+                mm,
+                &mmap,
+                addr,
+                addr + HUGE_SIZE,
+                &MigrateDetails::default(),
+            )?;
+        }
+        // From the aligned start every page is right on any kernel: mark each in VRAM.
+        let mut pfns = KVec::with_capacity(FAULT_BATCH, GFP_KERNEL)?;
+        vm.walk(
+            mm,
+            addr,
+            addr + HUGE_SIZE,
+            Fault::Read,
+            false,
+            |_, entry| {
+                pfns.push(entry, GFP_KERNEL)?;
+                Ok(())
+            },
+        )?;
+        assert_eq!(pfns.len(), HUGE_SIZE / PAGE_SIZE);
+        assert!(pfns
+            .iter()
+            .all(|e| e.map_order() == 9 && vm.is_local(e.pfn())));
+        for (i, entry) in pfns.iter().enumerate() {
+            vm.access_local(entry.pfn(), &mut marked(i as u8), true)?;
+        }
+
+        // From an unaligned start: page 1 is page 1, not the head.
+        let (first, n) = (5, 3);
+        let mut found = KVec::with_capacity(n, GFP_KERNEL)?;
+        let start = addr + first * PAGE_SIZE;
+        vm.walk(
+            mm,
+            start,
+            start + n * PAGE_SIZE,
+            Fault::Read,
+            true,
+            |_, e| {
+                found.push(e, GFP_KERNEL)?;
+                Ok(())
+            },
+        )?;
+        for (k, entry) in found.iter().enumerate() {
+            assert_eq!(entry.pfn(), pfns[first + k].pfn());
+            assert_eq!(entry.map_order(), 9);
+        }
+        // A GPU access through the page table from there reads and writes the right pages.
+        let mut buf = KVVec::from_elem(0u8, n * PAGE_SIZE, GFP_KERNEL)?;
+        let mut acc = Access::default();
+        vm.access_faulting(start, start + n * PAGE_SIZE, &mut buf, false, &mut acc)?;
+        for k in 0..n {
+            assert!(buf[k * PAGE_SIZE..(k + 1) * PAGE_SIZE] == marked((first + k) as u8));
+        }
+        buf[..PAGE_SIZE].copy_from_slice(&marked(0xa5));
+        vm.access_faulting(
+            start,
+            start + PAGE_SIZE,
+            &mut buf[..PAGE_SIZE],
+            true,
+            &mut acc,
+        )?;
+
+        // The CPU sees the same: the written page where it was written, the others intact.
+        let mut cpu = KVVec::from_elem(0u8, HUGE_SIZE, GFP_KERNEL)?;
+        UserSlice::new(UserPtr::from_addr(addr), HUGE_SIZE)
+            .reader()
+            .read_slice(&mut cpu)?;
+        for i in 0..HUGE_SIZE / PAGE_SIZE {
+            let want = if i == first { 0xa5 } else { i as u8 };
+            assert!(cpu[i * PAGE_SIZE..(i + 1) * PAGE_SIZE] == marked(want));
+        }
+        Ok(())
+    }
+
+    /// Exclusive (atomic) access under the notifier protocol: the entries go in (the
+    /// invalidation our own `make_device_exclusive` raises is skipped), marking the range
+    /// again converges instead of invalidating itself forever, the GPU reads the data through
+    /// them, and a CPU write revokes exactly the page it touches.
+    #[test]
+    fn exclusive_entries_follow_the_cpu() -> Result {
+        const PAGES: usize = 8;
+        let gpu = gpu()?;
+        let addr = gpusvm::hmm::kunit_mmap_anon(PAGES * PAGE_SIZE)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let vm = KBox::pin_init(GpuVm::new(gpu.reg.device().into(), mm), GFP_KERNEL)?;
+        let mut data = KVVec::from_elem(0u8, PAGES * PAGE_SIZE, GFP_KERNEL)?;
+        for (i, page) in data.chunks_mut(PAGE_SIZE).enumerate() {
+            page.copy_from_slice(&marked(i as u8));
+        }
+        UserSlice::new(UserPtr::from_addr(addr), data.len())
+            .writer()
+            .write_slice(&data)?;
+        let end = addr + PAGES * PAGE_SIZE;
+
+        vm.make_exclusive(addr, end)?;
+        assert_eq!(vm.check_exclusive(addr, end).err(), Some(EPERM));
+        // Again: each page is exclusive to us already.
+        vm.make_exclusive(addr, end)?;
+        assert_eq!(vm.check_exclusive(addr, end).err(), Some(EPERM));
+
+        // The GPU reads through the exclusive entries, without a fault.
+        let mut buf = KVVec::from_elem(0u8, PAGES * PAGE_SIZE, GFP_KERNEL)?;
+        let mut acc = Access::default();
+        vm.access_faulting(addr, end, &mut buf, false, &mut acc)?;
+        assert_eq!(acc.faults, 0);
+        assert!(buf[..] == data[..]);
+
+        // A CPU write to page 3 takes it back: only its entry goes.
+        let page3 = addr + 3 * PAGE_SIZE;
+        UserSlice::new(UserPtr::from_addr(page3), PAGE_SIZE)
+            .writer()
+            .write_slice(&marked(0x5a))?;
+        assert!(vm.check_exclusive(page3, page3 + PAGE_SIZE).is_ok());
+        assert_eq!(vm.check_exclusive(addr, page3).err(), Some(EPERM));
+        assert_eq!(
+            vm.check_exclusive(page3 + PAGE_SIZE, end).err(),
+            Some(EPERM)
+        );
+        // And the GPU sees the CPU's write.
+        vm.access_faulting(
+            page3,
+            page3 + PAGE_SIZE,
+            &mut buf[..PAGE_SIZE],
+            false,
+            &mut acc,
+        )?;
+        assert!(buf[..PAGE_SIZE] == marked(0x5a));
+        Ok(())
     }
 }
