@@ -5,12 +5,16 @@ The log holds, in order: the boot, test programs framed by
 ``SVM-TEST-BEGIN name`` / ``SVM-TEST-END name rc=N`` (each printing KTAP or TAP),
 the kernel log between ``SVM-DMESG-BEGIN`` / ``SVM-DMESG-END`` (KUnit's KTAP, one
 document per boot-time run and per module load), a kmemleak report, and
-``SVM-RUN-END``.
+``SVM-RUN-END``. A test program that overran its deadline in the VM is marked by
+``SVM-DEADLINE name ...`` (then its tasks' kernel stacks as ``SVM-STACK`` lines, then
+``SVM-DEADLINE-UNKILLABLE name ...`` if SIGKILL did not end it).
 
 The run fails, printing the offending lines, on: a failed test case; a suite or
 program whose plan (``1..N``) names more cases than reported (crash or hang
 mid-suite); a suite or program listed in the expected file but absent; a test
-program exiting non-zero; any kernel splat (BUG, WARNING, Oops, lockdep, KASAN,
+program exiting non-zero; a test program that missed its deadline (named with the
+subtest it was in: the last one its output started, or the one after the last result);
+any kernel splat (BUG, WARNING, Oops, lockdep, KASAN,
 kmemleak, hung task, panic...) anywhere in the log; a run that did not reach
 ``SVM-RUN-END`` (timeout or crash).
 
@@ -32,6 +36,11 @@ TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 RESULT = re.compile(r"^(not ok|ok) (\d+)(?: - | )?([^#]*?)\s*(?:#\s*(SKIP|skip|TODO)\b(.*))?$")
 PLAN = re.compile(r"^1\.\.(\d+)")
 SUBTEST = re.compile(r"^# Subtest: (\S+)")
+# A subtest announcing its start: kselftest's "#  RUN  name ..." and igt.h's "# RUN name".
+RUN = re.compile(r"^#\s+RUN\s+(\S+)")
+DEADLINE = re.compile(r"^SVM-DEADLINE (\S+) (\d+)s")
+UNKILLABLE = re.compile(r"^SVM-DEADLINE-UNKILLABLE (\S+)")
+STACK_FRAME = re.compile(r"^SVM-STACK\s+\[<[0-9a-f]+>\] (\S+)")
 
 SPLATS = [
     (re.compile(r"\bBUG: "), "kernel BUG"),
@@ -169,6 +178,49 @@ def parse_ktap(lines, report, top_name=None):
         close(stack.pop())
 
 
+def running_subtest(block):
+    """Which subtest a test program was in when its output `block` stopped: the last one it
+    announced (RUN) after its last result, else the one after its last result."""
+    last_result, last_number, plan, started = None, 0, None, None
+    for raw in block:
+        line = raw.rstrip()
+        m = PLAN.match(line)
+        if m and plan is None:
+            plan = int(m.group(1))
+            continue
+        m = RESULT.match(line)
+        if m:
+            last_result, last_number, started = m.group(3).strip(), int(m.group(2)), None
+            continue
+        m = RUN.match(line)
+        if m:
+            started = m.group(1)
+    if started:
+        return f"subtest {started}"
+    of = f" of {plan}" if plan else ""
+    if last_result:
+        return f"subtest {last_number + 1}{of}, the one after {last_result}"
+    return f"its first subtest{of}" if plan else "before any output"
+
+
+def stuck_frames(lines, start):
+    """The top kernel frame of each stuck task's first stack sample after line `start`."""
+    frames, expect_top = [], False
+    for line in lines[start + 1:]:
+        if not line.startswith("SVM-STACK"):
+            break
+        if re.match(r"^SVM-STACK \d+/\d+ ", line):
+            expect_top = True
+            continue
+        m = STACK_FRAME.match(line)
+        if m and expect_top:
+            frame = m.group(1).split("+")[0]
+            if frame not in frames:
+                frames.append(frame)
+            expect_top = False
+    return frames
+
+
 def analyse(text, expected, known=(), conformance=()):
     report = Report(known)
     lines = text.splitlines()
@@ -182,7 +234,21 @@ def analyse(text, expected, known=(), conformance=()):
 
     # Test programs.
     current, block = None, []
-    for line in lines:
+    for i, line in enumerate(lines):
+        m = DEADLINE.match(line)
+        if m:
+            where = running_subtest(block) if current == m.group(1) else "the program"
+            frames = stuck_frames(lines, i)
+            top = f"; stuck in {', '.join(frames[:4])}" if frames else ""
+            report.problem(f"DEADLINE: {m.group(1)}, {where}: still running after "
+                           f"{m.group(2)} s, killed (kernel stacks at log line {i + 1}{top})")
+            continue
+        m = UNKILLABLE.match(line)
+        if m:
+            report.problem(f"UNKILLABLE: {m.group(1)} survived SIGKILL (log line {i + 1})")
+            continue
+        if line.startswith("SVM-STACK"):
+            continue
         if line.startswith("SVM-TEST-BEGIN "):
             current, block = line.split(" ", 1)[1].strip(), []
         elif line.startswith("SVM-TEST-END ") and current is not None:
