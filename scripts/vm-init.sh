@@ -25,6 +25,7 @@ now() { read -r up _ </proc/uptime; echo "${up%.*}"; }
 # preemptible kernel: the deadline is what catches it.
 budget=$(sed -n 's/.*svm\.budget=\([0-9]*\).*/\1/p' /proc/cmdline)
 budget=${budget:-480}
+only=$(sed -n 's/.*svm\.only=\([^ ]*\).*/\1/p' /proc/cmdline)
 
 # The fuzzer avoids the call shapes of the known hangs of issue 7 (items 1 and 2: a GPU write
 # to its own device page mapped read-only or copy-on-write; a huge migration timeslice) while
@@ -69,6 +70,8 @@ stacks() {
 t() {
 	name=$1 limit=$2
 	shift 2
+	# svm.only=NAME,NAME... (SVM_ONLY for vm.sh) runs only those programs: for development.
+	[ -z "$only" ] || case ",$only," in *",$name,"*) ;; *) return ;; esac
 	t0=$(now)
 	left=$((budget - t0))
 	[ "$limit" -gt "$left" ] && limit=$left

@@ -35,7 +35,7 @@ timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -
 	-display none -no-reboot -monitor none \
 	-chardev stdio,id=console,logfile="$log",signal=off -serial chardev:console \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs-$mode.cpio.gz" \
-	-append "console=ttyS0 panic=-1 oops=panic loglevel=5 log_buf_len=8M svm.mode=$mode svm.budget=$budget_s${SVM_SECONDS:+ svm.seconds=$SVM_SECONDS}${SVM_FUZZ_SEED:+ svm.seed=$SVM_FUZZ_SEED}" \
+	-append "console=ttyS0 panic=-1 oops=panic loglevel=5 log_buf_len=8M svm.mode=$mode svm.budget=$budget_s${SVM_SECONDS:+ svm.seconds=$SVM_SECONDS}${SVM_FUZZ_SEED:+ svm.seed=$SVM_FUZZ_SEED}${SVM_ONLY:+ svm.only=$SVM_ONLY}" \
 	</dev/null | if [ "$mode" = run ]; then tr -d '\r'; else cat >/dev/null; fi
 rc=${PIPESTATUS[0]}
 set -e
