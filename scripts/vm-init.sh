@@ -33,7 +33,7 @@ only=$(sed -n 's/.*svm\.only=\([^ ]*\).*/\1/p' /proc/cmdline)
 
 # The fuzzer avoids the call shapes of these known bugs of issue 7 (tests/vgpu_fuzz.c says
 # which shapes): item 1 (GPU write to its own read-only or copy-on-write device page hangs),
-# 2 (huge timeslice), 5 (EVICT blocks unkillably once an allocation's process is gone).
+# 2 (huge timeslice), 5 (EVICT blocks unkillably in evict_to_ram: no EVICT at all).
 # Take an item off the list when its fix has landed.
 FUZZ_AVOID=VGPU_FUZZ_AVOID_ISSUE7=1,2,5
 # The fuzzer's seed: random unless the command line sets svm.seed (make check/stress SEED=N).
