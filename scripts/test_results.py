@@ -255,6 +255,25 @@ class BrokenRuns(unittest.TestCase):
         r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
         self.assertEqual(r.problems, [])
 
+    def test_reference_timeout_is_a_skip(self):
+        # The C reference's own harness timing a case out (KASAN, loaded host) is no failure
+        # of ours; a timeout in our run is.
+        case = "hmm.hmm_device_private.migrate_remap_fault"
+        for program, fails in (("hmm-tests/test_hmm", False), ("hmm-tests/vgpu", True)):
+            block = GOOD[GOOD.index(f"SVM-TEST-BEGIN {program}"):]
+            line = re.search(r"^ok (\d+) " + re.escape(case) + "$", block, re.M).group(0)
+            text = GOOD.replace(block, block.replace(
+                line, "# migrate_remap_fault: Test terminated by timeout\n"
+                "#          FAIL  " + case + "\nnot " + line, 1), 1)
+            self.assertTrue(text != GOOD)
+            r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+            if fails:
+                self.assertTrue(any(case in p for p in r.case_failures + r.problems), r.problems)
+            else:
+                self.assertEqual(r.problems + r.case_failures, [])
+                self.assertEqual(r.outcomes[program][case], "skip")
+                self.assertTrue(any("REFERENCE TIMEOUT" in n for n in r.notes))
+
     def test_summary_line_counts_problems(self):
         text = GOOD.replace("SVM-RUN-END", "", 1)
         r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
