@@ -79,23 +79,31 @@ stacks() {
 	done
 }
 
-# t NAME LIMIT CMD...: runs one test program between markers, in a session of its own, with
-# a deadline of LIMIT seconds. On expiry: the kernel stacks of all its tasks, then SIGKILL
-# to the whole session; a program that survives SIGKILL for 10 s is left behind, reported.
+# t NAME LIMIT CMD...: runs one test program between markers, with a deadline (bounded).
 t() {
+	# svm.only=NAME,NAME... (SVM_ONLY for vm.sh) runs only those programs: for development.
+	[ -z "$only" ] || case ",$only," in *",$1,"*) ;; *) return 0 ;; esac
+	echo "SVM-TEST-BEGIN $1"
+	bounded "$@"
+	echo "SVM-TEST-END $1 rc=$rc secs=$secs"
+}
+
+# bounded NAME LIMIT CMD...: runs CMD in a session of its own with a deadline of LIMIT
+# seconds; sets $rc and $secs, returns $rc. On expiry: the kernel stacks of all its tasks,
+# then SIGKILL to the whole session; processes that survive SIGKILL for 10 s are reported
+# and left behind, and so are (killed) those the command leaves when it ends.
+bounded() {
 	name=$1 limit=$2
 	shift 2
-	# svm.only=NAME,NAME... (SVM_ONLY for vm.sh) runs only those programs: for development.
-	[ -z "$only" ] || case ",$only," in *",$name,"*) ;; *) return ;; esac
 	now
 	t0=$up
 	left=$((budget - t0))
 	[ "$limit" -gt "$left" ] && limit=$left
-	echo "SVM-TEST-BEGIN $name"
+	secs=0
 	if [ "$limit" -le 0 ]; then
 		echo "SVM-DEADLINE $name 0s: the run's budget of ${budget}s is spent, not run"
-		echo "SVM-TEST-END $name rc=124 secs=0"
-		return
+		rc=124
+		return $rc
 	fi
 	setsid "$@" &
 	pid=$!
@@ -122,8 +130,8 @@ t() {
 			echo "SVM-DEADLINE-UNKILLABLE $name pids $left survived SIGKILL for 10s, stacks follow"
 			stacks
 			now
-			echo "SVM-TEST-END $name rc=137 secs=$((up - t0))"
-			return
+			rc=137 secs=$((up - t0))
+			return $rc
 		fi
 	fi
 	wait $pid
@@ -137,21 +145,23 @@ t() {
 		kill -9 $left 2>/dev/null
 	fi
 	now
-	echo "SVM-TEST-END $name rc=$rc secs=$((up - t0))"
+	secs=$((up - t0))
+	return $rc
 }
 
 # load_stack [vgpu parameters...]
 load_stack() {
 	for m in drm_pagemap pagemap_util gpusvm; do
-		insmod $M/$m.ko || echo "SVM-ERROR insmod $m failed"
+		bounded insmod/$m 120 insmod $M/$m.ko || echo "SVM-ERROR insmod $m failed"
 	done
-	insmod $M/vgpu.ko "$@" || echo "SVM-ERROR insmod vgpu failed"
+	bounded insmod/vgpu 60 insmod $M/vgpu.ko "$@" || echo "SVM-ERROR insmod vgpu failed"
 }
 
 unload_stack() {
 	for m in vgpu gpusvm pagemap_util drm_pagemap; do
 		[ -d /sys/module/$m ] || continue
-		rmmod $m 2>/dev/null || { sleep 1; rmmod $m; } || echo "SVM-ERROR rmmod $m failed"
+		bounded rmmod/$m 30 rmmod $m 2>/dev/null || { sleep 1; bounded rmmod/$m 30 rmmod $m; } ||
+			echo "SVM-ERROR rmmod $m failed"
 	done
 }
 
@@ -188,14 +198,15 @@ else
 	# The kernel's own HMM selftest, unmodified, against our stack (vgpu's dmirror nodes),
 	# then against the C reference driver, for comparison. The lower modules stay loaded, so
 	# their KUnit suites run once.
-	[ -d /sys/module/vgpu ] && { rmmod vgpu || echo "SVM-ERROR rmmod vgpu failed"; }
-	insmod $M/vgpu.ko hmm_dmirror=1 || echo "SVM-ERROR insmod vgpu hmm_dmirror=1 failed"
+	[ -d /sys/module/vgpu ] && { bounded rmmod/vgpu 30 rmmod vgpu || echo "SVM-ERROR rmmod vgpu failed"; }
+	bounded insmod/vgpu 60 insmod $M/vgpu.ko hmm_dmirror=1 ||
+		echo "SVM-ERROR insmod vgpu hmm_dmirror=1 failed"
 	t hmm-tests/vgpu 240 /tests/hmm-tests -T benchmark_thp_migration
 	unload_stack
 
-	if insmod $M/test_hmm.ko; then
+	if bounded insmod/test_hmm 60 insmod $M/test_hmm.ko; then
 		t hmm-tests/test_hmm 240 /tests/hmm-tests -T benchmark_thp_migration
-		rmmod test_hmm || echo "SVM-ERROR rmmod test_hmm failed"
+		bounded rmmod/test_hmm 30 rmmod test_hmm || echo "SVM-ERROR rmmod test_hmm failed"
 	else
 		echo "SVM-ERROR insmod test_hmm failed"
 	fi
