@@ -206,20 +206,29 @@ def running_subtest(block):
 
 
 def stuck_frames(lines, start):
-    """The top kernel frame of each stuck task's first stack sample after line `start`."""
-    frames, expect_top = [], False
+    """Where each stuck task was, from the stack samples after line `start`: its innermost
+    frame in one of our (or any) modules, else its innermost frame."""
+    frames, task = [], []
+
+    def flush():
+        if task:
+            ours = [f for f in task if f.endswith("]")]
+            frame = (ours or task)[0]
+            if frame not in frames:
+                frames.append(frame)
+        task.clear()
+
     for line in lines[start + 1:]:
         if not line.startswith("SVM-STACK"):
             break
         if re.match(r"^SVM-STACK \d+/\d+ ", line):
-            expect_top = True
+            flush()
             continue
         m = STACK_FRAME.match(line)
-        if m and expect_top:
-            frame = m.group(1).split("+")[0]
-            if frame not in frames:
-                frames.append(frame)
-            expect_top = False
+        if m:
+            module = re.search(r"(\[\w+\])\s*$", line)
+            task.append(m.group(1).split("+")[0] + (" " + module.group(1) if module else ""))
+    flush()
     return frames
 
 

@@ -54,6 +54,22 @@ def kunit_case_line(name):
     return m.group(1)
 
 
+class RecordedDeadline(unittest.TestCase):
+    """A recorded run (`vm.sh deadline`) whose first program hung in the kernel on purpose
+    (issue 7 item 1: a GPU write to its own read-only device page, unkillable)."""
+
+    def test_names_program_subtest_and_stack(self):
+        r = results.analyse(recorded("deadline.log"), ["deadline/hang", "deadline/after"])
+        found = [p for p in r.problems
+                 if p.startswith("DEADLINE: deadline/hang, subtest hang-on-purpose:")]
+        self.assertEqual(len(found), 1, r.problems)
+        self.assertIn("GpuVm11access_user", found[0])
+        self.assertTrue(any(p.startswith("UNKILLABLE: deadline/hang") for p in r.problems))
+        # The run went on past the hang to its end.
+        self.assertIn("deadline/after", r.suites)
+        self.assertFalse([p for p in r.problems if p.startswith(("INCOMPLETE", "TIMEOUT"))])
+
+
 class BrokenRuns(unittest.TestCase):
     def assert_fails_with(self, text, needle, expected=GOOD_EXPECTED):
         r = results.analyse(text, expected)
@@ -161,7 +177,7 @@ class BrokenRuns(unittest.TestCase):
         what vm-init.sh prints when that program misses its deadline and is killed."""
         begin = GOOD.index(f"SVM-TEST-BEGIN {program}\n")
         cut = GOOD.index(keep_through + "\n", begin) + len(keep_through) + 1
-        end = GOOD.index(f"SVM-TEST-END {program} rc=0\n", begin)
+        end = re.compile(f"^SVM-TEST-END {re.escape(program)} rc=0.*$", re.M).search(GOOD, begin).start()
         rest = GOOD[GOOD.index("\n", end) + 1:]
         dump = (f"SVM-DEADLINE {program} 60s: still running, kernel stacks follow, then SIGKILL\n"
                 f"SVM-STACK 71/71 {program.split('/')[0]} state R sample 1\n"
@@ -210,7 +226,7 @@ class BrokenRuns(unittest.TestCase):
 
     def test_deadline_budget_spent(self):
         begin = GOOD.index("SVM-TEST-BEGIN vgpu_stress\n")
-        end = GOOD.index("SVM-TEST-END vgpu_stress rc=0\n")
+        end = GOOD.index("SVM-TEST-END vgpu_stress rc=0")
         end = GOOD.index("\n", end) + 1
         text = GOOD[:begin] + ("SVM-TEST-BEGIN vgpu_stress\n"
                                "SVM-DEADLINE vgpu_stress 0s: the run's budget of 480s is spent, not run\n"

@@ -58,8 +58,8 @@ session() {
 }
 
 # stacks SID: the kernel stack of every thread of every process of session SID (the test
-# program and everything it forked), sampled three times half a second apart (a task
-# spinning in the kernel is caught off its CPU in some sample), as SVM-STACK blocks.
+# program and everything it forked), sampled three times half a second apart, as SVM-STACK
+# blocks.
 stacks() {
 	for sample in 1 2 3; do
 		for d in /proc/[0-9]*; do
@@ -72,7 +72,14 @@ stacks() {
 				comm=${comm%%)*}
 				set -- ${tst##*) }
 				echo "SVM-STACK ${d#/proc/}/${task##*/} $comm state $1 sample $sample"
-				sed 's/^/SVM-STACK   /' $task/stack 2>/dev/null
+				if [ "$1" = R ]; then
+					# A task on a CPU has no readable stack: move it to CPU 0 and
+					# read from there, so that it is off its CPU when read.
+					taskset -p 1 ${task##*/} >/dev/null 2>&1
+					timeout 3 taskset 1 sed 's/^/SVM-STACK   /' $task/stack 2>/dev/null
+				else
+					sed 's/^/SVM-STACK   /' $task/stack 2>/dev/null
+				fi
 			done
 		done
 		[ $sample = 3 ] || sleep 0.5
