@@ -6,7 +6,8 @@
 #   make run             the VM with the modules and virtual GPUs loaded
 #   make lint            rustfmt check and a CLIPPY=1 build with warnings as errors
 #   make bench           migration throughput, ours against test_hmm and memcpy, one VM boot
-#   make stress          vgpu_stress for SECONDS (default 120) in one VM boot, judged like check
+#   make stress          vgpu_stress and vgpu_fuzz for SECONDS (default 120) each in one VM
+#                        boot, judged like check; SEED=N repeats a fuzzer seed (check too)
 #   make clean
 
 SHELL := /bin/bash
@@ -36,7 +37,7 @@ modules:
 	+@$(KMAKE) modules
 
 check:
-	+@bash scripts/check.sh
+	+@SVM_FUZZ_SEED=$(SEED) bash scripts/check.sh
 
 run:
 	+@bash scripts/run.sh
@@ -48,7 +49,7 @@ bench:
 	+@bash scripts/bench.sh
 
 stress:
-	+@SECONDS_TO_RUN=$(SECONDS) bash scripts/stress.sh
+	+@SECONDS_TO_RUN=$(SECONDS) SVM_FUZZ_SEED=$(SEED) bash scripts/stress.sh
 
 clean:
 	+@$(KMAKE) clean || true

@@ -5,12 +5,16 @@ The log holds, in order: the boot, test programs framed by
 ``SVM-TEST-BEGIN name`` / ``SVM-TEST-END name rc=N`` (each printing KTAP or TAP),
 the kernel log between ``SVM-DMESG-BEGIN`` / ``SVM-DMESG-END`` (KUnit's KTAP, one
 document per boot-time run and per module load), a kmemleak report, and
-``SVM-RUN-END``.
+``SVM-RUN-END``. A test program that overran its deadline in the VM is marked by
+``SVM-DEADLINE name ...`` (then its tasks' kernel stacks as ``SVM-STACK`` lines, then
+``SVM-DEADLINE-UNKILLABLE name ...`` if SIGKILL did not end it).
 
 The run fails, printing the offending lines, on: a failed test case; a suite or
 program whose plan (``1..N``) names more cases than reported (crash or hang
 mid-suite); a suite or program listed in the expected file but absent; a test
-program exiting non-zero; any kernel splat (BUG, WARNING, Oops, lockdep, KASAN,
+program exiting non-zero; a test program that missed its deadline (named with the
+subtest it was in: the last one its output started, or the one after the last result);
+any kernel splat (BUG, WARNING, Oops, lockdep, KASAN,
 kmemleak, hung task, panic...) anywhere in the log; a run that did not reach
 ``SVM-RUN-END`` (timeout or crash).
 
@@ -18,7 +22,8 @@ Known failures (``--known-failures``: lines ``suite: case  # why``) count as suc
 as failures; one that passes is reported, so that the list never outlives its reason.
 A conformance pair (``--conformance REFERENCE=OURS``) prints both programs' result of
 every case side by side, and fails the run for each case that passes against the
-reference but not against ours (unless a known failure).
+reference but not against ours (unless a known failure). A reference case that its own
+harness timed out counts as skipped (the reference is there for comparison only).
 
 The last line printed is
 ``N passed, N failed, N skipped, N known failures``.
@@ -32,6 +37,11 @@ TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 RESULT = re.compile(r"^(not ok|ok) (\d+)(?: - | )?([^#]*?)\s*(?:#\s*(SKIP|skip|TODO)\b(.*))?$")
 PLAN = re.compile(r"^1\.\.(\d+)")
 SUBTEST = re.compile(r"^# Subtest: (\S+)")
+# A subtest announcing its start: kselftest's "#  RUN  name ..." and igt.h's "# RUN name".
+RUN = re.compile(r"^#\s+RUN\s+(\S+)")
+DEADLINE = re.compile(r"^SVM-DEADLINE (\S+) (\d+)s")
+UNKILLABLE = re.compile(r"^SVM-DEADLINE-UNKILLABLE (\S+)")
+STACK_FRAME = re.compile(r"^SVM-STACK\s+\[<[0-9a-f]+>\] (\S+)")
 
 SPLATS = [
     (re.compile(r"\bBUG: "), "kernel BUG"),
@@ -71,6 +81,7 @@ class Report:
         self.known_failures = []
         self.problems = []  # anything wrong besides a failed case
         self.case_failures = []
+        self.notes = []  # printed, not failures
         self.suites = {}  # name -> [passed, failed, skipped, known failures]
         self.outcomes = {}  # suite -> {case: "pass" | "fail" | "skip" | "known"}
 
@@ -169,8 +180,83 @@ def parse_ktap(lines, report, top_name=None):
         close(stack.pop())
 
 
+def running_subtest(block):
+    """Which subtest a test program was in when its output `block` stopped: the last one it
+    announced (RUN) after its last result, else the one after its last result."""
+    last_result, last_number, plan, started = None, 0, None, None
+    for raw in block:
+        line = raw.rstrip()
+        m = PLAN.match(line)
+        if m and plan is None:
+            plan = int(m.group(1))
+            continue
+        m = RESULT.match(line)
+        if m:
+            last_result, last_number, started = m.group(3).strip(), int(m.group(2)), None
+            continue
+        m = RUN.match(line)
+        if m:
+            started = m.group(1)
+    if started:
+        return f"subtest {started}"
+    of = f" of {plan}" if plan else ""
+    if last_result:
+        return f"subtest {last_number + 1}{of}, the one after {last_result}"
+    return f"its first subtest{of}" if plan else "before any output"
+
+
+def stuck_frames(lines, start):
+    """Where each stuck task was, from the stack samples after line `start`: its innermost
+    frame in one of our (or any) modules, else its innermost frame."""
+    frames, task = [], []
+
+    def flush():
+        if task:
+            ours = [f for f in task if f.endswith("]")]
+            frame = (ours or task)[0]
+            if frame not in frames:
+                frames.append(frame)
+        task.clear()
+
+    for line in lines[start + 1:]:
+        if not line.startswith("SVM-STACK"):
+            break
+        if re.match(r"^SVM-STACK \d+/\d+ ", line):
+            flush()
+            continue
+        m = STACK_FRAME.match(line)
+        if m:
+            module = re.search(r"(\[\w+\])\s*$", line)
+            task.append(m.group(1).split("+")[0] + (" " + module.group(1) if module else ""))
+    flush()
+    return frames
+
+
+def excuse_reference_timeouts(report, program, block):
+    """The reference driver of a conformance pair (the C test_hmm) is there for comparison:
+    a case of it that its own harness ended for running too long (kselftest's "Test
+    terminated by timeout", under KASAN and a loaded host) counts as skipped, not failed."""
+    timed_out = {m.group(1) for m in (re.match(r"^# (\S+): Test terminated by timeout", l)
+                                      for l in block) if m}
+    outcomes = report.outcomes.get(program, {})
+    counts = report.suites.get(program)
+    for case, outcome in list(outcomes.items()):
+        short = case.rsplit(".", 1)[-1]
+        if outcome != "fail" or not (case in timed_out or short in timed_out):
+            continue
+        outcomes[case] = "skip"
+        report.failed -= 1
+        report.skipped += 1
+        counts[1] -= 1
+        counts[2] += 1
+        report.case_failures.remove(f"FAILED: {program}: {case}")
+        report.notes.append(f"REFERENCE TIMEOUT: {program}: {case} ran past its harness's "
+                            f"limit; counted as skipped")
+
+
 def analyse(text, expected, known=(), conformance=()):
     report = Report(known)
+    references = {reference for reference, _ in conformance}
     lines = text.splitlines()
 
     for i, line in enumerate(lines):
@@ -182,11 +268,27 @@ def analyse(text, expected, known=(), conformance=()):
 
     # Test programs.
     current, block = None, []
-    for line in lines:
+    for i, line in enumerate(lines):
+        m = DEADLINE.match(line)
+        if m:
+            where = running_subtest(block) if current == m.group(1) else "the program"
+            frames = stuck_frames(lines, i)
+            top = f"; stuck in {', '.join(frames[:4])}" if frames else ""
+            report.problem(f"DEADLINE: {m.group(1)}, {where}: still running after "
+                           f"{m.group(2)} s, killed (kernel stacks at log line {i + 1}{top})")
+            continue
+        m = UNKILLABLE.match(line)
+        if m:
+            report.problem(f"UNKILLABLE: {m.group(1)} survived SIGKILL (log line {i + 1})")
+            continue
+        if line.startswith("SVM-STACK"):
+            continue
         if line.startswith("SVM-TEST-BEGIN "):
             current, block = line.split(" ", 1)[1].strip(), []
         elif line.startswith("SVM-TEST-END ") and current is not None:
             parse_ktap(block, report, top_name=current)
+            if current in references:
+                excuse_reference_timeouts(report, current, block)
             m = re.search(r"rc=(\d+)", line)
             rc = int(m.group(1)) if m else -1
             counts = report.suites.get(current, [0, 0, 0, 0])
@@ -265,7 +367,7 @@ def main():
         print(f"  {verdict} {suite}: {p} passed, {f} failed, {s} skipped, {k} known failures")
     for reference, ours in conformance:
         print_side_by_side(report, reference, ours)
-    for line in report.known_failures + report.case_failures + report.problems:
+    for line in report.notes + report.known_failures + report.case_failures + report.problems:
         print(line)
     # Each problem that is not a failed case (splat, missing suite, timeout...) counts as one
     # failure, so the summary can never read "0 failed" for a broken run.

@@ -54,6 +54,22 @@ def kunit_case_line(name):
     return m.group(1)
 
 
+class RecordedDeadline(unittest.TestCase):
+    """A recorded run (`vm.sh deadline`) whose first program hung in the kernel on purpose
+    (issue 7 item 1: a GPU write to its own read-only device page, unkillable)."""
+
+    def test_names_program_subtest_and_stack(self):
+        r = results.analyse(recorded("deadline.log"), ["deadline/hang", "deadline/after"])
+        found = [p for p in r.problems
+                 if p.startswith("DEADLINE: deadline/hang, subtest hang-on-purpose:")]
+        self.assertEqual(len(found), 1, r.problems)
+        self.assertIn("GpuVm11access_user", found[0])
+        self.assertTrue(any(p.startswith("UNKILLABLE: deadline/hang") for p in r.problems))
+        # The run went on past the hang to its end.
+        self.assertIn("deadline/after", r.suites)
+        self.assertFalse([p for p in r.problems if p.startswith(("INCOMPLETE", "TIMEOUT"))])
+
+
 class BrokenRuns(unittest.TestCase):
     def assert_fails_with(self, text, needle, expected=GOOD_EXPECTED):
         r = results.analyse(text, expected)
@@ -155,6 +171,124 @@ class BrokenRuns(unittest.TestCase):
         r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
         self.assertTrue(any(p.startswith("CONFORMANCE: hmm.hmm_device_private.migrate_fault")
                             for p in r.problems), r.problems)
+
+    def deadline_log(self, program, keep_through, stack_top="_RNvMs_NtCsX_4vgpu2vmNtB4_5GpuVm11access_user"):
+        """The recorded log cut inside `program`'s output after the line `keep_through`, then
+        what vm-init.sh prints when that program misses its deadline and is killed."""
+        begin = GOOD.index(f"SVM-TEST-BEGIN {program}\n")
+        cut = GOOD.index(keep_through + "\n", begin) + len(keep_through) + 1
+        end = re.compile(f"^SVM-TEST-END {re.escape(program)} rc=0.*$", re.M).search(GOOD, begin).start()
+        rest = GOOD[GOOD.index("\n", end) + 1:]
+        dump = (f"SVM-DEADLINE {program} 60s: still running, kernel stacks follow, then SIGKILL\n"
+                f"SVM-STACK 71/71 {program.split('/')[0]} state R sample 1\n"
+                f"SVM-STACK   [<0>] {stack_top}+0x1c4/0x9a0 [vgpu]\n"
+                "SVM-STACK   [<0>] drm_ioctl+0x4e1/0x8a0\n"
+                "SVM-STACK   [<0>] __x64_sys_ioctl+0x12d/0x190\n"
+                f"SVM-TEST-END {program} rc=137 secs=61\n")
+        return GOOD[:cut] + dump + rest
+
+    def test_deadline_names_announced_subtest(self):
+        # igt.h announcing "# RUN name" before each subtest: that subtest is named.
+        text = self.deadline_log("vgpu_basic", "ok 2 query-size-probe").replace(
+            "ok 2 query-size-probe\n", "ok 2 query-size-probe\n# RUN query-device\n", 1)
+        r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+        found = [p for p in r.problems if p.startswith("DEADLINE: vgpu_basic, subtest query-device:")]
+        self.assertTrue(found, r.problems)
+        self.assertIn("GpuVm11access_user", found[0])
+        self.assertIn("killed", found[0])
+
+    def test_deadline_names_next_subtest(self):
+        # No announcement: the subtest after the last result (by number of the plan).
+        text = self.deadline_log("vgpu_basic", "ok 2 query-size-probe")
+        r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+        self.assertTrue(any(p.startswith("DEADLINE: vgpu_basic, subtest 3 of 8, the one after "
+                                         "query-size-probe:") for p in r.problems), r.problems)
+        self.assertTrue(any("MISSING: vgpu_basic" in p for p in r.problems), r.problems)
+
+    def test_deadline_kselftest_subtest(self):
+        text = self.deadline_log("hmm-tests/vgpu",
+                                 "#  RUN           hmm.hmm_device_private.anon_write_child ...")
+        r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+        self.assertTrue(any(p.startswith("DEADLINE: hmm-tests/vgpu, subtest "
+                                         "hmm.hmm_device_private.anon_write_child:")
+                            for p in r.problems), r.problems)
+
+    def test_deadline_unkillable(self):
+        text = self.deadline_log("vgpu_vm", "1..9").replace(
+            "SVM-TEST-END vgpu_vm rc=137",
+            "SVM-DEADLINE-UNKILLABLE vgpu_vm pid 71 survived SIGKILL for 10s, stacks follow\n"
+            "SVM-STACK 71/71 vgpu_vm state R sample 1\n"
+            "SVM-TEST-END vgpu_vm rc=137", 1)
+        r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+        self.assertTrue(any(p.startswith("DEADLINE: vgpu_vm, its first subtest of") for p in r.problems),
+                        r.problems)
+        self.assertTrue(any(p.startswith("UNKILLABLE: vgpu_vm") for p in r.problems), r.problems)
+
+    def test_deadline_budget_spent(self):
+        begin = GOOD.index("SVM-TEST-BEGIN vgpu_stress\n")
+        end = GOOD.index("SVM-TEST-END vgpu_stress rc=0")
+        end = GOOD.index("\n", end) + 1
+        text = GOOD[:begin] + ("SVM-TEST-BEGIN vgpu_stress\n"
+                               "SVM-DEADLINE vgpu_stress 0s: the run's budget of 480s is spent, not run\n"
+                               "SVM-TEST-END vgpu_stress rc=124 secs=0\n") + GOOD[end:]
+        self.assert_fails_with(text, "DEADLINE: vgpu_stress")
+
+    def test_stack_lines_are_not_splats(self):
+        # Stack dumps mention kasan_ and BUG-like symbol names; only the deadline counts.
+        text = self.deadline_log("vgpu_basic", "ok 2 query-size-probe", stack_top="kasan_check_range")
+        r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+        self.assertFalse([p for p in r.problems if p.startswith("SPLAT")], r.problems)
+
+    def test_kasan_report(self):
+        report = (
+            "[   41.100000] ==================================================================\n"
+            "[   41.100001] BUG: KASAN: slab-use-after-free in _RNvNtCs1_4vgpu2vm11access_user+0x1c4/0x9a0 [vgpu]\n"
+            "[   41.100002] Read of size 8 at addr ffff888012345678 by task vgpu_fuzz/123\n"
+            "[   41.100003] CPU: 1 UID: 0 PID: 123 Comm: vgpu_fuzz Tainted: G           O\n"
+            "[   41.100004] Call Trace:\n"
+            "[   41.100005]  <TASK>\n"
+            "[   41.100006]  kasan_report+0xe0/0x110\n"
+            "[   41.100007] Allocated by task 120:\n"
+            "[   41.100008] Freed by task 121:\n"
+            "[   41.100009] ==================================================================\n")
+        text = GOOD.replace("SVM-DMESG-END", report + "SVM-DMESG-END", 1)
+        r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+        splats = [p for p in r.problems if p.startswith("SPLAT")]
+        self.assertEqual(len(splats), 1, r.problems)
+        self.assertIn("KASAN: slab-use-after-free", splats[0])
+
+    def test_kasan_report_without_bug_line(self):
+        # Reports that reach the log without their BUG line (a wild access, a truncated
+        # console) still name KASAN.
+        text = GOOD.replace("SVM-DMESG-END",
+                            "[   41.2] KASAN: null-ptr-deref in range [0x0000000000000008-0x000000000000000f]\n"
+                            "SVM-DMESG-END", 1)
+        self.assert_fails_with(text, "sanitizer report")
+
+    def test_kasan_boot_banner_is_not_a_report(self):
+        text = GOOD.replace("SVM-DMESG-BEGIN\n", "SVM-DMESG-BEGIN\n"
+                            "[    0.000000] kasan: KernelAddressSanitizer initialized (generic)\n", 1)
+        r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+        self.assertEqual(r.problems, [])
+
+    def test_reference_timeout_is_a_skip(self):
+        # The C reference's own harness timing a case out (KASAN, loaded host) is no failure
+        # of ours; a timeout in our run is.
+        case = "hmm.hmm_device_private.migrate_remap_fault"
+        for program, fails in (("hmm-tests/test_hmm", False), ("hmm-tests/vgpu", True)):
+            block = GOOD[GOOD.index(f"SVM-TEST-BEGIN {program}"):]
+            line = re.search(r"^ok (\d+) " + re.escape(case) + "$", block, re.M).group(0)
+            text = GOOD.replace(block, block.replace(
+                line, "# migrate_remap_fault: Test terminated by timeout\n"
+                "#          FAIL  " + case + "\nnot " + line, 1), 1)
+            self.assertTrue(text != GOOD)
+            r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
+            if fails:
+                self.assertTrue(any(case in p for p in r.case_failures + r.problems), r.problems)
+            else:
+                self.assertEqual(r.problems + r.case_failures, [])
+                self.assertEqual(r.outcomes[program][case], "skip")
+                self.assertTrue(any("REFERENCE TIMEOUT" in n for n in r.notes))
 
     def test_summary_line_counts_problems(self):
         text = GOOD.replace("SVM-RUN-END", "", 1)

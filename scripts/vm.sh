@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Builds the initramfs (busybox, the modules, test_hmm.ko, the test programs) and boots it
 # under QEMU/TCG with a hard timeout. Usage: vm.sh MODE KDIR OUTDIR
-#   MODE is check, run, bench or stress; the serial log is kept in OUTDIR/vm-MODE.log.
+#   MODE is check, run, bench, stress or deadline (the runner's own deadline check); the
+#   serial log is kept in OUTDIR/vm-MODE.log.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 mode=$1 kdir=$2 out=$3
 timeout_s=${SVM_VM_TIMEOUT:-600}
+# Every test program must have ended this many seconds after boot (vm-init.sh cuts each
+# program's deadline to it), leaving time for the kernel log dump before the timeout.
+budget_s=${SVM_BUDGET:-$((timeout_s - 120))}
 root="$out/initramfs-$mode"
 rm -rf "$root"
 mkdir -p "$root"/{bin,lib/svm,tests,proc,sys,dev,tmp}
@@ -31,7 +35,7 @@ timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -
 	-display none -no-reboot -monitor none \
 	-chardev stdio,id=console,logfile="$log",signal=off -serial chardev:console \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs-$mode.cpio.gz" \
-	-append "console=ttyS0 panic=-1 oops=panic loglevel=5 log_buf_len=8M svm.mode=$mode${SVM_SECONDS:+ svm.seconds=$SVM_SECONDS}" \
+	-append "console=ttyS0 panic=-1 oops=panic loglevel=5 log_buf_len=8M svm.mode=$mode svm.budget=$budget_s${SVM_SECONDS:+ svm.seconds=$SVM_SECONDS}${SVM_FUZZ_SEED:+ svm.seed=$SVM_FUZZ_SEED}${SVM_ONLY:+ svm.only=$SVM_ONLY}" \
 	</dev/null | if [ "$mode" = run ]; then tr -d '\r'; else cat >/dev/null; fi
 rc=${PIPESTATUS[0]}
 set -e

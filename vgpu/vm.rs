@@ -632,6 +632,7 @@ mod tests {
         let data = try_pin_init!(GpuData {
             index: 0,
             num_devices: 1,
+            timeslice_max_ms: kernel::sync::atomic::Atomic::new(0),
             vram <- Vram::new(4 << 20, owner, c"vgpu_kunit_copy")?,
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
