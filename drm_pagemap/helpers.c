@@ -242,6 +242,12 @@ void svm_lock_page(struct page *page)
 }
 EXPORT_SYMBOL_GPL(svm_lock_page);
 
+bool svm_page_in_large_folio(struct page *page)
+{
+	return folio_test_large(page_folio(page));
+}
+EXPORT_SYMBOL_GPL(svm_page_in_large_folio);
+
 int svm_page_ref_count(struct page *page)
 {
 	return page_ref_count(page);

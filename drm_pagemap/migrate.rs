@@ -802,8 +802,19 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
     // error elsewhere in the allocation never fails this access.
     let chunk = CHUNK_PAGES * PAGE_SIZE;
     let window = address & !(chunk - 1);
-    let start = start.max(vm_start).max(window);
-    let end = end.min(vm_end).min(window.saturating_add(chunk));
+    let (mut start, mut end) = (
+        start.max(vm_start).max(window),
+        end.min(vm_end).min(window.saturating_add(chunk)),
+    );
+    // SAFETY: The faulting page is valid (contract).
+    if !huge && unsafe { ffi::svm_page_in_large_folio(page) } {
+        // A PTE-mapped page of a huge device folio: the core splits the folio while
+        // collecting, and 7.3's migrate_vma_collect_pmd() keeps treating the old head as the
+        // (locked) faulting folio after the split, migrating it unlocked. With just the
+        // faulting page in the range the head is never collected: this fault splits the folio
+        // and moves nothing, the retried fault moves the page (see patches/).
+        (start, end) = (address, address + PAGE_SIZE);
+    }
     // SAFETY: `page`'s pagemap is ours, with a valid owner.
     let owner = unsafe { (*ffi::svm_page_pgmap(page)).owner } as usize;
     let mut bufs = BackBuffers::new((end - start) / PAGE_SIZE)?;

@@ -25,9 +25,10 @@ bool svm_pfn_is_device_private(unsigned long pfn);
 long svm_make_device_exclusive(struct mm_struct *mm, unsigned long addr, void *owner,
 			       struct folio **folio);
 void svm_folio_unlock_put(struct folio *folio);
-bool svm_fatal_signal_pending(void);
 unsigned long svm_hmm_pfn_fix_device_pmd(unsigned long hmm_pfn, unsigned long addr);
-/* From drm_pagemap's helpers, for KUnit tests that need an address space. */
+/* From drm_pagemap's helpers (gpusvm loads after drm_pagemap). */
+bool svm_fatal_signal_pending(void);
+/* Also from drm_pagemap's helpers, for KUnit tests that need an address space. */
 unsigned long svm_kunit_mmap_anon(unsigned long len);
 
 #endif

@@ -73,12 +73,6 @@ void svm_folio_unlock_put(struct folio *folio)
 }
 EXPORT_SYMBOL_GPL(svm_folio_unlock_put);
 
-bool svm_fatal_signal_pending(void)
-{
-	return fatal_signal_pending(current);
-}
-EXPORT_SYMBOL_GPL(svm_fatal_signal_pending);
-
 /*
  * The HMM pfn of the page at @addr inside a PMD-mapped (order 9) device-private folio:
  * the folio's head plus the page's offset inside the 2 MiB range. Anything else is returned

@@ -340,7 +340,7 @@ static void op_query_stats(void)
 		.data = edge_ptr(),
 	};
 	struct drm_vgpu_stats s = { .flags = rnd(16) ? 0 : 1, .pad = rnd(16) ? 0 : 1 };
-	struct drm_vgpu_inject inj = { 0 };	/* zeroes: injection off, harmless */
+	uint32_t inj[2] = { 1, 1 };	/* the removed INJECT's argument: must arm nothing */
 	struct drm_vgpu_evict e = { .flags = rnd(16) ? 0 : 1 };
 
 	switch (rnd(8)) {
@@ -349,8 +349,8 @@ static void op_query_stats(void)
 		ioctl(f, DRM_IOCTL_VGPU_STATS, &s);
 		break;
 	case 1:
-		doing("INJECT gpu%d 0 0", g);
-		ioctl(f, DRM_IOCTL_VGPU_INJECT, &inj);
+		doing("removed INJECT (0x03) gpu%d", g);
+		ioctl(f, DRM_IOWR(DRM_COMMAND_BASE + 0x03, uint32_t[2]), inj);
 		break;
 	case 2:
 		if (avoid[5])

@@ -137,7 +137,9 @@ enum drm_vgpu_migrate_target {
  * span several mappings. A page that cannot be collected just now (locked, racing) stays
  * where it is, without error. ENOENT if the range reaches a hole (what lies before the hole
  * has moved back), ENOMEM if the kernel has no memory for the pages, EIO if the copy engine
- * failed (those pages stay on the device, with their data).
+ * failed (those pages stay on the device, with their data), EINTR if a fatal signal arrived
+ * (what came back until then stays back). The work is done in 16 MiB chunks whatever the
+ * size: a range of any size costs time in proportion to it, never memory.
  */
 struct drm_vgpu_migrate {
 	__u64 start;
@@ -261,7 +263,10 @@ enum drm_vgpu_vm_access_op {
  * at a time through a kernel bounce buffer; on an error, what came before may have been
  * accessed. Errors as a CPU access would raise them: EFAULT for an unmapped or inaccessible
  * address (addresses outside the process's half included), EPERM for a write to a read-only
- * mapping; ENOMEM if the kernel runs out of memory; EINTR if a fatal signal stopped it.
+ * mapping (a write to this GPU's own page that is read-only because of copy-on-write first
+ * moves it back to system memory, so the write breaks the sharing as a CPU write would);
+ * ENOMEM if the kernel runs out of memory; EINTR if a fatal signal stopped it; EBUSY if
+ * invalidations kept racing with the GPU's faults, or pages stayed busy, past a bound.
  */
 struct drm_vgpu_vm_access {
 	__u32 vm_id;
