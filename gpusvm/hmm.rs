@@ -57,7 +57,12 @@ pub struct HmmPfn(usize);
 impl HmmPfn {
     /// A valid entry for page frame `pfn`, writable if `write`: what a range fault would
     /// report for a page the caller mapped by other means (say, exclusively).
-    pub fn mapped(pfn: usize, write: bool) -> Self {
+    ///
+    /// # Safety
+    ///
+    /// `pfn` names a page with a `struct page` ([`HmmPfn::is_device_private`] and
+    /// [`HmmPfn::page`] read it), mapped by the caller as a range fault would have reported it.
+    pub unsafe fn mapped(pfn: usize, write: bool) -> Self {
         Self(pfn | VALID | if write { WRITE } else { 0 })
     }
 
@@ -100,8 +105,14 @@ impl HmmPfn {
     }
 
     /// Whether the page is device-private memory (of the fault's owner).
-    pub fn is_device_private(self) -> bool {
-        // SAFETY: A valid HMM pfn names a page with a `struct page`.
+    ///
+    /// # Safety
+    ///
+    /// The entry is current: read under the lock [`fault_range`] returned with it (or, for
+    /// [`HmmPfn::mapped`], while the caller keeps the page mapped), so that its `struct page`
+    /// is alive (a device-private region's pages go with the region).
+    pub unsafe fn is_device_private(self) -> bool {
+        // SAFETY: A valid, current HMM pfn names a live `struct page` (contract).
         self.is_valid() && unsafe { ffi::svm_pfn_is_device_private(self.pfn()) }
     }
 
@@ -110,8 +121,13 @@ impl HmmPfn {
     /// write-faults them (copy-on-write after fork, `mprotect`). Retrying the fault does not
     /// help; the caller migrates the page to system memory first (a write fault then breaks
     /// the sharing or fails with `EPERM`).
-    pub fn needs_migration_for_write(self) -> bool {
-        self.is_valid() && !self.is_write() && self.is_device_private()
+    ///
+    /// # Safety
+    ///
+    /// As [`HmmPfn::is_device_private`].
+    pub unsafe fn needs_migration_for_write(self) -> bool {
+        // SAFETY: Per this function's contract.
+        self.is_valid() && !self.is_write() && unsafe { self.is_device_private() }
     }
 
     /// The entry of the page at `addr` if this one reports a PMD-mapped device-private folio:
@@ -126,9 +142,12 @@ impl HmmPfn {
         Self(unsafe { ffi::svm_hmm_pfn_fix_device_pmd(self.0, addr) })
     }
 
-    /// The `struct page` of a valid pfn. Only usable while the notifier's sequence is
-    /// checked under the owner's lock (see [`fault_range`]).
-    pub fn page(self) -> Option<core::ptr::NonNull<kernel::bindings::page>> {
+    /// The `struct page` of a valid pfn.
+    ///
+    /// # Safety
+    ///
+    /// As [`HmmPfn::is_device_private`]; the page may be used only while that holds.
+    pub unsafe fn page(self) -> Option<core::ptr::NonNull<kernel::bindings::page>> {
         if !self.is_valid() {
             return None;
         }
@@ -150,7 +169,15 @@ impl HmmPfn {
 /// Errors are those of `hmm_range_fault`: `EFAULT` for an inaccessible address, `EPERM` for a
 /// write to a read-only mapping; `EBUSY` if invalidations kept racing for a second (or
 /// `MAX_RETRIES` times); `EINTR` if the task was killed meanwhile.
-pub fn fault_range<T: Invalidate, G>(
+///
+/// # Safety
+///
+/// `lock` takes the lock under which `T`'s [`Invalidate::invalidate`] calls
+/// [`Notifier::set_seq`] with the invalidation's sequence (before returning `true`), and
+/// nothing else calls `set_seq` on `notifier`: only then does a clean `read_retry` under the
+/// returned guard prove the answer current, which this function relies on to read the
+/// folios of device pages, and the caller on to use the pages.
+pub unsafe fn fault_range<T: Invalidate, G>(
     notifier: &Notifier<T>,
     mm: &MmWithUser,
     start: usize,
@@ -317,6 +344,21 @@ mod tests {
         }
     }
 
+    /// [`fault_range`] on a `Seen` notifier with its lock.
+    fn unsafe_fault_range<'a>(
+        n: &'a Notifier<Seen>,
+        mm: &MmWithUser,
+        start: usize,
+        pfns: &mut [HmmPfn],
+        fault: Fault,
+        owner: usize,
+        lock: impl Fn() -> kernel::sync::MutexGuard<'a, ()>,
+    ) -> Result<kernel::sync::MutexGuard<'a, ()>> {
+        // SAFETY: `Seen::invalidate` calls `set_seq` under `lock`'s mutex, and nothing else
+        // calls it.
+        unsafe { fault_range(n, mm, start, pfns, fault, owner, lock) }
+    }
+
     fn seen() -> impl PinInit<Seen, Error> {
         try_pin_init!(Seen {
             lock <- kernel::new_mutex!(()),
@@ -348,20 +390,46 @@ mod tests {
         let mut pfns = [HmmPfn::default(); PAGES];
 
         // Untouched memory: a snapshot finds nothing mapped, and faults nothing in.
-        drop(fault_range(&n, mm, addr, &mut pfns, Fault::None, 0, lock)?);
+        drop(unsafe_fault_range(
+            &n,
+            mm,
+            addr,
+            &mut pfns,
+            Fault::None,
+            0,
+            lock,
+        )?);
         assert!(pfns.iter().all(|p| !p.is_valid() && !p.is_error()));
 
         // A read fault maps the shared zero page, read-only.
-        drop(fault_range(&n, mm, addr, &mut pfns, Fault::Read, 0, lock)?);
+        drop(unsafe_fault_range(
+            &n,
+            mm,
+            addr,
+            &mut pfns,
+            Fault::Read,
+            0,
+            lock,
+        )?);
         assert!(pfns
             .iter()
             .all(|p| p.is_valid() && !p.is_write() && p.is_zero_page()));
         assert!(pfns
             .iter()
-            .all(|p| p.map_order() == 0 && !p.is_device_private()));
+            // SAFETY: The answer of the range fault just done; its pages stay mapped: nothing
+            // in this test unmaps them.
+            .all(|p| p.map_order() == 0 && !unsafe { p.is_device_private() }));
 
         // A write fault breaks copy-on-write: private writable pages, one per address.
-        drop(fault_range(&n, mm, addr, &mut pfns, Fault::Write, 0, lock)?);
+        drop(unsafe_fault_range(
+            &n,
+            mm,
+            addr,
+            &mut pfns,
+            Fault::Write,
+            0,
+            lock,
+        )?);
         assert!(pfns
             .iter()
             .all(|p| p.is_valid() && p.is_write() && !p.is_zero_page()));
@@ -384,7 +452,15 @@ mod tests {
         )?;
         let lock = || n.data().lock.lock();
         let mut pfns = [HmmPfn::default(); PAGES];
-        drop(fault_range(&n, mm, addr, &mut pfns, Fault::Write, 0, lock)?);
+        drop(unsafe_fault_range(
+            &n,
+            mm,
+            addr,
+            &mut pfns,
+            Fault::Write,
+            0,
+            lock,
+        )?);
 
         let seq = n.read_begin();
         assert!(!n.read_retry(seq));
@@ -397,12 +473,20 @@ mod tests {
 
         // Now the first half has no mapping (an error in a snapshot, EFAULT for a fault) and
         // the second half is still mapped writable.
-        drop(fault_range(&n, mm, addr, &mut pfns, Fault::None, 0, lock)?);
+        drop(unsafe_fault_range(
+            &n,
+            mm,
+            addr,
+            &mut pfns,
+            Fault::None,
+            0,
+            lock,
+        )?);
         assert!(pfns[..PAGES / 2].iter().all(|p| p.is_error()));
         assert!(pfns[PAGES / 2..]
             .iter()
             .all(|p| p.is_valid() && p.is_write()));
-        let err = fault_range(&n, mm, addr, &mut pfns, Fault::Read, 0, lock).err();
+        let err = unsafe_fault_range(&n, mm, addr, &mut pfns, Fault::Read, 0, lock).err();
         assert_eq!(err, Some(EFAULT));
         Ok(())
     }
@@ -418,9 +502,9 @@ mod tests {
         )?;
         let lock = || n.data().lock.lock();
         let mut pfns = [HmmPfn::default(); PAGES];
-        let unaligned = fault_range(&n, mm, addr + 1, &mut pfns, Fault::None, 0, lock).err();
+        let unaligned = unsafe_fault_range(&n, mm, addr + 1, &mut pfns, Fault::None, 0, lock).err();
         assert_eq!(unaligned, Some(EINVAL));
-        let empty = fault_range(&n, mm, addr, &mut [], Fault::None, 0, lock).err();
+        let empty = unsafe_fault_range(&n, mm, addr, &mut [], Fault::None, 0, lock).err();
         assert_eq!(empty, Some(EINVAL));
         Ok(())
     }

@@ -343,7 +343,9 @@ impl Mirror {
                 false,
                 |i, entry| {
                     let prot = part.get_mut(i).ok_or(EINVAL)?;
-                    *prot = self.prot(entry);
+                    // SAFETY: `walk` calls back under the page table's lock that validated
+                    // `entry`.
+                    *prot = unsafe { self.prot(entry) };
                     Ok(())
                 },
             )?;
@@ -354,7 +356,12 @@ impl Mirror {
         Ok(())
     }
 
-    fn prot(&self, entry: HmmPfn) -> u8 {
+    /// The snapshot answer for `entry`.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is current: a range fault's answer, used under the lock that validated it.
+    unsafe fn prot(&self, entry: HmmPfn) -> u8 {
         if entry.is_error() {
             return PROT_ERROR;
         }
@@ -363,7 +370,8 @@ impl Mirror {
         }
         let mut prot = if self.vm.is_local(entry.pfn()) {
             PROT_LOCAL
-        } else if entry.is_device_private() {
+        // SAFETY: Per this function's contract.
+        } else if unsafe { entry.is_device_private() } {
             PROT_REMOTE
         } else if entry.is_zero_page() {
             PROT_ZERO

@@ -273,15 +273,23 @@ impl GpuVm {
         self.pagemap.region().contains_pfn(pfn)
     }
     /// What a mapped entry points at, if this GPU can access it.
-    fn target(&self, entry: HmmPfn) -> Result<Target> {
+    ///
+    /// # Safety
+    ///
+    /// `entry` is current: an entry of the page table read under its lock, which the caller
+    /// holds while it uses the result.
+    unsafe fn target(&self, entry: HmmPfn) -> Result<Target> {
         if self.is_local(entry.pfn()) {
             return Ok(Target::Vram(entry.pfn()));
         }
-        if entry.is_device_private() {
+        // SAFETY: Per this function's contract: the notifier drops entries under the table's
+        // lock before their pages go.
+        if unsafe { entry.is_device_private() } {
             // Another GPU's memory: a fault with our owner never maps that.
             return Err(EFAULT);
         }
-        entry.page().map(Target::System).ok_or(EFAULT)
+        // SAFETY: As above.
+        unsafe { entry.page() }.map(Target::System).ok_or(EFAULT)
     }
 
     /// Faults `[start, end)` into the mirror's page table, writable if `write`.
@@ -301,7 +309,9 @@ impl GpuVm {
             let mut stuck: Option<(usize, usize)> = None;
             let mut huge = false;
             self.walk(&mm, start, end, Fault::Write, true, |i, entry| {
-                if entry.needs_migration_for_write() {
+                // SAFETY: `walk` calls back under the table's lock with the answer its range
+                // fault validated there.
+                if unsafe { entry.needs_migration_for_write() } {
                     huge |= entry.map_order() > 0;
                     stuck = Some(stuck.map_or((i, i), |(first, _)| (first, i)));
                 }
@@ -326,7 +336,15 @@ impl GpuVm {
                 a = (a & !(HUGE_SIZE - 1)).max(lo);
                 b = b.checked_next_multiple_of(HUGE_SIZE).unwrap_or(b).min(hi);
             }
-            migrate::migrate_to_ram(&mmap, a, b, self.owner(), false)?;
+            // A racing munmap leaves a hole (`ENOENT` from the migration): to the GPU that is
+            // an unmapped address, as for a CPU access.
+            migrate::migrate_to_ram(&mmap, a, b, self.owner(), false).map_err(|e| {
+                if e == ENOENT {
+                    EFAULT
+                } else {
+                    e
+                }
+            })?;
         }
         Err(EBUSY)
     }
@@ -382,15 +400,19 @@ impl GpuVm {
             nodes.push(RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?, GFP_KERNEL)?;
         }
         let table = self.notifier.data();
-        let mut pt = fault_range(
-            &self.notifier,
-            mm,
-            addr,
-            &mut pfns,
-            fault,
-            self.owner(),
-            || table.pt.lock(),
-        )?;
+        // SAFETY: `PageTable::invalidate` calls `set_seq` under `table.pt`'s lock, and nothing
+        // else calls it.
+        let mut pt = unsafe {
+            fault_range(
+                &self.notifier,
+                mm,
+                addr,
+                &mut pfns,
+                fault,
+                self.owner(),
+                || table.pt.lock(),
+            )
+        }?;
         if let Some(keep) = record {
             pt.make_room(n, keep);
         }
@@ -427,17 +449,22 @@ impl GpuVm {
             if write && !entry.is_write() {
                 return Err(ENOENT);
             }
-            self.copy_page(entry, page_in(bounce, addr - base)?, write)?;
+            // SAFETY: `entry` was read from the table under `pt`, still held.
+            unsafe { self.copy_page(entry, page_in(bounce, addr - base)?, write) }?;
             *pages += 1;
             addr += PAGE_SIZE;
         }
         Ok(())
     }
 
-    /// Reads (or with `write`, writes) the page `entry` maps, which the caller keeps mapped
-    /// by holding the table's lock.
-    fn copy_page(&self, entry: HmmPfn, buf: &mut [u8; PAGE_SIZE], write: bool) -> Result {
-        match self.target(entry)? {
+    /// Reads (or with `write`, writes) the page `entry` maps.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is an entry of the page table, read under its lock, which the caller holds.
+    unsafe fn copy_page(&self, entry: HmmPfn, buf: &mut [u8; PAGE_SIZE], write: bool) -> Result {
+        // SAFETY: Per this function's contract.
+        match unsafe { self.target(entry) }? {
             Target::Vram(pfn) => self.access_local(pfn, buf, write),
             Target::System(page) => {
                 // SAFETY: The page is mapped by the process and stays so while the table's
@@ -495,7 +522,9 @@ impl GpuVm {
             // The page stays locked until `page` drops, and no invalidation ran since the
             // sequence was read: the entry goes in before the CPU can take the page back.
             let pte = Pte {
-                pfn: HmmPfn::mapped(page.pfn(), true),
+                // SAFETY: The page the CPU maps for us exclusively, locked by `page`; the
+                // notifier drops the entry before the page goes.
+                pfn: unsafe { HmmPfn::mapped(page.pfn(), true) },
                 exclusive: true,
             };
             let index = addr / PAGE_SIZE;
