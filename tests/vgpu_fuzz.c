@@ -340,7 +340,6 @@ static void op_query_stats(void)
 		.data = edge_ptr(),
 	};
 	struct drm_vgpu_stats s = { .flags = rnd(16) ? 0 : 1, .pad = rnd(16) ? 0 : 1 };
-	struct drm_vgpu_inject inj = { 0 };	/* zeroes: injection off, harmless */
 	struct drm_vgpu_evict e = { .flags = rnd(16) ? 0 : 1 };
 
 	switch (rnd(8)) {
@@ -348,10 +347,19 @@ static void op_query_stats(void)
 		doing("STATS gpu%d flags %u pad %u", g, s.flags, s.pad);
 		ioctl(f, DRM_IOCTL_VGPU_STATS, &s);
 		break;
-	case 1:
+	case 1: {
+#ifdef DRM_IOCTL_VGPU_INJECT
+		/* Zeroes: injection off, harmless (the ioctl is moving to debugfs). */
+		struct drm_vgpu_inject inj = { 0 };
+
 		doing("INJECT gpu%d 0 0", g);
 		ioctl(f, DRM_IOCTL_VGPU_INJECT, &inj);
+#else
+		doing("ioctl gpu%d nr 3 (INJECT, gone)", g);
+		ioctl(f, DRM_IOWR(DRM_COMMAND_BASE + 3, char[8]), scratch);
+#endif
 		break;
+	}
 	case 2:
 		if (avoid[5])
 			break;
