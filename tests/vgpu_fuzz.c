@@ -12,6 +12,8 @@
  *
  * Seeded and reproducible per process (interleavings aside): VGPU_FUZZ_SEED=N or -s N;
  * the seed is printed. VGPU_FUZZ_SECONDS (default 20) is how long it runs.
+ * VGPU_FUZZ_TRACE=1 writes every operation into the kernel log (and so to the serial
+ * console), to see what led to a crash.
  * VGPU_FUZZ_AVOID_ISSUE7=1,2,5 avoids the call shapes of these known bugs of issue 7 until
  * their fixes land: 1, a GPU write over a mapping that may hold read-only or copy-on-write
  * pages (made a read instead); 2, a timeslice above 5 ms; 5, EVICT (it blocks unkillably in
@@ -71,6 +73,7 @@ static int seconds = 20;
 static unsigned int seed;
 static int avoid[8];		/* avoid[n]: avoid the shape of issue 7 item n */
 static char avoid_list[32];
+static int trace_fd = -1;	/* VGPU_FUZZ_TRACE=1: every operation into the kernel log */
 
 /* Per process. */
 static uint64_t rng;
@@ -134,6 +137,8 @@ static void doing(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(me->desc, sizeof(me->desc), fmt, ap);
 	va_end(ap);
+	if (trace_fd >= 0)
+		dprintf(trace_fd, "<4>vgpu_fuzz[%d] op %ld: %s\n", getpid(), me->op, me->desc);
 	__atomic_store_n(&me->since_ms, now_ms(), __ATOMIC_RELEASE);
 }
 
@@ -748,6 +753,9 @@ int main(int argc, char **argv)
 	for (int i = 1; i + 1 < argc; i++)
 		if (!strcmp(argv[i], "-s"))
 			seed = (unsigned int)strtoul(argv[i + 1], NULL, 0);
+	env = getenv("VGPU_FUZZ_TRACE");
+	if (env && atoi(env) > 0)
+		trace_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
 	env = getenv("VGPU_FUZZ_AVOID_ISSUE7");
 	if (env) {
 		snprintf(avoid_list, sizeof(avoid_list), "%s", env);
