@@ -13,7 +13,8 @@
  * Seeded and reproducible per process (interleavings aside): VGPU_FUZZ_SEED=N or -s N;
  * the seed is printed. VGPU_FUZZ_SECONDS (default 20) is how long it runs.
  * VGPU_FUZZ_TRACE=1 writes every operation into the kernel log (and so to the serial
- * console), to see what led to a crash.
+ * console), to see what led to a crash; boot with printk.devkmsg=on, or the kernel keeps
+ * only a few lines every 5 s.
  * VGPU_FUZZ_AVOID_ISSUE7=1,2,5 avoids the call shapes of these known bugs of issue 7 until
  * their fixes land: 1, a GPU write over a mapping that may hold read-only or copy-on-write
  * pages (made a read instead); 2, a timeslice above 5 ms; 5, EVICT (it blocks unkillably in
@@ -658,6 +659,10 @@ static enum igt_result fuzz(void)
 		for (int s = 0; s < SLOTS; s++) {
 			struct slot *sl = &sh->slot[s];
 			long long since = __atomic_load_n(&sl->since_ms, __ATOMIC_ACQUIRE);
+
+			/* A forked child reaped by its worker, or gone before its slot was set. */
+			if (sl->pid && kill(sl->pid, 0) && errno == ESRCH)
+				sl->pid = 0;
 
 			if (sl->pid && since && t - since > STUCK_S * 1000 && !sl->reported) {
 				sl->reported = 1;
