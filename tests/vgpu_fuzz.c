@@ -74,7 +74,11 @@ static int seconds = 20;
 static unsigned int seed;
 static int avoid[8];		/* avoid[n]: avoid the shape of issue 7 item n */
 static char avoid_list[32];
-static int trace_fd = -1;	/* VGPU_FUZZ_TRACE=1: every operation into the kernel log */
+static int trace_fd = -1;
+/* VGPU_FUZZ_SKIP=letters: operation classes left out, to narrow a finding down: g migrate,
+ * a VM access, v VM create/destroy, q query/stats/evict/other ioctls, c CPU access,
+ * m munmap/mprotect/mremap/madvise, f fork, o close/reopen, x exit. */
+static char skip[16];	/* VGPU_FUZZ_TRACE=1: every operation into the kernel log */
 
 /* Per process. */
 static uint64_t rng;
@@ -541,24 +545,24 @@ static void run_ops(long count, int may_fork)
 		if (may_fork && child_slot->pid && waitpid(child_slot->pid, NULL, WNOHANG) > 0)
 			child_slot->pid = 0;
 		switch (rnd(24)) {
-		case 0 ... 4: op_migrate(); break;
-		case 5 ... 9: op_vm_access(); break;
-		case 10: op_vm_create(); break;
-		case 11: op_vm_destroy(); break;
-		case 12 ... 13: op_query_stats(); break;
-		case 14 ... 16: op_cpu_access(); break;
-		case 17 ... 20: op_mm(); break;
+		case 0 ... 4: if (!strchr(skip, 'g')) op_migrate(); break;
+		case 5 ... 9: if (!strchr(skip, 'a')) op_vm_access(); break;
+		case 10: if (!strchr(skip, 'v')) op_vm_create(); break;
+		case 11: if (!strchr(skip, 'v')) op_vm_destroy(); break;
+		case 12 ... 13: if (!strchr(skip, 'q')) op_query_stats(); break;
+		case 14 ... 16: if (!strchr(skip, 'c')) op_cpu_access(); break;
+		case 17 ... 20: if (!strchr(skip, 'm')) op_mm(); break;
 		case 21:
-			if (may_fork)
+			if (may_fork && !strchr(skip, 'f'))
 				op_fork(child_slot);
 			break;
 		case 22:
-			if (!rnd(8))
+			if (!rnd(8) && !strchr(skip, 'o'))
 				reopen(rnd(2));
 			break;
 		default:
 			/* exit, leaving everything for the kernel to clean up */
-			if (may_fork && !rnd(40)) {
+			if (may_fork && !rnd(40) && !strchr(skip, 'x')) {
 				me->since_ms = 0;
 				_exit(0);
 			}
@@ -758,6 +762,9 @@ int main(int argc, char **argv)
 	for (int i = 1; i + 1 < argc; i++)
 		if (!strcmp(argv[i], "-s"))
 			seed = (unsigned int)strtoul(argv[i + 1], NULL, 0);
+	env = getenv("VGPU_FUZZ_SKIP");
+	if (env)
+		snprintf(skip, sizeof(skip), "%s", env);
 	env = getenv("VGPU_FUZZ_TRACE");
 	if (env && atoi(env) > 0)
 		trace_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
