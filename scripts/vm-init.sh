@@ -93,11 +93,11 @@ t() {
 	[ -z "$only" ] || case ",$only," in *",$1,"*) ;; *) return 0 ;; esac
 	echo "SVM-TEST-BEGIN $1"
 	bounded "$@"
-	echo "SVM-TEST-END $1 rc=$rc secs=$secs"
+	echo "SVM-TEST-END $1 rc=$rc secs=$elapsed"
 }
 
 # bounded NAME LIMIT CMD...: runs CMD in a session of its own with a deadline of LIMIT
-# seconds; sets $rc and $secs, returns $rc. On expiry: the kernel stacks of all its tasks,
+# seconds; sets $rc and $elapsed, returns $rc. On expiry: the kernel stacks of all its tasks,
 # then SIGKILL to the whole session; processes that survive SIGKILL for 10 s are reported
 # and left behind, and so are (killed) those the command leaves when it ends.
 bounded() {
@@ -107,7 +107,7 @@ bounded() {
 	t0=$up
 	left=$((budget - t0))
 	[ "$limit" -gt "$left" ] && limit=$left
-	secs=0
+	elapsed=0
 	if [ "$limit" -le 0 ]; then
 		echo "SVM-DEADLINE $name 0s: the run's budget of ${budget}s is spent, not run"
 		rc=124
@@ -138,7 +138,7 @@ bounded() {
 			echo "SVM-DEADLINE-UNKILLABLE $name pids $left survived SIGKILL for 10s, stacks follow"
 			stacks
 			now
-			rc=137 secs=$((up - t0))
+			rc=137 elapsed=$((up - t0))
 			return $rc
 		fi
 	fi
@@ -153,7 +153,7 @@ bounded() {
 		kill -9 $left 2>/dev/null
 	fi
 	now
-	secs=$((up - t0))
+	elapsed=$((up - t0))
 	return $rc
 }
 

@@ -12,6 +12,9 @@
  *
  * Seeded and reproducible per process (interleavings aside): VGPU_FUZZ_SEED=N or -s N;
  * the seed is printed. VGPU_FUZZ_SECONDS (default 20) is how long it runs.
+ * VGPU_FUZZ_TRACE=1 writes every operation into the kernel log (and so to the serial
+ * console), to see what led to a crash; boot with printk.devkmsg=on, or the kernel keeps
+ * only a few lines every 5 s.
  * VGPU_FUZZ_AVOID_ISSUE7=1,2,5 avoids the call shapes of these known bugs of issue 7 until
  * their fixes land: 1, a GPU write over a mapping that may hold read-only or copy-on-write
  * pages (made a read instead); 2, a timeslice above 5 ms; 5, EVICT (it blocks unkillably in
@@ -71,6 +74,11 @@ static int seconds = 20;
 static unsigned int seed;
 static int avoid[8];		/* avoid[n]: avoid the shape of issue 7 item n */
 static char avoid_list[32];
+static int trace_fd = -1;
+/* VGPU_FUZZ_SKIP=letters: operation classes left out, to narrow a finding down: g migrate,
+ * a VM access, v VM create/destroy, q query/stats/evict/other ioctls, c CPU access,
+ * m munmap/mprotect/mremap/madvise, f fork, o close/reopen, x exit. */
+static char skip[16];	/* VGPU_FUZZ_TRACE=1: every operation into the kernel log */
 
 /* Per process. */
 static uint64_t rng;
@@ -134,6 +142,8 @@ static void doing(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(me->desc, sizeof(me->desc), fmt, ap);
 	va_end(ap);
+	if (trace_fd >= 0)
+		dprintf(trace_fd, "<4>vgpu_fuzz[%d] op %ld: %s\n", getpid(), me->op, me->desc);
 	__atomic_store_n(&me->since_ms, now_ms(), __ATOMIC_RELEASE);
 }
 
@@ -340,7 +350,6 @@ static void op_query_stats(void)
 		.data = edge_ptr(),
 	};
 	struct drm_vgpu_stats s = { .flags = rnd(16) ? 0 : 1, .pad = rnd(16) ? 0 : 1 };
-	uint32_t inj[2] = { 1, 1 };	/* the removed INJECT's argument: must arm nothing */
 	struct drm_vgpu_evict e = { .flags = rnd(16) ? 0 : 1 };
 
 	switch (rnd(8)) {
@@ -348,10 +357,19 @@ static void op_query_stats(void)
 		doing("STATS gpu%d flags %u pad %u", g, s.flags, s.pad);
 		ioctl(f, DRM_IOCTL_VGPU_STATS, &s);
 		break;
-	case 1:
-		doing("removed INJECT (0x03) gpu%d", g);
-		ioctl(f, DRM_IOWR(DRM_COMMAND_BASE + 0x03, uint32_t[2]), inj);
+	case 1: {
+#ifdef DRM_IOCTL_VGPU_INJECT
+		/* Zeroes: injection off, harmless (the ioctl is moving to debugfs). */
+		struct drm_vgpu_inject inj = { 0 };
+
+		doing("INJECT gpu%d 0 0", g);
+		ioctl(f, DRM_IOCTL_VGPU_INJECT, &inj);
+#else
+		doing("ioctl gpu%d nr 3 (INJECT, gone)", g);
+		ioctl(f, DRM_IOWR(DRM_COMMAND_BASE + 3, char[8]), scratch);
+#endif
 		break;
+	}
 	case 2:
 		if (avoid[5])
 			break;
@@ -527,24 +545,24 @@ static void run_ops(long count, int may_fork)
 		if (may_fork && child_slot->pid && waitpid(child_slot->pid, NULL, WNOHANG) > 0)
 			child_slot->pid = 0;
 		switch (rnd(24)) {
-		case 0 ... 4: op_migrate(); break;
-		case 5 ... 9: op_vm_access(); break;
-		case 10: op_vm_create(); break;
-		case 11: op_vm_destroy(); break;
-		case 12 ... 13: op_query_stats(); break;
-		case 14 ... 16: op_cpu_access(); break;
-		case 17 ... 20: op_mm(); break;
+		case 0 ... 4: if (!strchr(skip, 'g')) op_migrate(); break;
+		case 5 ... 9: if (!strchr(skip, 'a')) op_vm_access(); break;
+		case 10: if (!strchr(skip, 'v')) op_vm_create(); break;
+		case 11: if (!strchr(skip, 'v')) op_vm_destroy(); break;
+		case 12 ... 13: if (!strchr(skip, 'q')) op_query_stats(); break;
+		case 14 ... 16: if (!strchr(skip, 'c')) op_cpu_access(); break;
+		case 17 ... 20: if (!strchr(skip, 'm')) op_mm(); break;
 		case 21:
-			if (may_fork)
+			if (may_fork && !strchr(skip, 'f'))
 				op_fork(child_slot);
 			break;
 		case 22:
-			if (!rnd(8))
+			if (!rnd(8) && !strchr(skip, 'o'))
 				reopen(rnd(2));
 			break;
 		default:
 			/* exit, leaving everything for the kernel to clean up */
-			if (may_fork && !rnd(40)) {
+			if (may_fork && !rnd(40) && !strchr(skip, 'x')) {
 				me->since_ms = 0;
 				_exit(0);
 			}
@@ -646,6 +664,10 @@ static enum igt_result fuzz(void)
 			struct slot *sl = &sh->slot[s];
 			long long since = __atomic_load_n(&sl->since_ms, __ATOMIC_ACQUIRE);
 
+			/* A forked child reaped by its worker, or gone before its slot was set. */
+			if (sl->pid && kill(sl->pid, 0) && errno == ESRCH)
+				sl->pid = 0;
+
 			if (sl->pid && since && t - since > STUCK_S * 1000 && !sl->reported) {
 				sl->reported = 1;
 				stuck++;
@@ -740,6 +762,12 @@ int main(int argc, char **argv)
 	for (int i = 1; i + 1 < argc; i++)
 		if (!strcmp(argv[i], "-s"))
 			seed = (unsigned int)strtoul(argv[i + 1], NULL, 0);
+	env = getenv("VGPU_FUZZ_SKIP");
+	if (env)
+		snprintf(skip, sizeof(skip), "%s", env);
+	env = getenv("VGPU_FUZZ_TRACE");
+	if (env && atoi(env) > 0)
+		trace_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
 	env = getenv("VGPU_FUZZ_AVOID_ISSUE7");
 	if (env) {
 		snprintf(avoid_list, sizeof(avoid_list), "%s", env);
