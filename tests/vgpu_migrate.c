@@ -16,6 +16,18 @@
 #include "vgpu_util.h"
 
 /* Device memory is given back from a work item after the last page goes: wait for it. */
+/*
+ * Free device memory once allocations of earlier subtests have been released (a release
+ * runs from a work item, shortly after the last page left): waits up to 2 s for the GPU to
+ * be idle, then returns what is free.
+ */
+static uint64_t vram_free_settled(int f)
+{
+	for (int i = 0; i < 200 && vram_free(f) != vram_size(f); i++)
+		usleep(10000);
+	return vram_free(f);
+}
+
 static int wait_vram_free(int f, uint64_t want)
 {
 	for (int i = 0; i < 200; i++) {
@@ -37,7 +49,7 @@ static int inject(int f, unsigned long allocs, unsigned long copies)
 
 static enum igt_result roundtrip(size_t size, int hint_huge)
 {
-	uint64_t free0 = vram_free(fd);
+	uint64_t free0 = vram_free_settled(fd);
 	struct drm_vgpu_stats s0 = stats(fd), s1, s2;
 	size_t npages = size / PAGE;
 	uint8_t *p, *raw = NULL;
@@ -80,7 +92,7 @@ static enum igt_result migrate_malloc_fault_back(void)
 	uint64_t free0;
 
 	NEED_GPU();
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	igt_assert_eq(posix_memalign(&p, PAGE, 256 * 1024), 0);
 	fill(p, 256 * 1024, 2);
 	igt_assert_eq(migrate(fd, p, 256 * 1024, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
@@ -104,7 +116,7 @@ static enum igt_result migrate_explicit_back(void)
 	uint8_t *p;
 
 	NEED_GPU();
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	p = map_anon(size);
 	igt_assert(p);
 	fill(p, size, 3);
@@ -128,7 +140,7 @@ static enum igt_result write_middle_and_again(void)
 	uint8_t *p;
 
 	NEED_GPU();
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	p = map_anon(size);
 	igt_assert(p);
 	fill(p, size, 4);
@@ -181,7 +193,7 @@ static enum igt_result munmap_while_migrated(void)
 	uint8_t *p;
 
 	NEED_GPU();
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	p = map_anon(size);
 	igt_assert(p);
 	fill(p, size, 7);
@@ -222,7 +234,7 @@ static enum igt_result shared_and_file_pages_refused(void)
 	igt_assert_eq(check_zero(file + size / 2, size / 2), -1);
 	/* All written: private anonymous copies, which move and come back by fault. */
 	fill(file, size, 9);
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	igt_assert_eq(migrate(fd, file, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
 	igt_assert_eq(vram_free(fd), free0 - size);
 	igt_assert_eq(check(file, size, 9), -1);
@@ -274,7 +286,7 @@ static enum igt_result alloc_failure(void)
 	uint8_t *p;
 
 	NEED_GPU();
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	s0 = stats(fd);
 	p = map_anon(size);
 	igt_assert(p);
@@ -300,7 +312,7 @@ static enum igt_result copy_failure(void)
 	uint8_t *p;
 
 	NEED_GPU();
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	p = map_anon(size);
 	igt_assert(p);
 	fill(p, size, 12);
@@ -541,7 +553,7 @@ static enum igt_result evict_unprivileged_eperm(void)
 	pid_t pid;
 
 	NEED_GPU();
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	p = map_anon(size);
 	igt_assert(p);
 	fill(p, size, 20);
@@ -589,7 +601,7 @@ static enum igt_result evict_past_failure(void)
 	uint8_t *a, *b, *c;
 
 	NEED_GPU();
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	a = map_anon(size);
 	b = map_anon(size);
 	c = map_anon(size);
@@ -633,7 +645,7 @@ static enum igt_result evict(void)
 	uint8_t *a, *b;
 
 	NEED_GPU();
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	a = map_anon(size);
 	b = map_anon(size);
 	igt_assert(a && b);
@@ -672,7 +684,7 @@ static enum igt_result evict_thp(void)
 	uint8_t *raw, *p;
 
 	NEED_GPU();
-	free0 = vram_free(fd);
+	free0 = vram_free_settled(fd);
 	raw = map_anon(2 * size);
 	igt_assert(raw);
 	p = (uint8_t *)(((uintptr_t)raw + 2 * MIB - 1) & ~(2 * MIB - 1));
