@@ -759,7 +759,11 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
     // SAFETY: The faulting page is ours and referenced for the duration of the fault.
     let devmem = unsafe { Zdd::of_page(page) }.devmem().clone();
     let left = devmem.timeslice_left_ms();
-    if left > 0 && !fatal_signal_pending() {
+    // SAFETY: Per the contract.
+    let pmd_fault = unsafe { (*vmf).pte }.is_null();
+    // A PMD fault does not wait: the folio may be split while unlocked, and the core's PMD
+    // fault path keeps using the folio it locked (migrated now instead, as C does not wait).
+    if left > 0 && !pmd_fault && !fatal_signal_pending() {
         devmem
             .stats()
             .timeslice_waits
@@ -842,9 +846,10 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
     Ok(FaultServed::Done)
 }
 
-/// Moves every page of `devmem` still in device memory back to system memory, without the
-/// mmap lock or a VMA (the provider needs its memory back, or is going away). Needs no
-/// address space: the pages are found by frame number and unmapped wherever they are mapped
+/// Moves every page of `devmem` still in device memory back to system memory, without a VMA
+/// (the provider needs its memory back, or is going away); takes the owner's mmap lock for
+/// reading while the owner's address space lives, so it must not be called from reclaim or
+/// with that lock held. Needs no address space: the pages are found by frame number and unmapped wherever they are mapped
 /// (after a fork, in a child whose parent has exited). Retries while pages race with faults
 /// or migrations, a bounded number of times: `EBUSY` if some page stays pinned, `EINTR` on a
 /// fatal signal, `ENOMEM` if no memory can be had for the data.
@@ -871,15 +876,19 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
             // SAFETY: Sleeping is allowed here (process context, no lock of ours held).
             unsafe { ffi::svm_sleep_killable(wait) };
         }
-        // Keep the address space, if it still has users, from being torn down meanwhile; its
-        // last user reference is never dropped here (a reclaim or dma-resv context may be
-        // what evicts), but from a work item.
-        let _user = devmem
+        let mut pfns = PfnArrays::new(npages)?;
+        let mut batch = KVVec::with_capacity(npages, GFP_KERNEL)?;
+        // Keep the address space, if it still has users, from being torn down meanwhile (its
+        // last user reference is never dropped here but from a work item), and its mappings
+        // from being unmapped: `migrate_device_finalize` walks the pages' `anon_vma`s, which
+        // the core (7.3) does not hold across the migration, so a racing munmap could free
+        // one under it (seen with KASAN). Pages a fork left in a child's address space after
+        // the owner exited have no such protection (noted in the README).
+        let user = devmem
             .mm()
             .and_then(|mm| mm.mmget_not_zero())
             .map(MmWithUser::into_mmput_async);
-        let mut pfns = PfnArrays::new(npages)?;
-        let mut batch = KVVec::with_capacity(npages, GFP_KERNEL)?;
+        let _mmap = user.as_deref().map(|user| user.mmap_read_lock());
         devmem.ops().populate_devmem_pfn(&mut pfns.src)?;
         // `migrate_device_pfns` wants plain pfns in `src`; any pfn outside our region would
         // be the provider breaking `DevmemOps`' contract: refuse it before the core sees it.

@@ -33,10 +33,13 @@ budget=$(sed -n 's/.*svm\.budget=\([0-9]*\).*/\1/p' /proc/cmdline)
 budget=${budget:-480}
 only=$(sed -n 's/.*svm\.only=\([^ ]*\).*/\1/p' /proc/cmdline)
 
-# The fuzzer can avoid the call shapes of known bugs of issue 7 (tests/vgpu_fuzz.c says
-# which shapes; items 1, 2 and 5 were avoided until their fixes landed). Nothing is avoided
-# now: put an item back here only while its bug is open.
-FUZZ_AVOID=
+# The fuzzer can avoid the call shapes of known open bugs (tests/vgpu_fuzz.c says which
+# shapes). Items 1 and 2 of issue 7 are fixed and no longer avoided. Still avoided, open
+# (README, "Open problems"): EVICT ("5") racing munmap/mprotect/mremap/fork churn hits a
+# refcount BUG in migrate_device_finalize (seed 1795325836), and huge device folios under
+# the same churn hit BUGs in the PMD fault and migration paths (seed 1795330188), so the
+# fuzzer's mappings use base pages (VGPU_FUZZ_NO_THP). Take each off when it is fixed.
+FUZZ_AVOID="VGPU_FUZZ_AVOID_ISSUE7=5 VGPU_FUZZ_NO_THP=1"
 # The fuzzer's seed: random unless the command line sets svm.seed (make check/stress SEED=N).
 seed=$(sed -n 's/.*svm\.seed=\([0-9]*\).*/\1/p' /proc/cmdline)
 FUZZ_AVOID="$FUZZ_AVOID${seed:+ VGPU_FUZZ_SEED=$seed}"

@@ -98,6 +98,9 @@ static int igt_main(int argc, char **argv, const struct igt_subtest *tests, int 
 			continue;
 		run++;
 		igt_skip_reason[0] = 0;
+		/* Names the subtest before it runs: a deadline that stops it can say which. */
+		printf("# RUN %s\n", tests[t].name);
+		fflush(stdout);
 		r = tests[t].fn();
 		if (r == IGT_PASS)
 			printf("ok %d %s\n", run, tests[t].name);

@@ -79,6 +79,8 @@ static int trace_fd = -1;
  * a VM access, v VM create/destroy, q query/stats/evict/other ioctls, c CPU access,
  * m munmap/mprotect/mremap/madvise, f fork, o close/reopen, x exit. */
 static char skip[16];	/* VGPU_FUZZ_TRACE=1: every operation into the kernel log */
+/* VGPU_FUZZ_NO_THP=1: every mapping MADV_NOHUGEPAGE, so no huge device folio forms. */
+static int no_thp;
 
 /* Per process. */
 static uint64_t rng;
@@ -259,7 +261,9 @@ static void new_map(struct map *m)
 	m->len = len;
 	m->rw = 1;
 	m->ro_or_cow = 0;
-	if (rnd(2))
+	if (no_thp)
+		madvise(m->p, len, MADV_NOHUGEPAGE);
+	else if (rnd(2))
 		madvise(m->p, len, MADV_HUGEPAGE);
 	memset(m->p, (int)rnd(256), len);
 }
@@ -463,7 +467,8 @@ static void op_mm(void)
 		break;
 	case 4:
 		doing("madvise %sHUGEPAGE %p %#zx", rnd(2) ? "" : "NO", (void *)m->p, m->len);
-		madvise(m->p, m->len, me->desc[8] == 'N' ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
+		madvise(m->p, m->len,
+			no_thp || me->desc[8] == 'N' ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
 		break;
 	case 5:
 		doing("munmap tail %p %#zx", (void *)p, (pages - first) * PAGE);
@@ -765,6 +770,8 @@ int main(int argc, char **argv)
 	env = getenv("VGPU_FUZZ_SKIP");
 	if (env)
 		snprintf(skip, sizeof(skip), "%s", env);
+	env = getenv("VGPU_FUZZ_NO_THP");
+	no_thp = env && atoi(env) > 0;
 	env = getenv("VGPU_FUZZ_TRACE");
 	if (env && atoi(env) > 0)
 		trace_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
