@@ -41,14 +41,19 @@ class RecordedGoodRun(unittest.TestCase):
 
     def test_counts_match_ktap_totals(self):
         r = results.analyse(GOOD, GOOD_EXPECTED)
-        # Each KUnit suite prints "# name: pass:P fail:F skip:S total:T": agree with it.
+        # Each KUnit suite prints "# name: pass:P fail:F skip:S total:T" per run (a module's
+        # suites run at each insmod): agree with their sums.
+        sums = {}
         for line in GOOD.splitlines():
             body = results.TIMESTAMP.sub("", line).strip()
             if body.startswith("# ") and ": pass:" in body and not body.startswith("# Totals"):
                 name = body[2:].split(":")[0]
                 fields = dict(kv.split(":") for kv in body.split(": ", 1)[1].split())
-                self.assertEqual(r.suites[name][0], int(fields["pass"]), name)
-                self.assertEqual(r.suites[name][1], int(fields["fail"]), name)
+                p, f = sums.get(name, (0, 0))
+                sums[name] = (p + int(fields["pass"]), f + int(fields["fail"]))
+        for name, (p, f) in sums.items():
+            self.assertEqual(r.suites[name][0], p, name)
+            self.assertEqual(r.suites[name][1], f, name)
 
 
 def kunit_case_line(name):
@@ -205,7 +210,7 @@ class BrokenRuns(unittest.TestCase):
         # No announcement: the subtest after the last result (by number of the plan).
         text = self.deadline_log("vgpu_basic", "ok 2 query-size-probe")
         r = results.analyse(text, GOOD_EXPECTED, KNOWN, CONFORMANCE)
-        self.assertTrue(any(p.startswith("DEADLINE: vgpu_basic, subtest 3 of 8, the one after "
+        self.assertTrue(any(p.startswith("DEADLINE: vgpu_basic, subtest 3 of 14, the one after "
                                          "query-size-probe:") for p in r.problems), r.problems)
         self.assertTrue(any("MISSING: vgpu_basic" in p for p in r.problems), r.problems)
 
@@ -218,7 +223,7 @@ class BrokenRuns(unittest.TestCase):
                             for p in r.problems), r.problems)
 
     def test_deadline_unkillable(self):
-        text = self.deadline_log("vgpu_vm", "1..9").replace(
+        text = self.deadline_log("vgpu_vm", "1..15").replace(
             "SVM-TEST-END vgpu_vm rc=137",
             "SVM-DEADLINE-UNKILLABLE vgpu_vm pid 71 survived SIGKILL for 10s, stacks follow\n"
             "SVM-STACK 71/71 vgpu_vm state R sample 1\n"
