@@ -16,6 +16,7 @@ use core::ptr::NonNull;
 use kernel::mm::Mm;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
+use kernel::sync::atomic::Acquire;
 use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Full;
 use kernel::sync::atomic::Relaxed;
@@ -23,6 +24,7 @@ use kernel::sync::atomic::Release;
 use kernel::sync::Arc;
 use kernel::sync::ArcBorrow;
 use kernel::sync::Completion;
+use kernel::sync::Mutex;
 use kernel::sync::UniqueArc;
 use kernel::workqueue::Work;
 use kernel::workqueue::WorkItem;
@@ -233,6 +235,10 @@ pub const MAX_TIMESLICE_MS: u32 = 1000;
 /// - `detached` is set, and `detached_done` completed, exactly once: when the last page
 ///   referring to it through a [`Zdd`] is freed.
 /// - `module` keeps loaded the module whose code `ops` is ([`DevmemOps::module`]).
+/// - `release` runs with `pfns_lock` held; so while it is held and `detached` is not set, the
+///   provider still owns the allocation's pages and hands no pfn of it to anyone else.
+/// - `populated` is set once the migration that claimed the allocation has finished: no page
+///   of it is initialised after that.
 #[pin_data]
 pub struct Devmem {
     // Dropped before `module`: it is that module's code.
@@ -243,11 +249,16 @@ pub struct Devmem {
     stats: Arc<MigrationStats>,
     timeslice_expiration: Atomic<u64>,
     claimed: Atomic<bool>,
+    populated: Atomic<bool>,
     va_start: Atomic<u64>,
     va_end: Atomic<u64>,
     detached: Atomic<bool>,
     #[pin]
     detached_done: Completion,
+    /// Held by an eviction pass from reading the provider's pfns to finalizing the pages,
+    /// and by `release`: a pfn is never reused while an eviction may still lock its page.
+    #[pin]
+    pfns_lock: Mutex<()>,
     #[pin]
     release_work: Work<Devmem>,
     module: ModuleRef,
@@ -261,6 +272,8 @@ impl WorkItem for Devmem {
     type Pointer = Arc<Devmem>;
 
     fn run(this: Arc<Devmem>) {
+        // INVARIANT: `release` runs under `pfns_lock`.
+        let _pfns = this.pfns_lock.lock();
         this.ops.release();
     }
 }
@@ -305,10 +318,12 @@ impl Devmem {
                 stats,
                 timeslice_expiration: Atomic::new(0),
                 claimed: Atomic::new(false),
+                populated: Atomic::new(false),
                 va_start: Atomic::new(0),
                 va_end: Atomic::new(0),
                 detached: Atomic::new(false),
                 detached_done <- Completion::new(),
+                pfns_lock <- kernel::new_mutex!((), "Devmem::pfns_lock"),
                 release_work <- kernel::new_work!("Devmem::release_work"),
                 module,
             }),
@@ -359,6 +374,23 @@ impl Devmem {
     /// Marks the allocation used by a migration; false if it already was.
     pub(crate) fn claim(&self) -> bool {
         self.claimed.cmpxchg(false, true, Full).is_ok()
+    }
+
+    /// Marks the migration that claimed the allocation as finished (its pages are set up or
+    /// abandoned).
+    pub(crate) fn set_populated(&self) {
+        // INVARIANT: Called by that migration after `migrate_vma_finalize`.
+        self.populated.store(true, Release);
+    }
+
+    /// Whether the migration that claimed the allocation has finished.
+    pub(crate) fn is_populated(&self) -> bool {
+        self.populated.load(Acquire)
+    }
+
+    /// Locks out `release` (see the type's invariants).
+    pub(crate) fn lock_pfns(&self) -> kernel::sync::MutexGuard<'_, ()> {
+        self.pfns_lock.lock()
     }
 
     /// Records where in the address space the allocation's data went.

@@ -288,6 +288,8 @@ pub fn migrate_to_devmem(
     let mut sorted = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
     let mut copies = KVVec::with_capacity(npages, GFP_KERNEL)?;
     let zdd = Zdd::reserve()?;
+    // The allocation the migration claims, marked populated once it has finished.
+    let mut claimed = None;
 
     let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
         | ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
@@ -301,9 +303,10 @@ pub fn migrate_to_devmem(
         copies: &mut copies,
         file_backed,
         details,
+        claimed: &mut claimed,
     };
     // SAFETY: The VMA is valid under the mmap lock and the range lies inside it.
-    let (placed, moved) = unsafe {
+    let result = unsafe {
         run_migrate_vma(
             vma.as_ptr(),
             start,
@@ -314,7 +317,11 @@ pub fn migrate_to_devmem(
             &mut pfns,
             |pfns| placement.place(pfns, start, end, zdd, alloc),
         )
-    }?;
+    };
+    if let Some(devmem) = claimed {
+        devmem.set_populated();
+    }
+    let (placed, moved) = result?;
     let (devmem, wanted) = match placed? {
         Some(placed) => placed,
         None => return Ok(0),
@@ -335,6 +342,7 @@ struct Placement<'a, 'p> {
     copies: &'a mut KVVec<PageCopy<'p>>,
     file_backed: bool,
     details: &'a MigrateDetails,
+    claimed: &'a mut Option<Arc<Devmem>>,
 }
 
 impl Placement<'_, '_> {
@@ -391,6 +399,7 @@ impl Placement<'_, '_> {
         if !devmem.claim() {
             return Err(EBUSY);
         }
+        *self.claimed = Some(devmem.clone());
         // From here the allocation is accepted: the zone-device data's drop runs `release`,
         // also on the errors below.
         let zdd = Zdd::init(zdd, devmem.clone());
@@ -865,7 +874,6 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
         if devmem.is_detached() {
             break;
         }
-        passes += 1;
         if fatal_signal_pending() {
             return Err(EINTR);
         }
@@ -889,6 +897,17 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
             .and_then(|mm| mm.mmget_not_zero())
             .map(MmWithUser::into_mmput_async);
         let _mmap = user.as_deref().map(|user| user.mmap_read_lock());
+        // The provider's pfns are the allocation's only while `release` has not run, and a
+        // page is ours to lock only once the migration placing it is over (a page being
+        // initialised for it is unlocked for a moment with stale zone-device data).
+        let _pfns = devmem.lock_pfns();
+        if devmem.is_detached() {
+            break;
+        }
+        if !devmem.is_populated() {
+            continue;
+        }
+        passes += 1;
         devmem.ops().populate_devmem_pfn(&mut pfns.src)?;
         // `migrate_device_pfns` wants plain pfns in `src`; any pfn outside our region would
         // be the provider breaking `DevmemOps`' contract: refuse it before the core sees it.

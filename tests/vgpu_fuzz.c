@@ -17,9 +17,9 @@
  * only a few lines every 5 s.
  * VGPU_FUZZ_AVOID_ISSUE7=1,2,5 avoids the call shapes of these known bugs of issue 7 until
  * their fixes land: 1, a GPU write over a mapping that may hold read-only or copy-on-write
- * pages (made a read instead); 2, a timeslice above 5 ms; 5, EVICT (it blocks unkillably in
- * evict_to_ram here, found by this fuzzer with seed 1795325836, whether or not a process
- * exited while its forked child still mapped its device pages).
+ * pages (made a read instead); 2, a timeslice above 5 ms; 5, EVICT (7.3's
+ * migrate_device_pfns() does not pin the anon_vmas of the pages it unmaps: a process exiting
+ * meanwhile frees one under migrate_device_finalize, KASAN, seed 777; README).
  * `vgpu_fuzz --hang-on-purpose` hangs in the kernel (the item-1 shape, else a pipe read):
  * the runner's own deadline check (vm-init.sh, mode deadline).
  */
@@ -167,7 +167,8 @@ static uint64_t edge_start(void)
 	struct map *m = any_map();
 	uint64_t base = (uintptr_t)m->p;
 
-	if (!m->p)
+	/* A mapping being replaced (new_map() sets p before len) counts as none. */
+	if (!m->p || m->len < PAGE)
 		return (uintptr_t)scratch;
 	switch (rnd(16)) {
 	case 0: return 0;

@@ -129,9 +129,10 @@ enum drm_vgpu_migrate_target {
  * private copy), ENOMEM if the range is larger than the GPU's memory or the GPU (or the
  * kernel) has no room for it now, EBUSY if not every page could be collected (a page in
  * another GPU's memory, locked or racing), EIO if the copy engine failed (the data then stays
- * in system memory). On any error nothing moves. Transparent huge pages move whole, as 2 MiB
- * device pages, where the range covers them and the device memory has a free aligned 2 MiB
- * block.
+ * in system memory). On any error nothing moves. If the GPU's huge-folio policy is on
+ * (module parameter and debugfs vgpu<index>/huge_folios, off by default), transparent huge
+ * pages move whole, as 2 MiB device pages, where the range covers them and the device memory
+ * has a free aligned 2 MiB block; otherwise they move as base pages.
  *
  * To system memory, whatever of the range is in this GPU's memory comes back; the range may
  * span several mappings. A page that cannot be collected just now (locked, racing) stays

@@ -257,7 +257,9 @@ impl Mirror {
         let mm = self.mm().map_err(|_| EINVAL)?;
         let details = MigrateDetails {
             timeslice_ms: 0,
-            base_pages_only: self.take_fail_alloc(),
+            // `take_fail_alloc` first: the flag is for this migration whatever the policy.
+            base_pages_only: self.take_fail_alloc()
+                || self.vm.drm().huge_folios.load(Relaxed) == 0,
         };
         {
             let mmap = mm.mmap_read_lock();

@@ -146,7 +146,7 @@ impl VgpuFile {
             // The timeslice is device policy: a process gets at most the device's bound.
             let details = MigrateDetails {
                 timeslice_ms: req.timeslice_ms.min(dev.timeslice_max_ms.load(Relaxed)),
-                base_pages_only: false,
+                base_pages_only: dev.huge_folios.load(Relaxed) == 0,
             };
             pagemap::populate_mm(&file.inner().pagemap, mm, start, end, &details)?
         } else {

@@ -33,14 +33,16 @@ pub(crate) struct Gpu {
 }
 
 impl Gpu {
-    /// Creates GPU `index` of `num_devices`, with `vram_size` bytes of device memory and
-    /// migration timeslices clamped to `timeslice_max_ms`, its debugfs directory and its
-    /// `/dev/hmm_dmirror<index>` node if `dmirror`.
+    /// Creates GPU `index` of `num_devices`, with `vram_size` bytes of device memory,
+    /// migration timeslices clamped to `timeslice_max_ms` and 2 MiB device folios if
+    /// `huge_folios`, its debugfs directory and its `/dev/hmm_dmirror<index>` node if
+    /// `dmirror`.
     pub(crate) fn new(
         index: u32,
         num_devices: u32,
         vram_size: usize,
         timeslice_max_ms: u32,
+        huge_folios: bool,
         dmirror: bool,
     ) -> Result<Self> {
         let name = CString::try_from_fmt(fmt!("vgpu{index}"))?;
@@ -56,6 +58,7 @@ impl Gpu {
             index,
             num_devices,
             timeslice_max_ms: Atomic::new(timeslice_max_ms),
+            huge_folios: Atomic::new(u32::from(huge_folios)),
             vram <- Vram::new(vram_size, owner, &engine)?,
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
@@ -86,6 +89,8 @@ impl Gpu {
 ///
 /// - `timeslice_max_ms`: the longest migration timeslice the GPU grants (0 to
 ///   [`TIMESLICE_MAX_MS`]; a bigger value is refused with `EINVAL`).
+/// - `huge_folios`: 1 if transparent huge pages move into 2 MiB device folios, 0 if into
+///   base pages (anything else is refused with `EINVAL`).
 /// - `fail_allocs`: how many of the next device-memory allocations fail (`ENOMEM`).
 /// - `fail_copies`: how many of the next copy-engine jobs fail (`EIO`).
 ///
@@ -97,6 +102,7 @@ fn knobs<'data>(dev: &'data ARef<VgpuDevice>, dir: &debugfs::ScopedDir<'data, '_
         &show_u32,
         &store_timeslice_max,
     );
+    dir.read_write_callback_file(c"huge_folios", &dev.huge_folios, &show_u32, &store_bool);
     dir.read_write_file(c"fail_allocs", &dev.vram.fail_allocs);
     dir.read_write_file(c"fail_copies", &dev.vram.fail_copies);
 }
@@ -114,6 +120,16 @@ fn parse_u32(reader: &mut UserSliceReader) -> Result<u32> {
     reader.read_slice(text)?;
     let text = core::str::from_utf8(text).map_err(|_| EINVAL)?;
     text.trim().parse::<u32>().map_err(|_| EINVAL)
+}
+
+/// Sets a 0-or-1 knob.
+fn store_bool(value: &Atomic<u32>, reader: &mut UserSliceReader) -> Result {
+    let v = parse_u32(reader)?;
+    if v > 1 {
+        return Err(EINVAL);
+    }
+    value.store(v, Relaxed);
+    Ok(())
 }
 
 /// Sets the timeslice bound, refusing anything above [`TIMESLICE_MAX_MS`].

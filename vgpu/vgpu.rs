@@ -34,6 +34,10 @@ module! {
             default: 64,
             description: "Device-private memory per GPU in MiB (even, 2 to 1024)",
         },
+        huge_folios: bool {
+            default: false,
+            description: "Move transparent huge pages into 2 MiB device folios (default off: 7.3's core mm loses references of such folios when a process forks over them and changes its mappings, see the README; per GPU in debugfs: vgpu<N>/huge_folios)",
+        },
         timeslice_max_ms: u32 {
             default: 5,
             description: "Longest timeslice (ms) a migration to a GPU may ask for; longer ones are clamped to it (0 to 1000; per GPU in debugfs: vgpu<N>/timeslice_max_ms)",
@@ -84,7 +88,14 @@ impl kernel::Module for VgpuModule {
             // On error, the GPUs created so far are unregistered as `gpus` drops.
             let vram_size = vram_mib as usize * (1 << 20);
             gpus.push(
-                gpu::Gpu::new(index, count, vram_size, timeslice_max_ms, dmirror)?,
+                gpu::Gpu::new(
+                    index,
+                    count,
+                    vram_size,
+                    timeslice_max_ms,
+                    module_parameters::huge_folios.value(),
+                    dmirror,
+                )?,
                 GFP_KERNEL,
             )?;
         }

@@ -662,6 +662,7 @@ mod tests {
             index: 0,
             num_devices: 1,
             timeslice_max_ms: kernel::sync::atomic::Atomic::new(0),
+            huge_folios: kernel::sync::atomic::Atomic::new(1),
             vram <- Vram::new(4 << 20, owner, c"vgpu_kunit_copy")?,
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
