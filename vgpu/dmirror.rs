@@ -258,8 +258,7 @@ impl Mirror {
         let details = MigrateDetails {
             timeslice_ms: 0,
             // `take_fail_alloc` first: the flag is for this migration whatever the policy.
-            base_pages_only: self.take_fail_alloc()
-                || self.vm.drm().huge_folios.load(Relaxed) == 0,
+            base_pages_only: self.take_fail_alloc() || self.vm.drm().huge_folios.load(Relaxed) == 0,
         };
         {
             let mmap = mm.mmap_read_lock();
