@@ -235,8 +235,8 @@ pub const MAX_TIMESLICE_MS: u32 = 1000;
 /// - `detached` is set, and `detached_done` completed, exactly once: when the last page
 ///   referring to it through a [`Zdd`] is freed.
 /// - `module` keeps loaded the module whose code `ops` is ([`DevmemOps::module`]).
-/// - `release` runs with `pfns_lock` held; so while it is held and `detached` is not set, the
-///   provider still owns the allocation's pages and hands no pfn of it to anyone else.
+/// - `release` runs only after `detached` is set and `pfns_lock` has been free since: an
+///   eviction pass that holds `pfns_lock` and saw `detached` clear finishes before it.
 /// - `populated` is set once the migration that claimed the allocation has finished: no page
 ///   of it is initialised after that.
 #[pin_data]
@@ -255,10 +255,14 @@ pub struct Devmem {
     detached: Atomic<bool>,
     #[pin]
     detached_done: Completion,
-    /// Held by an eviction pass from reading the provider's pfns to finalizing the pages,
-    /// and by `release`: a pfn is never reused while an eviction may still lock its page.
+    /// Held by an eviction pass from reading the provider's pfns to finalizing the pages;
+    /// `release` waits for it: a provider never gets a pfn back while an eviction may still
+    /// lock its page.
     #[pin]
     pfns_lock: Mutex<()>,
+    /// Completed once `release` has run.
+    #[pin]
+    released: Completion,
     #[pin]
     release_work: Work<Devmem>,
     module: ModuleRef,
@@ -272,9 +276,12 @@ impl WorkItem for Devmem {
     type Pointer = Arc<Devmem>;
 
     fn run(this: Arc<Devmem>) {
-        // INVARIANT: `release` runs under `pfns_lock`.
-        let _pfns = this.pfns_lock.lock();
+        // INVARIANT: `detached` is set (before the work was queued); a pass that saw it clear
+        // still holds the lock, later passes see it set. Not held across `release`, whose
+        // locks must not be ordered after the mmap lock that an eviction pass holds.
+        drop(this.pfns_lock.lock());
         this.ops.release();
+        this.released.complete_all();
     }
 }
 
@@ -324,6 +331,7 @@ impl Devmem {
                 detached: Atomic::new(false),
                 detached_done <- Completion::new(),
                 pfns_lock <- kernel::new_mutex!((), "Devmem::pfns_lock"),
+                released <- Completion::new(),
                 release_work <- kernel::new_work!("Devmem::release_work"),
                 module,
             }),
@@ -374,6 +382,12 @@ impl Devmem {
     /// Marks the allocation used by a migration; false if it already was.
     pub(crate) fn claim(&self) -> bool {
         self.claimed.cmpxchg(false, true, Full).is_ok()
+    }
+
+    /// Waits until the provider's `release` has run (the allocation must be detached: its
+    /// release work is queued or done).
+    pub(crate) fn wait_released(&self) {
+        self.released.wait_for_completion();
     }
 
     /// Marks the migration that claimed the allocation as finished (its pages are set up or
@@ -435,6 +449,11 @@ impl Devmem {
     }
 }
 
+/// The low bit of a folio's zone-device data: the folio's data has been migrated to system
+/// memory (it is unmapped, waiting for its last reference to go). `Zdd` is more than 1-byte
+/// aligned, so the bit is free.
+const RETIRED: usize = 1;
+
 /// Zone-device data: one per migration into device memory, referenced by each device page
 /// it placed.
 ///
@@ -489,8 +508,34 @@ impl Zdd {
         // `attach`, which outlives `'a`.
         unsafe {
             let raw = ffi::svm_page_zone_device_data(page);
-            ArcBorrow::from_raw(raw.cast::<Self>().cast_const())
+            ArcBorrow::from_raw(raw.map_addr(|a| a & !RETIRED).cast::<Self>().cast_const())
         }
+    }
+
+    /// Marks `page`'s folio as migrated to system memory: an eviction skips it from now on
+    /// (as the C `DRM_PAGEMAP_ZDD_FLAG_MIGRATED`).
+    ///
+    /// # Safety
+    ///
+    /// `page` is a device-private page of a region using this module's ops whose data was set
+    /// by `attach`, locked by a migration that has just moved its data.
+    pub(crate) unsafe fn retire(page: *mut ffi::page) {
+        // SAFETY: Per the contract the page's folio is ours and its data is set; the folio
+        // lock keeps other writers of the data out.
+        unsafe {
+            let raw = ffi::svm_page_zone_device_data(page);
+            ffi::svm_page_set_zone_device_data(page, raw.map_addr(|a| a | RETIRED));
+        }
+    }
+
+    /// Whether `page`'s folio was marked by [`Zdd::retire`].
+    ///
+    /// # Safety
+    ///
+    /// `page` is a device-private page of a region using this module's ops, in use.
+    pub(crate) unsafe fn is_retired(page: *mut ffi::page) -> bool {
+        // SAFETY: Per the contract.
+        unsafe { ffi::svm_page_zone_device_data(page) }.addr() & RETIRED != 0
     }
 
     /// Gives `new`, just split off the device folio `orig`, a reference of its own to
@@ -503,13 +548,19 @@ impl Zdd {
     pub(crate) unsafe fn attach_split(orig: *mut ffi::folio, new: *mut ffi::folio) {
         // SAFETY: Per the contract `orig` holds a reference from `attach`.
         let raw = unsafe { ffi::svm_folio_zone_device_data(orig) };
-        let data = if raw.is_null() {
-            raw
+        let flags = raw.addr() & RETIRED;
+        let ptr = raw.map_addr(|a| a & !RETIRED);
+        let data = if ptr.is_null() {
+            ptr
         } else {
             // SAFETY: As above; `orig` keeps its reference while we take another.
             let zdd: Arc<Self> =
-                unsafe { ArcBorrow::from_raw(raw.cast::<Self>().cast_const()) }.into();
-            Arc::into_raw(zdd).cast_mut().cast()
+                unsafe { ArcBorrow::from_raw(ptr.cast::<Self>().cast_const()) }.into();
+            // A retired folio's pieces are retired too.
+            Arc::into_raw(zdd)
+                .cast_mut()
+                .cast::<kernel::ffi::c_void>()
+                .map_addr(|a| a | flags)
         };
         // SAFETY: Per the contract `new` is ours to set up.
         unsafe { ffi::svm_folio_set_zone_device_data(new, data) };
@@ -523,7 +574,7 @@ impl Zdd {
     /// data was set by `attach` and is not used again.
     pub(crate) unsafe fn detach_folio(folio: *mut ffi::folio) {
         // SAFETY: Per the contract the folio's data is a reference from `attach`.
-        let raw = unsafe { ffi::svm_folio_zone_device_data(folio) };
+        let raw = unsafe { ffi::svm_folio_zone_device_data(folio) }.map_addr(|a| a & !RETIRED);
         if !raw.is_null() {
             // SAFETY: As above; the reference is given back exactly once.
             drop(unsafe { Arc::from_raw(raw.cast::<Self>().cast_const()) });

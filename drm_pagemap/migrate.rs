@@ -198,10 +198,26 @@ unsafe fn run_migrate_vma<T>(
     }
     // SAFETY: `args` was set up above; `dst` holds zero or locked, filled destinations.
     unsafe { ffi::migrate_vma_pages(&mut args) };
+    retire_moved(pfns);
     let moved = moved_pages(pfns);
     // SAFETY: As above; this ends the migration and unlocks every page.
     unsafe { ffi::migrate_vma_finalize(&mut args) };
     Ok((filled, moved))
+}
+
+/// Marks the device folios of ours whose data `migrate_*_pages` has just moved as retired,
+/// before finalize unlocks them: an eviction must not take them up again.
+fn retire_moved(pfns: &PfnArrays) {
+    let mut i = 0;
+    while i < pfns.src.len() {
+        let s = pfns.src[i];
+        let page = page_of(s);
+        if s & MIGRATE != 0 && pfns.dst[i] != 0 && kind(page, None) == Kind::Ours {
+            // SAFETY: A collected (locked) device page of ours whose data just moved.
+            unsafe { Zdd::retire(page) };
+        }
+        i += span(s);
+    }
 }
 
 fn page_of(mpfn: usize) -> *mut ffi::page {
@@ -861,13 +877,30 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
 /// with that lock held. Needs no address space: the pages are found by frame number and unmapped wherever they are mapped
 /// (after a fork, in a child whose parent has exited). Retries while pages race with faults
 /// or migrations, a bounded number of times: `EBUSY` if some page stays pinned, `EINTR` on a
-/// fatal signal, `ENOMEM` if no memory can be had for the data.
+/// fatal signal, `ENOMEM` if no memory can be had for the data. On success the provider's
+/// `release` has run. Must not be called from the crate's destroy queue (the release runs
+/// there).
 pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
     const TRIES: usize = 8;
     let npages = devmem.npages();
     if !devmem.is_claimed() {
         // No migration has placed a page in it (yet): nothing to evict.
         return Ok(());
+    }
+    // The migration placing the allocation's pages may still run (an allocation is visible
+    // to its provider before): wait for it, killably and holding nothing. Its work is bounded
+    // by the allocation's size; so is this wait.
+    let mut waited = 0;
+    while !devmem.is_populated() {
+        if fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        if waited >= POPULATE_WAIT_MS {
+            return Err(EBUSY);
+        }
+        // SAFETY: Sleeping is allowed here (process context, no lock of ours held).
+        unsafe { ffi::svm_sleep_killable(10) };
+        waited += 10;
     }
     let mut passes = 0;
     for pass in 0..TRIES {
@@ -904,9 +937,6 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
         if devmem.is_detached() {
             break;
         }
-        if !devmem.is_populated() {
-            continue;
-        }
         passes += 1;
         devmem.ops().populate_devmem_pfn(&mut pfns.src)?;
         // `migrate_device_pfns` wants plain pfns in `src`; any pfn outside our region would
@@ -917,6 +947,7 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
         }
         // SAFETY: `src` holds `npages` pfns of the allocation's device pages.
         to_result(unsafe { ffi::migrate_device_pfns(pfns.src.as_mut_ptr(), npages) })?;
+        skip_retired(&mut pfns);
         let copied = copy_back(
             &mut pfns,
             &mut batch,
@@ -932,6 +963,10 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
         // SAFETY: The arrays were set up by `migrate_device_pfns` and `copy_back`.
         unsafe {
             ffi::migrate_device_pages(pfns.src.as_mut_ptr(), pfns.dst.as_mut_ptr(), npages);
+        }
+        retire_moved(&pfns);
+        // SAFETY: As above.
+        unsafe {
             ffi::migrate_device_finalize(pfns.src.as_mut_ptr(), pfns.dst.as_mut_ptr(), npages);
         }
         copied?;
@@ -943,9 +978,34 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
                 .evictions
                 .fetch_add(1, kernel::sync::atomic::Relaxed);
         }
+        // The provider has its memory back when this returns: its release (a short work
+        // item, queued when the allocation was detached) has run.
+        devmem.wait_released();
         Ok(())
     } else {
         Err(EBUSY)
+    }
+}
+
+/// Longest an eviction waits for the migration placing its allocation's pages.
+const POPULATE_WAIT_MS: u32 = 30_000;
+
+/// Leaves out of an eviction the folios `migrate_device_pfns` took that are retired (their
+/// data already went to system memory; the last reference is on its way), as the C
+/// `drm_pagemap_skip_retired_pages`: their stale data is not copied again. They stay in the
+/// arrays, not migrating, so that finalize restores whatever the core unmapped (nothing, as a
+/// retired folio is mapped nowhere; but that is the core's business to check).
+fn skip_retired(pfns: &mut PfnArrays) {
+    let mut i = 0;
+    while i < pfns.src.len() {
+        let s = pfns.src[i];
+        let page = page_of(s);
+        let n = span(s);
+        // SAFETY: A page `migrate_device_pfns` collected is referenced and locked.
+        if s & MIGRATE != 0 && kind(page, None) == Kind::Ours && unsafe { Zdd::is_retired(page) } {
+            pfns.src[i] &= !MIGRATE;
+        }
+        i += n;
     }
 }
 
@@ -1378,6 +1438,38 @@ mod tests {
         assert!(intact(addr, 9)?);
         done1.wait_for_completion();
         done2.wait_for_completion();
+        Ok(())
+    }
+
+    /// A device page marked retired (its data already went to system memory; a CPU fault
+    /// that moved it may still hold it) is left alone by eviction: not copied again and not
+    /// handed to finalize. Marked by hand here on a live page, whose data the CPU then still
+    /// reaches by fault.
+    #[test]
+    fn eviction_skips_retired_pages() -> Result {
+        let a = gpu(c"drm_pagemap_kunit_mig_r", &OWNER_A)?;
+        let addr = user_range(11)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let (devmem, _released, done) = alloc_at(&a, mm, 0, PAGES, Populate::Good, false)?;
+        migrate(&devmem, addr)?;
+        // SAFETY: The allocation's first page, mapped at `addr`, in use; locked around the
+        // marking as a migration would hold it.
+        unsafe {
+            let page = ffi::svm_pfn_to_page(a.region.pfn_first());
+            ffi::svm_lock_page(page);
+            Zdd::retire(page);
+            ffi::svm_unlock_page(page);
+        }
+        let stats = devmem.stats();
+        // The retired page stays (so the allocation stays attached); all others move.
+        assert_eq!(evict_to_ram(&devmem), Err(EBUSY));
+        assert_eq!(stats.pages_to_ram.load(Relaxed), (PAGES - 1) as u64);
+        assert!(!devmem.is_detached());
+        // The CPU still gets its data back by fault.
+        assert!(intact(addr, 11)?);
+        done.wait_for_completion();
+        assert!(devmem.is_detached());
         Ok(())
     }
 

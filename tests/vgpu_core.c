@@ -2,7 +2,7 @@
 /*
  * vgpu_core: the drm_pagemap migration core driven from userspace as an attacker or an
  * unlucky process would: eviction of data whose owner exited, re-migration of resident
- * ranges, migrations back over huge and empty ranges.
+ * ranges, migrations back over huge and empty ranges, eviction racing reuse of device pages.
  */
 #include <signal.h>
 #include <stdint.h>
@@ -137,6 +137,80 @@ static enum igt_result remigrate_resident_range(void)
 }
 
 /*
+ * EVICT while other processes keep migrating small ranges in and freeing them, so that the
+ * device pages an eviction is about to lock are released and handed to a new migration under
+ * it. An eviction must never lock a page it no longer owns (before the fix: a KASAN
+ * use-after-free of zone-device data in copy_back within seconds), every process keeps its
+ * data, and the device memory comes back in full.
+ */
+#define CHURNERS 2
+static enum igt_result evict_racing_reuse(void)
+{
+	const double secs = 4.0;
+	size_t size = 64 * PAGE;
+	uint64_t base;
+	pid_t pid[CHURNERS];
+	double t0;
+	long evictions = 0, evicted = 0;
+	int status;
+
+	NEED_GPU();
+	if (geteuid())
+		igt_skip("EVICT needs CAP_SYS_ADMIN");
+	base = vram_free(fd);
+	for (int c = 0; c < CHURNERS; c++) {
+		pid[c] = fork();
+		igt_assert(pid[c] >= 0);
+		if (pid[c] == 0) {
+			double start = now();
+			unsigned int round = 0;
+
+			alarm(30);
+			while (now() - start < secs) {
+				uint8_t *p = map_anon(size);
+				unsigned int seed = 40 + c * 1000 + round++;
+
+				if (!p)
+					_exit(20);
+				fill(p, size, seed);
+				/* EBUSY when an eviction holds a page: allowed, data stays. */
+				if (migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE) &&
+				    errno != EBUSY)
+					_exit(21);
+				if (round % 2 && check(p, size, seed) != -1)
+					_exit(22);
+				munmap(p, size);
+			}
+			_exit(0);
+		}
+	}
+	t0 = now();
+	while (now() - t0 < secs) {
+		struct drm_vgpu_evict ev = { 0 };
+
+		/* EBUSY when a page stayed locked by a migration or fault: allowed. */
+		if (ioctl(fd, DRM_IOCTL_VGPU_EVICT, &ev) && errno != EBUSY)
+			igt_assert_eq(errno, 0);
+		evictions++;
+		evicted += ev.evicted;
+	}
+	for (int c = 0; c < CHURNERS; c++) {
+		igt_assert(waitpid(pid[c], &status, 0) == pid[c]);
+		igt_info("churner %d: status %#x\n", c, status);
+		igt_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	igt_info("%ld evictions in %.0f s moved %ld allocations back\n", evictions, secs, evicted);
+	igt_assert(evicted > 0);
+	/* Released asynchronously (and an exited churner's address space may be torn down
+	 * from a work item): give it 10 s. */
+	t0 = now();
+	while (vram_free(fd) != base && now() - t0 < 10.0)
+		usleep(10000);
+	igt_assert_eq(vram_free(fd), base);
+	return IGT_PASS;
+}
+
+/*
  * Migrations back to system memory over ranges far larger than any device: a 1280 MiB
  * mapping and a 1 TiB PROT_NONE reservation. The kernel works through them in bounded
  * chunks: no allocation warning, and a fatal signal ends even the longest promptly.
@@ -192,6 +266,7 @@ static const struct igt_subtest tests[] = {
 	{ "evict-after-owner-exit", evict_after_owner_exit },
 	{ "remigrate-resident-range", remigrate_resident_range },
 	{ "to-system-huge-ranges", to_system_huge_ranges },
+	{ "evict-racing-reuse", evict_racing_reuse },
 };
 
 int main(int argc, char **argv)

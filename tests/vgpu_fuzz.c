@@ -167,7 +167,7 @@ static uint64_t edge_start(void)
 	struct map *m = any_map();
 	uint64_t base = (uintptr_t)m->p;
 
-	/* A mapping being replaced (new_map() sets p before len) counts as none. */
+	/* No usable mapping (a failed new_map() leaves p and len 0): the scratch page. */
 	if (!m->p || m->len < PAGE)
 		return (uintptr_t)scratch;
 	switch (rnd(16)) {
@@ -384,7 +384,12 @@ static void op_query_stats(void)
 	case 3: {
 		/* Unknown driver ioctls, and known ones with the wrong size. */
 		unsigned long nr = DRM_COMMAND_BASE + rnd(0x20);
-		unsigned long req = rnd(2) ? DRM_IOWR(nr, struct drm_vgpu_query)
+		unsigned long req;
+
+		/* The DRM core runs a known ioctl whatever the size: EVICT too. */
+		if (avoid[5] && nr == DRM_COMMAND_BASE + DRM_VGPU_EVICT)
+			nr++;
+		req = rnd(2) ? DRM_IOWR(nr, struct drm_vgpu_query)
 					   : DRM_IOWR(nr, char[8 + rnd(120)]);
 
 		doing("ioctl gpu%d %#lx", g, req);
