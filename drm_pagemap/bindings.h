@@ -49,8 +49,6 @@ unsigned int svm_jiffies_to_msecs(u64 j);
 void svm_sleep_killable(unsigned int ms);
 bool svm_fatal_signal_pending(void);
 int svm_page_ref_count(struct page *page);
-void svm_get_page(struct page *page);
-void svm_put_page(struct page *page);
 bool svm_page_in_large_folio(struct page *page);
 bool svm_fault_may_retry(struct vm_fault *vmf);
 void svm_release_fault_lock(struct vm_fault *vmf);

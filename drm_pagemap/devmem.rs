@@ -260,9 +260,8 @@ pub struct Devmem {
     /// lock its page.
     #[pin]
     pfns_lock: Mutex<()>,
-    /// Completed once `release` has run.
-    #[pin]
-    released: Completion,
+    /// Set once `release` has run.
+    released: Atomic<bool>,
     #[pin]
     release_work: Work<Devmem>,
     module: ModuleRef,
@@ -281,7 +280,7 @@ impl WorkItem for Devmem {
         // locks must not be ordered after the mmap lock that an eviction pass holds.
         drop(this.pfns_lock.lock());
         this.ops.release();
-        this.released.complete_all();
+        this.released.store(true, Release);
     }
 }
 
@@ -331,7 +330,7 @@ impl Devmem {
                 detached: Atomic::new(false),
                 detached_done <- Completion::new(),
                 pfns_lock <- kernel::new_mutex!((), "Devmem::pfns_lock"),
-                released <- Completion::new(),
+                released: Atomic::new(false),
                 release_work <- kernel::new_work!("Devmem::release_work"),
                 module,
             }),
@@ -384,10 +383,9 @@ impl Devmem {
         self.claimed.cmpxchg(false, true, Full).is_ok()
     }
 
-    /// Waits until the provider's `release` has run (the allocation must be detached: its
-    /// release work is queued or done).
-    pub(crate) fn wait_released(&self) {
-        self.released.wait_for_completion();
+    /// Whether the provider's `release` has run.
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.load(Acquire)
     }
 
     /// Marks the migration that claimed the allocation as finished (its pages are set up or

@@ -294,16 +294,3 @@ unsigned long svm_kunit_mmap_anon(unsigned long len)
 }
 EXPORT_SYMBOL_GPL(svm_kunit_mmap_anon);
 #endif
-
-/* KUnit: a reference of the test's own on a page in use. */
-void svm_get_page(struct page *page)
-{
-	get_page(page);
-}
-EXPORT_SYMBOL_GPL(svm_get_page);
-
-void svm_put_page(struct page *page)
-{
-	put_page(page);
-}
-EXPORT_SYMBOL_GPL(svm_put_page);

@@ -877,31 +877,21 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
 /// with that lock held. Needs no address space: the pages are found by frame number and unmapped wherever they are mapped
 /// (after a fork, in a child whose parent has exited). Retries while pages race with faults
 /// or migrations, a bounded number of times: `EBUSY` if some page stays pinned, `EINTR` on a
-/// fatal signal, `ENOMEM` if no memory can be had for the data. On success the provider's
-/// `release` has run. Must not be called from the crate's destroy queue (the release runs
-/// there).
-pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
+/// fatal signal, `ENOMEM` if no memory can be had for the data. `Ok(true)` once every page
+/// is back and the provider's `release` has run (waited for, killably, `EBUSY` after 10 s);
+/// `Ok(false)` if no migration has claimed the allocation yet (it holds no data). The caller
+/// holds no lock (the wait needs the crate's destroy queue and the owner's mmap lock).
+pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
     const TRIES: usize = 8;
     let npages = devmem.npages();
     if !devmem.is_claimed() {
         // No migration has placed a page in it (yet): nothing to evict.
-        return Ok(());
+        return Ok(false);
     }
     // The migration placing the allocation's pages may still run (an allocation is visible
     // to its provider before): wait for it, killably and holding nothing. Its work is bounded
     // by the allocation's size; so is this wait.
-    let mut waited = 0;
-    while !devmem.is_populated() {
-        if fatal_signal_pending() {
-            return Err(EINTR);
-        }
-        if waited >= POPULATE_WAIT_MS {
-            return Err(EBUSY);
-        }
-        // SAFETY: Sleeping is allowed here (process context, no lock of ours held).
-        unsafe { ffi::svm_sleep_killable(10) };
-        waited += 10;
-    }
+    wait_until(POPULATE_WAIT_MS, || devmem.is_populated())?;
     let mut passes = 0;
     for pass in 0..TRIES {
         if devmem.is_detached() {
@@ -980,8 +970,8 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
         }
         // The provider has its memory back when this returns: its release (a short work
         // item, queued when the allocation was detached) has run.
-        devmem.wait_released();
-        Ok(())
+        wait_until(RELEASE_WAIT_MS, || devmem.is_released())?;
+        Ok(true)
     } else {
         Err(EBUSY)
     }
@@ -989,6 +979,29 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result {
 
 /// Longest an eviction waits for the migration placing its allocation's pages.
 const POPULATE_WAIT_MS: u32 = 30_000;
+
+/// Longest an eviction waits for the provider's release of the evicted allocation.
+const RELEASE_WAIT_MS: u32 = 10_000;
+
+/// Waits until `done()`, sleeping killably, at most `ms` milliseconds: `EINTR` on a fatal
+/// signal, `EBUSY` when the time is up. Takes no lock; the caller must hold none that `done`
+/// waits on.
+fn wait_until(ms: u32, done: impl Fn() -> bool) -> Result {
+    // SAFETY: Reading the jiffies counter and converting a duration have no preconditions.
+    let deadline = unsafe { ffi::svm_jiffies() + ffi::svm_msecs_to_jiffies(ms) };
+    while !done() {
+        if fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        // SAFETY: As above.
+        if unsafe { ffi::svm_jiffies() } > deadline {
+            return Err(EBUSY);
+        }
+        // SAFETY: Sleeping is allowed in the process context this runs in.
+        unsafe { ffi::svm_sleep_killable(1) };
+    }
+    Ok(())
+}
 
 /// Leaves out of an eviction the folios `migrate_device_pfns` took that are retired (their
 /// data already went to system memory; the last reference is on its way), as the C
@@ -1443,7 +1456,7 @@ mod tests {
 
     /// A device page marked retired (its data already went to system memory; a CPU fault
     /// that moved it may still hold it) is left alone by eviction: not copied again and not
-    /// handed to finalize. Marked by hand here on a live page, whose data the CPU then still
+    /// migrated by finalize. Marked by hand here on a live page, whose data the CPU then still
     /// reaches by fault.
     #[test]
     fn eviction_skips_retired_pages() -> Result {
@@ -1464,6 +1477,7 @@ mod tests {
         let stats = devmem.stats();
         // The retired page stays (so the allocation stays attached); all others move.
         assert_eq!(evict_to_ram(&devmem), Err(EBUSY));
+        assert!(!devmem.is_released());
         assert_eq!(stats.pages_to_ram.load(Relaxed), (PAGES - 1) as u64);
         assert!(!devmem.is_detached());
         // The CPU still gets its data back by fault.

@@ -180,7 +180,9 @@ impl Vram {
                 continue;
             }
             match migrate::evict_to_ram(devmem) {
-                Ok(()) => evicted += 1,
+                Ok(true) => evicted += 1,
+                // Not yet claimed by a migration: holds no data.
+                Ok(false) => {}
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
