@@ -7,6 +7,7 @@ use core::marker::PhantomPinned;
 
 use kernel::error::to_result;
 use kernel::mm::Mm;
+use kernel::mm::MmWithUser;
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
@@ -106,7 +107,7 @@ impl<T: Invalidate> Notifier<T> {
     /// Watches `[start, start + length)` of `mm` (page-aligned; the whole address space is
     /// `0, usize::MAX & PAGE_MASK`).
     pub fn new<'a>(
-        mm: &'a Mm,
+        mm: &'a MmWithUser,
         start: usize,
         length: usize,
         data: impl PinInit<T, Error> + 'a,
@@ -121,7 +122,8 @@ impl<T: Invalidate> Notifier<T> {
             raw <- Opaque::try_ffi_init(move |slot: *mut ffi::mmu_interval_notifier| {
                 // INVARIANT: On success the notifier is inserted.
                 // SAFETY: `slot` is pinned, removed in drop before it is freed; `OPS` is a
-                // promoted constant that lives forever; `mm` is a live mm.
+                // promoted constant that lives forever; `mm` has users (`MmWithUser`), as
+                // inserting a notifier requires.
                 to_result(unsafe {
                     ffi::mmu_interval_notifier_insert(
                         slot,

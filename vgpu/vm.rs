@@ -22,7 +22,6 @@ use gpusvm::notifier::Invalidate;
 use gpusvm::notifier::Invalidation;
 use gpusvm::notifier::Notifier;
 use kernel::dma::DataDirection;
-use kernel::mm::Mm;
 use kernel::mm::MmWithUser;
 use kernel::page::BorrowedPage;
 use kernel::prelude::*;
@@ -210,7 +209,10 @@ enum Target {
 
 impl GpuVm {
     /// The view of `mm` by the GPU `drm`.
-    pub(crate) fn new<'a>(drm: ARef<VgpuDevice>, mm: &'a Mm) -> impl PinInit<Self, Error> + 'a {
+    pub(crate) fn new<'a>(
+        drm: ARef<VgpuDevice>,
+        mm: &'a MmWithUser,
+    ) -> impl PinInit<Self, Error> + 'a {
         try_pin_init!(Self {
             pagemap: vram::pagemap(&drm)?,
             notifier <- Notifier::new(
