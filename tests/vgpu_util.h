@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,29 @@
 
 #include <drm/drm.h>
 #include "vgpu_drm.h"
+
+/*
+ * The uAPI layout the header documents, checked when the tests build (the kernel side checks
+ * the same in vgpu/uapi.rs): sizes, offsets, no implicit padding.
+ */
+#define UAPI_AT(t, f, off) _Static_assert(offsetof(struct t, f) == (off), #t "." #f)
+_Static_assert(sizeof(struct drm_vgpu_query_device) == 32, "drm_vgpu_query_device");
+UAPI_AT(drm_vgpu_query_device, vram_size, 8);
+UAPI_AT(drm_vgpu_query_device, page_size, 24);
+_Static_assert(sizeof(struct drm_vgpu_query) == 32, "drm_vgpu_query");
+UAPI_AT(drm_vgpu_query, query, 8);
+UAPI_AT(drm_vgpu_query, data, 24);
+_Static_assert(sizeof(struct drm_vgpu_migrate) == 32, "drm_vgpu_migrate");
+UAPI_AT(drm_vgpu_migrate, target, 16);
+UAPI_AT(drm_vgpu_migrate, pad, 28);
+_Static_assert(sizeof(struct drm_vgpu_stats) == 48, "drm_vgpu_stats");
+UAPI_AT(drm_vgpu_stats, flags, 40);
+_Static_assert(sizeof(struct drm_vgpu_evict) == 8, "drm_vgpu_evict");
+_Static_assert(sizeof(struct drm_vgpu_vm_create) == 8, "drm_vgpu_vm_create");
+_Static_assert(sizeof(struct drm_vgpu_vm_destroy) == 8, "drm_vgpu_vm_destroy");
+_Static_assert(sizeof(struct drm_vgpu_vm_access) == 40, "drm_vgpu_vm_access");
+UAPI_AT(drm_vgpu_vm_access, start, 8);
+UAPI_AT(drm_vgpu_vm_access, faults, 32);
 
 #define PAGE 4096UL
 #define MIB (1UL << 20)
