@@ -635,6 +635,12 @@ int main(int argc, char **argv)
 	char printk[64] = { 0 };
 	int pf, ret;
 
+	/*
+	 * Subtests share this process: the fail-nth file is the task's own (an fd opened here
+	 * would inject into this task, not a forked child), and the points summary below adds
+	 * up what every subtest counted.
+	 */
+	igt_fork = 0;
 	prefault_stack();
 	open_nodes();
 	if (!setup_debugfs())
