@@ -37,7 +37,7 @@ modules:
 	+@$(KMAKE) modules
 
 check:
-	+@SVM_FUZZ_SEED=$(SEED) bash scripts/check.sh
+	+@SVM_FUZZ_SEED=$(SEED) SVM_ONLY=$(ONLY) bash scripts/check.sh
 
 run:
 	+@bash scripts/run.sh

@@ -93,8 +93,19 @@ stacks() {
 
 # t NAME LIMIT CMD...: runs one test program between markers, with a deadline (bounded).
 t() {
-	# svm.only=NAME,NAME... (SVM_ONLY for vm.sh) runs only those programs: for development.
-	[ -z "$only" ] || case ",$only," in *",$1,"*) ;; *) return 0 ;; esac
+	# svm.only=NAME,NAME:SUBTEST,... (make check ONLY=...) runs only those programs, or one
+	# subtest of a program (`-t SUBTEST`): for development.
+	if [ -n "$only" ]; then
+		case ",$only," in
+		*",$1,"*) ;;
+		*",$1:"*)
+			sub=${only#*"$1":}
+			sub=${sub%%,*}
+			set -- "$@" -t "$sub"
+			;;
+		*) return 0 ;;
+		esac
+	fi
 	echo "SVM-TEST-BEGIN $1"
 	bounded "$@"
 	echo "SVM-TEST-END $1 rc=$rc secs=$elapsed"
