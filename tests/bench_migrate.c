@@ -23,6 +23,7 @@
 
 #include <drm/drm.h>
 #include "vgpu_drm.h"
+#include "vgpu_node.h"
 #include "test_hmm_uapi.h"
 
 #define MIB (1UL << 20)
@@ -40,20 +41,10 @@ static double now_ms(void)
 
 static int vgpu_fd(void)
 {
-	for (int minor = 128; minor < 192; minor++) {
-		char path[64], name[32] = { 0 };
-		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
-		int f;
+	char path[64];
+	int cursor = 0;
 
-		snprintf(path, sizeof(path), "/dev/dri/renderD%d", minor);
-		f = open(path, O_RDWR | O_CLOEXEC);
-		if (f < 0)
-			continue;
-		if (!ioctl(f, DRM_IOCTL_VERSION, &v) && !strcmp(name, "vgpu"))
-			return f;
-		close(f);
-	}
-	return -1;
+	return vgpu_node_next(&cursor, path, sizeof(path));
 }
 
 static uint64_t vgpu_free(int fd)

@@ -18,6 +18,7 @@
 
 #include <drm/drm.h>
 #include "vgpu_drm.h"
+#include "vgpu_node.h"
 #include "igt.h"
 
 #define MAX_NODES 64
@@ -35,20 +36,11 @@ static long env_long(const char *name, long def)
 /* Opens every render node whose driver is "vgpu". */
 static void open_nodes(void)
 {
-	for (int minor = 128; minor < 192 && nfds < MAX_NODES; minor++) {
-		char path[64], name[32] = { 0 };
-		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
-		int fd;
+	char path[64];
+	int cursor = 0, fd;
 
-		snprintf(path, sizeof(path), "/dev/dri/renderD%d", minor);
-		fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		if (ioctl(fd, DRM_IOCTL_VERSION, &v) == 0 && !strcmp(name, "vgpu"))
-			fds[nfds++] = fd;
-		else
-			close(fd);
-	}
+	while (nfds < MAX_NODES && (fd = vgpu_node_next(&cursor, path, sizeof(path))) >= 0)
+		fds[nfds++] = fd;
 }
 
 static int query(int fd, struct drm_vgpu_query_device *dev)

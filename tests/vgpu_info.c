@@ -9,35 +9,27 @@
 
 #include <drm/drm.h>
 #include "vgpu_drm.h"
+#include "vgpu_node.h"
 
 int main(void)
 {
-	int found = 0;
+	char path[64];
+	int cursor = 0, found = 0, fd;
 
-	for (int minor = 128; minor < 192; minor++) {
-		char path[64], name[32] = { 0 };
-		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
+	while ((fd = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
 		struct drm_vgpu_query_device d;
 		struct drm_vgpu_query q = {
 			.query = DRM_VGPU_QUERY_DEVICE,
 			.size = sizeof(d),
 			.data = (uintptr_t)&d,
 		};
-		int fd;
 
-		snprintf(path, sizeof(path), "/dev/dri/renderD%d", minor);
-		fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		if (ioctl(fd, DRM_IOCTL_VERSION, &v) || strcmp(name, "vgpu") ||
-		    ioctl(fd, DRM_IOCTL_VGPU_QUERY, &q)) {
-			close(fd);
-			continue;
+		if (!ioctl(fd, DRM_IOCTL_VGPU_QUERY, &q)) {
+			printf("%s: vgpu%u of %u, %llu MiB device memory (%llu MiB free), %llu-byte pages\n",
+			       path, d.index, d.num_devices, (unsigned long long)d.vram_size >> 20,
+			       (unsigned long long)d.vram_free >> 20, (unsigned long long)d.page_size);
+			found++;
 		}
-		printf("%s: vgpu%u of %u, %llu MiB device memory (%llu MiB free), %llu-byte pages\n",
-		       path, d.index, d.num_devices, (unsigned long long)d.vram_size >> 20,
-		       (unsigned long long)d.vram_free >> 20, (unsigned long long)d.page_size);
-		found++;
 		close(fd);
 	}
 	if (!found)

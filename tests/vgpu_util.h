@@ -23,6 +23,7 @@
 
 #include <drm/drm.h>
 #include "vgpu_drm.h"
+#include "vgpu_node.h"
 
 /*
  * The uAPI layout the header documents, checked when the tests build (the kernel side checks
@@ -55,25 +56,18 @@ static int fd1 = -1;	/* vgpu1, if there is one */
 
 static inline void open_nodes(void)
 {
-	for (int minor = 128; minor < 192; minor++) {
-		char path[64], name[32] = { 0 };
-		struct drm_version v = { .name = name, .name_len = sizeof(name) - 1 };
+	char path[64];
+	int cursor = 0, f;
+
+	while ((f = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
 		struct drm_vgpu_query_device d;
 		struct drm_vgpu_query q = {
 			.query = DRM_VGPU_QUERY_DEVICE, .size = sizeof(d), .data = (uintptr_t)&d,
 		};
-		int f;
 
-		snprintf(path, sizeof(path), "/dev/dri/renderD%d", minor);
-		f = open(path, O_RDWR | O_CLOEXEC);
-		if (f < 0)
-			continue;
-		if (ioctl(f, DRM_IOCTL_VERSION, &v) || strcmp(name, "vgpu") ||
-		    ioctl(f, DRM_IOCTL_VGPU_QUERY, &q)) {
+		if (ioctl(f, DRM_IOCTL_VGPU_QUERY, &q))
 			close(f);
-			continue;
-		}
-		if (d.index == 0)
+		else if (d.index == 0)
 			fd = f;
 		else if (d.index == 1)
 			fd1 = f;
