@@ -30,6 +30,8 @@ The last line printed is
 """
 
 import argparse
+import dataclasses
+import enum
 import re
 import sys
 
@@ -62,6 +64,31 @@ SPLATS = [
 ]
 
 
+class Outcome(str, enum.Enum):
+    """What one test case came to."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+    KNOWN = "known"  # a failure listed in the known failures
+
+    def __str__(self):
+        return self.value
+
+    def __format__(self, spec):
+        return format(self.value, spec)
+
+
+@dataclasses.dataclass
+class Counts:
+    """Cases of one suite or program, by outcome."""
+
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    known: int = 0
+
+
 class Node:
     """A KTAP suite (or test program) being read."""
 
@@ -82,30 +109,34 @@ class Report:
         self.problems = []  # anything wrong besides a failed case
         self.case_failures = []
         self.notes = []  # printed, not failures
-        self.suites = {}  # name -> [passed, failed, skipped, known failures]
-        self.outcomes = {}  # suite -> {case: "pass" | "fail" | "skip" | "known"}
+        self.suites = {}  # name -> Counts
+        self.outcomes = {}  # suite -> {case: Outcome}
+
+    def counts(self, suite):
+        """The counts of `suite`, created empty on first use."""
+        return self.suites.setdefault(suite, Counts())
 
     def case(self, suite, name, outcome):
-        counts = self.suites.setdefault(suite, [0, 0, 0, 0])
+        counts = self.counts(suite)
         key = f"{suite}: {name}"
         if key in self.known:
-            if outcome == "fail":
-                outcome = "known"
-            elif outcome == "pass":
+            if outcome is Outcome.FAIL:
+                outcome = Outcome.KNOWN
+            elif outcome is Outcome.PASS:
                 self.problems.append(f"XPASS: {key} passes now: take it off the known failures")
         self.outcomes.setdefault(suite, {})[name] = outcome
-        if outcome == "known":
-            counts[3] += 1
+        if outcome is Outcome.KNOWN:
+            counts.known += 1
             self.known_failures.append(f"KNOWN FAILURE: {key}")
-        elif outcome == "pass":
+        elif outcome is Outcome.PASS:
             self.passed += 1
-            counts[0] += 1
-        elif outcome == "skip":
+            counts.passed += 1
+        elif outcome is Outcome.SKIP:
             self.skipped += 1
-            counts[2] += 1
+            counts.skipped += 1
         else:
             self.failed += 1
-            counts[1] += 1
+            counts.failed += 1
             self.case_failures.append(f"FAILED: {suite}: {name}")
 
     def problem(self, text):
@@ -160,7 +191,7 @@ def parse_ktap(lines, report, top_name=None):
         if closed is not None and closed.name == name:
             # The suite's own verdict; its cases were counted one by one. A failed
             # suite with no failed case means it crashed or failed to init.
-            if status == "not ok" and not report.suites.get(name, [0, 0, 0, 0])[1]:
+            if status == "not ok" and not report.suites.get(name, Counts()).failed:
                 report.problem(f"FAILED: suite {name} reported failure")
             continue
         if parent is None:
@@ -170,11 +201,11 @@ def parse_ktap(lines, report, top_name=None):
                 report.problem(f"FAILED: {name}")
             continue
         if directive and directive.lower() == "skip":
-            outcome = "skip"
+            outcome = Outcome.SKIP
         elif status == "ok":
-            outcome = "pass"
+            outcome = Outcome.PASS
         else:
-            outcome = "fail"
+            outcome = Outcome.FAIL
         report.case(parent.name, name, outcome)
     while stack:
         close(stack.pop())
@@ -239,16 +270,16 @@ def excuse_reference_timeouts(report, program, block):
     timed_out = {m.group(1) for m in (re.match(r"^# (\S+): Test terminated by timeout", l)
                                       for l in block) if m}
     outcomes = report.outcomes.get(program, {})
-    counts = report.suites.get(program)
+    counts = report.counts(program)
     for case, outcome in list(outcomes.items()):
         short = case.rsplit(".", 1)[-1]
-        if outcome != "fail" or not (case in timed_out or short in timed_out):
+        if outcome is not Outcome.FAIL or not (case in timed_out or short in timed_out):
             continue
-        outcomes[case] = "skip"
+        outcomes[case] = Outcome.SKIP
         report.failed -= 1
         report.skipped += 1
-        counts[1] -= 1
-        counts[2] += 1
+        counts.failed -= 1
+        counts.skipped += 1
         report.case_failures.remove(f"FAILED: {program}: {case}")
         report.notes.append(f"REFERENCE TIMEOUT: {program}: {case} ran past its harness's "
                             f"limit; counted as skipped")
@@ -291,10 +322,9 @@ def analyse(text, expected, known=(), conformance=()):
                 excuse_reference_timeouts(report, current, block)
             m = re.search(r"rc=(\d+)", line)
             rc = int(m.group(1)) if m else -1
-            counts = report.suites.get(current, [0, 0, 0, 0])
-            if rc != 0 and not counts[1] and not counts[3]:
+            counts = report.counts(current)
+            if rc != 0 and not counts.failed and not counts.known:
                 report.problem(f"FAILED: {current} exited with status {rc}")
-            report.suites.setdefault(current, [0, 0, 0, 0])
             current = None
         elif current is not None:
             block.append(line)
@@ -317,7 +347,7 @@ def analyse(text, expected, known=(), conformance=()):
         ref = report.outcomes.get(reference, {})
         got = report.outcomes.get(ours, {})
         for case, outcome in ref.items():
-            if outcome == "pass" and got.get(case) not in ("pass", "known"):
+            if outcome is Outcome.PASS and got.get(case) not in (Outcome.PASS, Outcome.KNOWN):
                 report.problem(f"CONFORMANCE: {case} passes against {reference} but is "
                                f"{got.get(case, 'missing')} against {ours}")
 
@@ -362,9 +392,10 @@ def main():
     known = read_list(args.known_failures) if args.known_failures else []
     conformance = [tuple(pair.split("=", 1)) for pair in args.conformance]
     report = analyse(text, expected, known, conformance)
-    for suite, (p, f, s, k) in sorted(report.suites.items()):
-        verdict = "FAIL" if f else "ok  "
-        print(f"  {verdict} {suite}: {p} passed, {f} failed, {s} skipped, {k} known failures")
+    for suite, c in sorted(report.suites.items()):
+        verdict = "FAIL" if c.failed else "ok  "
+        print(f"  {verdict} {suite}: {c.passed} passed, {c.failed} failed, {c.skipped} skipped, "
+              f"{c.known} known failures")
     for reference, ours in conformance:
         print_side_by_side(report, reference, ours)
     for line in report.notes + report.known_failures + report.case_failures + report.problems:

@@ -52,8 +52,8 @@ class RecordedGoodRun(unittest.TestCase):
                 p, f = sums.get(name, (0, 0))
                 sums[name] = (p + int(fields["pass"]), f + int(fields["fail"]))
         for name, (p, f) in sums.items():
-            self.assertEqual(r.suites[name][0], p, name)
-            self.assertEqual(r.suites[name][1], f, name)
+            self.assertEqual(r.suites[name].passed, p, name)
+            self.assertEqual(r.suites[name].failed, f, name)
 
 
 def kunit_case_line(name):
