@@ -77,12 +77,6 @@ void *svm_folio_zone_device_data(struct folio *folio)
 }
 EXPORT_SYMBOL_GPL(svm_folio_zone_device_data);
 
-struct page *svm_folio_page(struct folio *folio)
-{
-	return folio_page(folio, 0);
-}
-EXPORT_SYMBOL_GPL(svm_folio_page);
-
 void svm_unlock_put_page(struct page *page)
 {
 	struct folio *folio = page_folio(page);
@@ -173,12 +167,6 @@ bool svm_vma_is_anonymous(struct vm_area_struct *vma)
 }
 EXPORT_SYMBOL_GPL(svm_vma_is_anonymous);
 
-bool svm_vma_is_shared(struct vm_area_struct *vma)
-{
-	return vma->vm_flags & VM_SHARED;
-}
-EXPORT_SYMBOL_GPL(svm_vma_is_shared);
-
 bool svm_page_is_anon(struct page *page)
 {
 	return folio_test_anon(page_folio(page));
@@ -265,12 +253,6 @@ void svm_copy_to_page(struct page *page, const void *src)
 	memcpy_to_page(page, 0, src, PAGE_SIZE);
 }
 EXPORT_SYMBOL_GPL(svm_copy_to_page);
-
-void svm_clear_page(struct page *page)
-{
-	clear_highpage(page);
-}
-EXPORT_SYMBOL_GPL(svm_clear_page);
 
 #if IS_ENABLED(CONFIG_KUNIT)
 int svm_module_refcount(struct module *mod)

@@ -26,9 +26,9 @@ module! {
             default: 2,
             description: "Number of virtual GPUs to create (1 to 8)",
         },
-        hmm_dmirror: u32 {
-            default: 0,
-            description: "1: also expose each GPU as /dev/hmm_dmirror<N>, speaking the ioctls of the kernel's lib/test_hmm_uapi.h (do not load test_hmm meanwhile)",
+        hmm_dmirror: bool {
+            default: false,
+            description: "Also expose each GPU as /dev/hmm_dmirror<N>, speaking the ioctls of the kernel's lib/test_hmm_uapi.h (do not load test_hmm meanwhile)",
         },
         vram_mib: u32 {
             default: 64,
@@ -75,14 +75,7 @@ impl kernel::Module for VgpuModule {
             );
             return Err(EINVAL);
         }
-        let dmirror = match module_parameters::hmm_dmirror.value() {
-            0 => false,
-            1 => true,
-            v => {
-                pr_err!("hmm_dmirror={v} is invalid: give 0 or 1\n");
-                return Err(EINVAL);
-            }
-        };
+        let dmirror = module_parameters::hmm_dmirror.value();
         let mut gpus = KVec::with_capacity(count as usize, GFP_KERNEL)?;
         for index in 0..count {
             // On error, the GPUs created so far are unregistered as `gpus` drops.
