@@ -14,6 +14,7 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use kernel::mm::Mm;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Acquire;
@@ -32,9 +33,6 @@ use kernel::workqueue::WorkItem;
 use crate::ffi;
 use crate::module_ref::ModuleRef;
 use crate::pagemap::Pagemap;
-
-/// The size of one page.
-pub const PAGE_SIZE: usize = 1 << ffi::PAGE_SHIFT;
 
 /// A system page taking part in a migration: locked by the core mm for the duration of the
 /// copy callback that receives it, so it is neither freed nor moved while a [`PageCopy`]

@@ -31,9 +31,9 @@ use crate::devmem::Direction;
 use crate::devmem::PageCopy;
 use crate::devmem::SystemPage;
 use crate::devmem::Zdd;
-use crate::devmem::PAGE_SIZE;
 use crate::ffi;
 use crate::pagemap::Pagemap;
+use kernel::page::PAGE_SIZE;
 
 /// How a migration to device memory behaves.
 #[derive(Clone, Copy, Default)]

@@ -5,6 +5,7 @@
 //! uses a stale answer.
 
 use kernel::mm::MmWithUser;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::time::Instant;
 use kernel::time::Monotonic;
@@ -12,9 +13,6 @@ use kernel::time::Monotonic;
 use crate::ffi;
 use crate::notifier::Invalidate;
 use crate::notifier::Notifier;
-
-/// Bytes per page.
-pub const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 
 /// How long a range fault keeps retrying against concurrent invalidations before it gives up
 /// with `EBUSY` (the C `HMM_RANGE_DEFAULT_TIMEOUT`).

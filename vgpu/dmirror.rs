@@ -11,7 +11,6 @@
 
 use core::pin::Pin;
 
-use drm_pagemap::devmem::PAGE_SIZE;
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::MigrateDetails;
 use gpusvm::hmm::fatal_signal_pending;
@@ -26,6 +25,7 @@ use kernel::mm::virt::VmaNew;
 use kernel::mm::MmWithUser;
 use kernel::mm::MmapReadGuard;
 use kernel::page::Page;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Atomic;

@@ -7,8 +7,8 @@ use core::ptr::NonNull;
 
 use drm_pagemap::devmem::PageCopy;
 use drm_pagemap::devmem::SystemPage;
-use drm_pagemap::devmem::PAGE_SIZE;
 use drm_pagemap::workqueue::OwnedQueue;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Relaxed;

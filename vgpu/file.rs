@@ -24,7 +24,7 @@ use crate::vm::Access;
 use crate::vm::GpuVm;
 use crate::vram;
 use crate::vram::VRAM_PAGE_SIZE;
-use drm_pagemap::devmem::PAGE_SIZE;
+use kernel::page::PAGE_SIZE;
 
 /// Bytes a GPU VM access moves through its bounce buffer at a time.
 const VM_ACCESS_CHUNK: usize = 2 << 20;

@@ -9,7 +9,6 @@
 
 use core::ops::Range;
 
-use drm_pagemap::devmem::PAGE_SIZE;
 use drm_pagemap::migrate;
 use drm_pagemap::pagemap::Pagemap;
 use gpusvm::hmm::fatal_signal_pending;
@@ -24,6 +23,7 @@ use gpusvm::notifier::Notifier;
 use kernel::dma::DataDirection;
 use kernel::mm::MmWithUser;
 use kernel::page::BorrowedPage;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::rbtree::RBTree;
 use kernel::rbtree::RBTreeNode;
