@@ -987,14 +987,12 @@ const RELEASE_WAIT_MS: u32 = 10_000;
 /// signal, `EBUSY` when the time is up. Takes no lock; the caller must hold none that `done`
 /// waits on.
 fn wait_until(ms: u32, done: impl Fn() -> bool) -> Result {
-    // SAFETY: Reading the jiffies counter and converting a duration have no preconditions.
-    let deadline = unsafe { ffi::svm_jiffies() + ffi::svm_msecs_to_jiffies(ms) };
+    let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
     while !done() {
         if fatal_signal_pending() {
             return Err(EINTR);
         }
-        // SAFETY: As above.
-        if unsafe { ffi::svm_jiffies() } > deadline {
+        if start.elapsed().as_millis() > i64::from(ms) {
             return Err(EBUSY);
         }
         // SAFETY: Sleeping is allowed in the process context this runs in.
