@@ -14,6 +14,15 @@
 //! Work per call is bounded by the device, never by the size a caller passes: a migration to
 //! device memory covers at most the pagemap's region, the way back runs in chunks of
 //! [`CHUNK_PAGES`].
+//!
+//! Lock order (outermost first):
+//!
+//! - migrations and CPU faults: the mmap (or VMA) lock, then page locks (taken by the core);
+//!   no lock of ours.
+//! - eviction: the owner's mmap read lock, then `Devmem::pfns_lock`, then page locks
+//!   (trylock only, in `migrate_device_pfns`).
+//! - an allocation's release work: `Devmem::pfns_lock` alone, taken and dropped before the
+//!   provider's `release`, whose own locks therefore nest under nothing of ours.
 
 use core::ptr::null_mut;
 use core::ptr::NonNull;
