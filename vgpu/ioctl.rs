@@ -4,7 +4,13 @@
 //!
 //! `kernel::declare_drm_ioctls!` resolves argument types in `kernel::uapi` only; this is the
 //! same dispatch over types from this crate's `uapi` module, with ioctl numbers given as
-//! `DRM_COMMAND_BASE`-relative indices (checked to be dense and in order).
+//! `DRM_COMMAND_BASE`-relative indices (checked to be dense and in order). It keeps the kernel
+//! macro's checks: the argument size is the command's (`IOWR::<T>` builds both from the same
+//! type), the handler takes any lifetimes, the device must still be registered. It names the
+//! C types by their public paths (`DrmIoctlDescriptor`, `kernel::bindings`), not through the
+//! kernel macro's `internal` module. What the kernel macro cannot check either (that `dev`
+//! and `file` are this driver's) holds here because the table is declared in `VgpuDriver`'s
+//! own `Driver` impl.
 
 /// Declares `const IOCTLS` for a [`kernel::drm::Driver`] whose argument types live in
 /// `crate::uapi`. Entries are `(index, argument type, flags, handler)`, all `_IOWR`, or
@@ -38,7 +44,7 @@ macro_rules! vgpu_ioctl_nr {
 /// The descriptor of one entry of [`declare_vgpu_ioctls`].
 macro_rules! vgpu_ioctl_desc {
     (($nr:expr, reserved)) => {
-        kernel::drm::ioctl::internal::drm_ioctl_desc {
+        kernel::drm::ioctl::DrmIoctlDescriptor {
             cmd: 0,
             func: None,
             flags: 0,
@@ -46,7 +52,7 @@ macro_rules! vgpu_ioctl_desc {
         }
     };
     (($nr:expr, $struct:ident, $flags:expr, $func:expr)) => {
-        kernel::drm::ioctl::internal::drm_ioctl_desc {
+        kernel::drm::ioctl::DrmIoctlDescriptor {
             cmd: kernel::drm::ioctl::IOWR::<crate::uapi::$struct>(
                 kernel::uapi::DRM_COMMAND_BASE + $nr,
             ),
@@ -59,14 +65,17 @@ macro_rules! vgpu_ioctl_desc {
                 /// argument copied into a kernel buffer and the file it came through.
                 #[allow(non_snake_case)]
                 unsafe extern "C" fn $struct(
-                    raw_dev: *mut kernel::drm::ioctl::internal::drm_device,
+                    raw_dev: *mut kernel::bindings::drm_device,
                     raw_data: *mut ::core::ffi::c_void,
-                    raw_file: *mut kernel::drm::ioctl::internal::drm_file,
+                    raw_file: *mut kernel::bindings::drm_file,
                 ) -> ::core::ffi::c_int {
                     type Dev = kernel::drm::Device<crate::driver::VgpuDriver, kernel::drm::Ioctl>;
                     // SAFETY: The DRM core calls ioctl handlers only for a registered
                     // device of this driver, alive for the duration of the call.
                     let dev: &Dev = unsafe { Dev::from_raw(raw_dev) };
+                    // As the kernel's macro: the handler must take any lifetimes, so that no
+                    // reference it is given can escape the call.
+                    let _: for<'a> fn(&'a _, &'a _, &'a mut _, &'a _) -> _ = $func;
                     let Some(guard) = dev.registration_guard() else {
                         return kernel::error::code::ENODEV.to_errno();
                     };
