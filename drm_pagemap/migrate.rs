@@ -1471,7 +1471,7 @@ mod tests {
         let addr = user_range(11)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (devmem, _released, done) = alloc_at(&a, mm, 0, PAGES, Populate::Good, false)?;
+        let (devmem, _released, done) = alloc(&a, mm, Populate::Good, false)?;
         migrate(&devmem, addr)?;
         // SAFETY: The allocation's first page, mapped at `addr`, in use; locked around the
         // marking as a migration would hold it.
