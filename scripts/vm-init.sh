@@ -219,7 +219,7 @@ elif [ "$mode" = deadline ]; then
 else
 	# 2 MiB device folios on for the targeted tests (so that the huge paths stay tested),
 	# off for the fuzzer: they are not safe under its fork churn on 7.3 (README).
-	load_stack huge_folios=1
+	load_stack huge_folios=1 hmm_dmirror=1
 	t vgpu_basic 30 /tests/vgpu_basic
 	t vgpu_migrate 60 /tests/vgpu_migrate
 	t vgpu_vm 60 /tests/vgpu_vm

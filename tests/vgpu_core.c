@@ -265,11 +265,83 @@ static enum igt_result to_system_huge_ranges(void)
 	return IGT_PASS;
 }
 
+/*
+ * No device-wide lock across a migration: while one process's migration waits inside its
+ * copy (held there by the debugfs knob copy_delay_ms), device memory another process frees
+ * comes back at once. Before the fix the GPU's allocation list was locked across the whole
+ * migration, and the release of the freed memory waited for the copy.
+ */
+static enum igt_result free_while_migrating(void)
+{
+	size_t size = 64 * PAGE;
+	uint64_t base, during_copy = 0;
+	int status, delay_set, still_copying = 0;
+	double t0, freed_after = -1;
+	uint8_t *b;
+	pid_t child;
+
+	NEED_GPU();
+	if (knob_get(fd, "copy_delay_ms") < 0)
+		igt_skip("no debugfs knob copy_delay_ms");
+	base = vram_free(fd);
+	b = map_anon(size);
+	igt_assert(b);
+	fill(b, size, 41);
+	igt_assert_eq(migrate(fd, b, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(vram_free(fd), base - size);
+	/* Else the child maps these device pages too, and munmap frees nothing. */
+	igt_assert_eq(madvise(b, size, MADV_DONTFORK), 0);
+
+	delay_set = knob_set(fd, "copy_delay_ms", 2000);
+	child = fork();
+	igt_assert(child >= 0);
+	if (child == 0) {
+		uint8_t *a = map_anon(size);
+
+		if (!a)
+			_exit(10);
+		fill(a, size, 42);
+		if (migrate(fd, a, size, DRM_VGPU_MIGRATE_TO_DEVICE))
+			_exit(11);
+		_exit(check(a, size, 42) < 0 ? 0 : 12);
+	}
+	/* The child's allocation is taken before its copy starts (and waits 2 s). */
+	t0 = now();
+	while (vram_free(fd) != base - 2 * size && now() - t0 < 5.0)
+		usleep(1000);
+	if (vram_free(fd) == base - 2 * size) {
+		during_copy = 1;
+		t0 = now();
+		igt_assert_eq(munmap(b, size), 0);
+		while (vram_free(fd) != base - size && now() - t0 < 1.5)
+			usleep(1000);
+		if (vram_free(fd) == base - size)
+			freed_after = now() - t0;
+		still_copying = waitpid(child, &status, WNOHANG) == 0;
+	}
+	/* Undo the knob before any assertion can end the subtest. */
+	knob_set(fd, "copy_delay_ms", 0);
+	igt_assert(waitpid(child, &status, 0) == child || !still_copying);
+	igt_assert_eq(delay_set, 0);
+	igt_assert(during_copy);
+	igt_info("freed memory came back after %.3f s, the migration still copying: %d\n",
+		 freed_after, still_copying);
+	igt_assert(freed_after >= 0);
+	igt_assert(still_copying);
+	igt_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	t0 = now();
+	while (vram_free(fd) != base && now() - t0 < 10.0)
+		usleep(10000);
+	igt_assert_eq(vram_free(fd), base);
+	return IGT_PASS;
+}
+
 static const struct igt_subtest tests[] = {
 	{ "evict-after-owner-exit", evict_after_owner_exit },
 	{ "remigrate-resident-range", remigrate_resident_range },
 	{ "to-system-huge-ranges", to_system_huge_ranges },
 	{ "evict-racing-reuse", evict_racing_reuse },
+	{ "free-while-migrating", free_while_migrating },
 };
 
 int main(int argc, char **argv)

@@ -249,6 +249,15 @@ static inline long check(const uint8_t *p, size_t size, unsigned int seed)
 	return -1;
 }
 
+/* Index of the first byte that is not `b`, or -1. */
+static inline long check_byte(const uint8_t *p, size_t size, uint8_t b)
+{
+	for (size_t i = 0; i < size; i++)
+		if (p[i] != b)
+			return (long)i;
+	return -1;
+}
+
 /* Index of the first non-zero byte, or -1. */
 static inline long check_zero(const uint8_t *p, size_t size)
 {

@@ -6,6 +6,10 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +19,7 @@
 
 #include "igt.h"
 #include "vgpu_util.h"
+#include "test_hmm_uapi.h"
 
 #define NEED_GPU() do { if (fd < 0) igt_skip("no vgpu0"); } while (0)
 #define NEED_TWO() do { if (fd1 < 0) igt_skip("no vgpu1"); } while (0)
@@ -511,6 +516,85 @@ static enum igt_result huge_read_only_access(void)
 	return IGT_PASS;
 }
 
+/* exclusive_racing_munmap's second thread: the GPU's exclusive (atomic) access to one page. */
+struct exclusive_access {
+	int dmirror;
+	void *addr;
+	uint8_t out[PAGE];
+	int ret, err;
+};
+
+static void *exclusive_thread(void *arg)
+{
+	struct exclusive_access *x = arg;
+	struct hmm_dmirror_cmd c = {
+		.addr = (uintptr_t)x->addr, .ptr = (uintptr_t)x->out, .npages = 1,
+	};
+
+	x->ret = ioctl(x->dmirror, HMM_DMIRROR_EXCLUSIVE, &c);
+	x->err = errno;
+	return NULL;
+}
+
+/*
+ * Device-exclusive access follows the notifier protocol: a munmap landing between the page
+ * being made exclusive and the GPU's entry for it being committed (the window held open by
+ * the debugfs knob exclusive_delay_ms) makes the GPU retry. It never keeps an entry for the
+ * page munmap freed: a new mapping at the same address reads as its own data through the GPU.
+ * Before the fix the entry went in regardless, and the GPU read the freed page.
+ */
+static enum igt_result exclusive_racing_munmap(void)
+{
+	struct exclusive_access x = { 0 };
+	struct hmm_dmirror_cmd c = { 0 };
+	uint8_t got[PAGE];
+	char path[32];
+	int delay_set, ret;
+	pthread_t t;
+	uint8_t *p;
+
+	NEED_GPU();
+	snprintf(path, sizeof(path), "/dev/hmm_dmirror%d", gpu_index(fd));
+	x.dmirror = open(path, O_RDWR | O_CLOEXEC);
+	if (x.dmirror < 0)
+		igt_skip("no %s (vgpu loaded without hmm_dmirror=1)", path);
+	if (knob_get(fd, "exclusive_delay_ms") < 0)
+		igt_skip("no debugfs knob exclusive_delay_ms");
+	p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	igt_assert(p != MAP_FAILED);
+	memset(p, 0x11, PAGE);
+	x.addr = p;
+
+	delay_set = knob_set(fd, "exclusive_delay_ms", 1500);
+	igt_assert(pthread_create(&t, NULL, exclusive_thread, &x) == 0);
+	/* Well inside the 1.5 s window: making one page exclusive takes a few milliseconds. */
+	usleep(500000);
+	ret = munmap(p, PAGE);
+	if (ret == 0 && mmap(p, PAGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == p)
+		memset(p, 0x22, PAGE);
+	else
+		ret = -1;
+	pthread_join(t, NULL);
+	knob_set(fd, "exclusive_delay_ms", 0);
+	igt_assert_eq(delay_set, 0);
+	igt_assert_eq(ret, 0);
+	igt_info("EXCLUSIVE returned %d (%s)\n", x.ret, x.ret ? strerror(x.err) : "ok");
+	/* The GPU saw the new page if it saw anything. */
+	if (x.ret == 0)
+		igt_assert_eq(check_byte(x.out, PAGE, 0x22), -1);
+	/* Its page table holds no entry for the freed page: a read faults the new one in. */
+	c.addr = (uintptr_t)p;
+	c.ptr = (uintptr_t)got;
+	c.npages = 1;
+	igt_assert_eq(ioctl(x.dmirror, HMM_DMIRROR_READ, &c), 0);
+	igt_assert_eq(check_byte(got, PAGE, 0x22), -1);
+	igt_assert_eq(check_byte(p, PAGE, 0x22), -1);
+	munmap(p, PAGE);
+	close(x.dmirror);
+	return IGT_PASS;
+}
+
 static const struct igt_subtest tests[] = {
 	{ "create-destroy", create_destroy },
 	{ "too-many", too_many },
@@ -527,6 +611,7 @@ static const struct igt_subtest tests[] = {
 	{ "write-cow-device-thp", write_cow_device_thp },
 	{ "unaligned-access-in-device-thp", unaligned_access_in_device_thp },
 	{ "huge-read-only-access", huge_read_only_access },
+	{ "exclusive-racing-munmap", exclusive_racing_munmap },
 };
 
 int main(int argc, char **argv)

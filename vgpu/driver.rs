@@ -35,6 +35,9 @@ pub(crate) struct GpuData {
     /// Device policy: 1 if transparent huge pages move into 2 MiB device folios, 0 if into
     /// base pages. Off by default (7.3's core mm is not safe with them under fork, README).
     pub(crate) huge_folios: Atomic<u32>,
+    /// Race widener (debugfs `vgpu<N>/exclusive_delay_ms`): how long a GPU VM waits between
+    /// making a page exclusive and committing its entry. Tests use it to land a `munmap` there.
+    pub(crate) exclusive_delay_ms: Atomic<u32>,
     /// Device memory.
     #[pin]
     pub(crate) vram: Vram,

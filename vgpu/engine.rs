@@ -14,6 +14,8 @@ use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Relaxed;
 use kernel::sync::Arc;
 use kernel::sync::Completion;
+use kernel::time::delay::fsleep;
+use kernel::time::Delta;
 use kernel::workqueue::Work;
 use kernel::workqueue::WorkItem;
 
@@ -145,6 +147,9 @@ pub(crate) struct VramPages {
     pub(crate) backing: Backing,
     pub(crate) pfn_first: usize,
     pub(crate) bytes_copied: Atomic<u64>,
+    /// Race widener (debugfs `vgpu<N>/copy_delay_ms`): how long each job waits before it
+    /// copies, as a slow or busy engine would. Tests use it to hold a migration inside its copy.
+    pub(crate) copy_delay_ms: Atomic<u32>,
 }
 
 impl VramPages {
@@ -179,6 +184,11 @@ impl WorkItem for CopyJob {
     type Pointer = Arc<CopyJob>;
 
     fn run(this: Arc<CopyJob>) {
+        let delay = this.vram.copy_delay_ms.load(Relaxed);
+        if delay > 0 {
+            // Bounded by the knob's maximum; the submitter waits for the job anyway.
+            fsleep(Delta::from_millis(delay.into()));
+        }
         // SAFETY: `CopyEngine::copy` queued the job with pages its caller's migration holds
         // locked, and waits for the job to finish before returning.
         let ret = match unsafe { this.vram.run(&this.copies, this.dir) } {

@@ -59,6 +59,7 @@ impl Gpu {
             num_devices,
             timeslice_max_ms: Atomic::new(timeslice_max_ms),
             huge_folios: Atomic::new(u32::from(huge_folios)),
+            exclusive_delay_ms: Atomic::new(0),
             vram <- Vram::new(vram_size, owner, &engine)?,
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
@@ -94,7 +95,13 @@ impl Gpu {
 /// - `fail_allocs`: how many of the next device-memory allocations fail (`ENOMEM`).
 /// - `fail_copies`: how many of the next copy-engine jobs fail (`EIO`).
 ///
-/// Error injection hits every user of the GPU, hence here and not in the uAPI.
+/// - `copy_delay_ms`: how long the copy engine waits before each job (0 to
+///   [`RACE_DELAY_MAX_MS`]).
+/// - `exclusive_delay_ms`: how long a GPU VM waits between making a page exclusive to the GPU
+///   and committing the GPU's entry for it (0 to [`RACE_DELAY_MAX_MS`]).
+///
+/// Error injection and the two delays (race wideners for tests) hit every user of the GPU,
+/// hence here and not in the uAPI.
 fn knobs<'data>(dev: &'data ARef<VgpuDevice>, dir: &debugfs::ScopedDir<'data, '_>) {
     dir.read_write_callback_file(
         c"timeslice_max_ms",
@@ -105,6 +112,31 @@ fn knobs<'data>(dev: &'data ARef<VgpuDevice>, dir: &debugfs::ScopedDir<'data, '_
     dir.read_write_callback_file(c"huge_folios", &dev.huge_folios, &show_u32, &store_bool);
     dir.read_write_file(c"fail_allocs", &dev.vram.fail_allocs);
     dir.read_write_file(c"fail_copies", &dev.vram.fail_copies);
+    dir.read_write_callback_file(
+        c"copy_delay_ms",
+        &dev.vram.engine.vram().copy_delay_ms,
+        &show_u32,
+        &store_delay,
+    );
+    dir.read_write_callback_file(
+        c"exclusive_delay_ms",
+        &dev.exclusive_delay_ms,
+        &show_u32,
+        &store_delay,
+    );
+}
+
+/// The longest delay the race-widening knobs take, in milliseconds.
+const RACE_DELAY_MAX_MS: u32 = 2000;
+
+/// Sets a race-widening delay, refusing anything above [`RACE_DELAY_MAX_MS`].
+fn store_delay(value: &Atomic<u32>, reader: &mut UserSliceReader) -> Result {
+    let ms = parse_u32(reader)?;
+    if ms > RACE_DELAY_MAX_MS {
+        return Err(EINVAL);
+    }
+    value.store(ms, Relaxed);
+    Ok(())
 }
 
 /// Shows a knob's value.

@@ -29,7 +29,10 @@ use kernel::rbtree::RBTree;
 use kernel::rbtree::RBTreeNode;
 use kernel::rbtree::RBTreeNodeReservation;
 use kernel::sync::aref::ARef;
+use kernel::sync::atomic::Relaxed;
 use kernel::sync::Mutex;
+use kernel::time::delay::fsleep;
+use kernel::time::Delta;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
@@ -514,6 +517,11 @@ impl GpuVm {
                 retries += 1;
                 let seq = self.notifier.read_begin();
                 let page = ExclusivePage::new(&mm, addr, self.owner())?;
+                let delay = self.drm().exclusive_delay_ms.load(Relaxed);
+                if delay > 0 {
+                    // The test knob's window, where a racing `munmap` must make us retry.
+                    fsleep(Delta::from_millis(delay.into()));
+                }
                 let pt = table.pt.lock();
                 if !self.notifier.read_retry(seq) {
                     break (page, pt);
@@ -665,6 +673,7 @@ mod tests {
             num_devices: 1,
             timeslice_max_ms: kernel::sync::atomic::Atomic::new(0),
             huge_folios: kernel::sync::atomic::Atomic::new(1),
+            exclusive_delay_ms: kernel::sync::atomic::Atomic::new(0),
             vram <- Vram::new(4 << 20, owner, c"vgpu_kunit_copy")?,
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;

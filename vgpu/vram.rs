@@ -53,7 +53,7 @@ pub(crate) const VRAM_PAGE_SIZE: usize = SZ_4K;
 pub(crate) struct Vram {
     region: Arc<DevicePrivateRegion>,
     allocator: GpuBuddy,
-    engine: CopyEngine,
+    pub(crate) engine: CopyEngine,
     stats: Arc<MigrationStats>,
     /// Error injection (debugfs `vgpu<N>/fail_allocs`): how many of the next allocations
     /// fail with `ENOMEM`.
@@ -93,6 +93,7 @@ impl Vram {
                 backing: Backing::new(size)?,
                 pfn_first: region.pfn_first(),
                 bytes_copied: Atomic::new(0),
+                copy_delay_ms: Atomic::new(0),
             },
             GFP_KERNEL,
         )?;
