@@ -15,6 +15,7 @@ python3 "$SVM_TOP/scripts/test_results.py"
 
 log "building the modules and the test programs"
 build_modules_and_tests
+bash "$SVM_TOP/scripts/compile-fail.sh"
 t2=$(date +%s)
 
 bash "$SVM_TOP/scripts/vm.sh" check "$KDIR" "$out"
