@@ -4,12 +4,15 @@
 //! access, so that the core mm can track process pages that live there. Its `dev_pagemap` ops
 //! are this module's: freed pages release their zone-device data, CPU faults migrate the data
 //! back to system memory.
+//!
+//! C header: [`include/linux/memremap.h`](srctree/include/linux/memremap.h)
 
 use kernel::error::from_err_ptr;
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
 use crate::ffi;
+use crate::owner::Owner;
 
 /// A device-private `dev_pagemap` over a free physical address range of `size` bytes.
 ///
@@ -22,18 +25,18 @@ use crate::ffi;
 pub struct DevicePrivateRegion {
     #[pin]
     pgmap: Opaque<ffi::dev_pagemap>,
+    owner: Owner,
 }
 
 impl DevicePrivateRegion {
     /// Reserves `size` bytes of free physical address space named `name` and creates struct
     /// pages for it. `owner` is the device-private owner cookie that `hmm_range_fault` and
-    /// `migrate_vma` compare against (non-zero, `EINVAL` otherwise); it is never dereferenced.
-    pub fn new(size: usize, name: &'static CStr, owner: usize) -> impl PinInit<Self, Error> {
+    /// `migrate_vma` compare against.
+    pub fn new(size: usize, name: &'static CStr, owner: Owner) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            owner,
             pgmap <- Opaque::try_ffi_init(move |slot: *mut ffi::dev_pagemap| {
-                // The core mm requires an owner for device-private memory: it is how
-                // `hmm_range_fault` and `migrate_vma` tell one device's pages from another's.
-                if size == 0 || size % (1 << ffi::PAGE_SHIFT) != 0 || owner == 0 {
+                if size == 0 || size % (1 << ffi::PAGE_SHIFT) != 0 {
                     return Err(EINVAL);
                 }
                 // SAFETY: `name` is a static string, which the resource keeps pointing to.
@@ -54,7 +57,7 @@ impl DevicePrivateRegion {
                     range.end = end;
                     (*slot).nr_range = 1;
                     (*slot).ops = &PAGEMAP_OPS;
-                    (*slot).owner = owner as *mut kernel::ffi::c_void;
+                    (*slot).owner = owner.as_ptr();
                 }
                 // `NUMA_NO_NODE` lets the core pick the node of the calling CPU's memory.
                 // SAFETY: `slot` is a fully set-up device-private pagemap that stays pinned
@@ -95,9 +98,8 @@ impl DevicePrivateRegion {
     }
 
     /// The device-private owner cookie of the region's pages.
-    pub fn owner(&self) -> usize {
-        // SAFETY: By the type invariant the pagemap is initialised; its owner never changes.
-        unsafe { (*self.pgmap.get()).owner as usize }
+    pub fn owner(&self) -> Owner {
+        self.owner
     }
 
     /// Whether `pfn` is a page of this region.

@@ -7,6 +7,8 @@
 //! `zone_device_data`, to one shared [`Zdd`] per migration, which holds the allocation. When
 //! the last such page is freed the allocation is *detached*: [`Devmem::wait_detached`]
 //! returns and [`DevmemOps::release`] runs, in process context, on this module's workqueue.
+//!
+//! C header: [`include/drm/drm_pagemap.h`](srctree/include/drm/drm_pagemap.h)
 
 use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
@@ -31,8 +33,8 @@ use kernel::workqueue::Work;
 use kernel::workqueue::WorkItem;
 
 use crate::ffi;
-use crate::module_ref::ModuleRef;
 use crate::pagemap::Pagemap;
+use crate::pending::module_ref::ModuleRef;
 
 /// A system page taking part in a migration: locked by the core mm for the duration of the
 /// copy callback that receives it, so it is neither freed nor moved while a [`PageCopy`]
@@ -655,7 +657,7 @@ mod tests {
             DevicePrivateRegion::new(
                 1 << 21,
                 c"drm_pagemap_kunit",
-                core::ptr::from_ref(&OWNER) as usize,
+                crate::owner::Owner::of(&OWNER),
             ),
             GFP_KERNEL,
         )?;

@@ -8,11 +8,11 @@ use kernel::prelude::*;
 pub mod device_private;
 pub mod devmem;
 mod ffi;
-pub mod lock_class;
 pub mod migrate;
-pub mod module_ref;
+pub mod owner;
 pub mod pagemap;
-pub mod workqueue;
+pub mod pending;
+pub mod range;
 
 module! {
     type: DrmPagemapModule,

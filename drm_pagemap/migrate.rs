@@ -23,6 +23,8 @@
 //!   (trylock only, in `migrate_device_pfns`).
 //! - an allocation's release work: `Devmem::pfns_lock` alone, taken and dropped before the
 //!   provider's `release`, whose own locks therefore nest under nothing of ours.
+//!
+//! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h)
 
 use core::ptr::null_mut;
 use core::ptr::NonNull;
@@ -41,7 +43,9 @@ use crate::devmem::PageCopy;
 use crate::devmem::SystemPage;
 use crate::devmem::Zdd;
 use crate::ffi;
+use crate::owner::Owner;
 use crate::pagemap::Pagemap;
+use crate::range::PageRange;
 use kernel::page::PAGE_SIZE;
 
 /// How a migration to device memory behaves.
@@ -181,7 +185,7 @@ unsafe fn run_migrate_vma<T>(
     vma: *mut ffi::vm_area_struct,
     start: usize,
     end: usize,
-    owner: usize,
+    owner: Owner,
     flags: u32,
     fault_page: *mut ffi::page,
     pfns: &mut PfnArrays,
@@ -194,7 +198,7 @@ unsafe fn run_migrate_vma<T>(
     args.end = end;
     args.src = pfns.src.as_mut_ptr();
     args.dst = pfns.dst.as_mut_ptr();
-    args.pgmap_owner = owner as *mut kernel::ffi::c_void;
+    args.pgmap_owner = owner.as_ptr();
     args.flags = flags as usize;
     args.fault_page = fault_page;
     // SAFETY: Per the function's contract `args` describes a locked VMA's range.
@@ -264,7 +268,7 @@ fn kind(page: *mut ffi::page, region: Option<&DevicePrivateRegion>) -> Kind {
     }
 }
 
-/// Moves `[start, end)` of the address space locked by `mmap` into `pagemap`'s memory, all or
+/// Moves `range` of the address space locked by `mmap` into `pagemap`'s memory, all or
 /// nothing, and returns the number of pages that moved.
 ///
 /// Pages already in `pagemap`'s memory stay; for the others `alloc(n)` is asked for an
@@ -284,14 +288,11 @@ fn kind(page: *mut ffi::page, region: Option<&DevicePrivateRegion>) -> Kind {
 pub fn migrate_to_devmem(
     pagemap: &Pagemap,
     mmap: &MmapReadGuard<'_>,
-    start: usize,
-    end: usize,
+    range: PageRange,
     details: &MigrateDetails,
     alloc: impl FnOnce(usize) -> Result<Arc<Devmem>>,
 ) -> Result<usize> {
-    if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
-        return Err(EINVAL);
-    }
+    let (start, end) = (range.start(), range.end());
     let region = pagemap.region();
     let npages = (end - start) / PAGE_SIZE;
     if npages > region.page_count() {
@@ -546,7 +547,7 @@ unsafe fn vma_to_ram(
     vma: *mut ffi::vm_area_struct,
     start: usize,
     end: usize,
-    owner: usize,
+    owner: Owner,
     only: Option<&Devmem>,
     fault_page: *mut ffi::page,
     dir: Direction,
@@ -589,7 +590,7 @@ unsafe fn vma_to_ram_chunked(
     vma: *mut ffi::vm_area_struct,
     start: usize,
     end: usize,
-    owner: usize,
+    owner: Owner,
     dir: Direction,
     huge: bool,
 ) -> Result<usize> {
@@ -721,7 +722,7 @@ fn copy_back<'p>(
     Ok(())
 }
 
-/// Moves whatever of `[start, end)` of the address space locked by `mmap` lives in device
+/// Moves whatever of `range` of the address space locked by `mmap` lives in device
 /// memory with the private owner `owner` (and this module's pagemap ops) back to system
 /// memory, in chunks of at most [`CHUNK_PAGES`]. Returns the pages moved; `EINTR` if a fatal
 /// signal arrives meanwhile (what moved until then stays moved).
@@ -730,14 +731,11 @@ fn copy_back<'p>(
 /// `base_pages_only`.
 pub fn migrate_to_ram(
     mmap: &MmapReadGuard<'_>,
-    start: usize,
-    end: usize,
-    owner: usize,
+    range: PageRange,
+    owner: Owner,
     base_pages_only: bool,
 ) -> Result<usize> {
-    if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
-        return Err(EINVAL);
-    }
+    let (start, end) = (range.start(), range.end());
     let mut moved = 0;
     let mut addr = start;
     while addr < end {
@@ -853,8 +851,7 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
         // and moves nothing, the retried fault moves the page (see patches/).
         (start, end) = (address, address + PAGE_SIZE);
     }
-    // SAFETY: `page`'s pagemap is ours, with a valid owner.
-    let owner = unsafe { (*ffi::svm_page_pgmap(page)).owner } as usize;
+    let owner = devmem.pagemap().region().owner();
     let mut bufs = BackBuffers::new((end - start) / PAGE_SIZE)?;
     // A page mapped by a PTE may belong to a huge folio that is not fully split yet: move
     // base pages then, as the folio order cannot be relied on (the C test_hmm does the same).
@@ -1155,11 +1152,7 @@ mod tests {
     fn gpu(name: &'static CStr, owner: &'static u8) -> Result<Gpu> {
         let fdev = faux::Registration::new(name, None)?;
         let region = Arc::pin_init(
-            DevicePrivateRegion::new(
-                2 * PAGES * PAGE_SIZE,
-                name,
-                core::ptr::from_ref(owner) as usize,
-            ),
+            DevicePrivateRegion::new(2 * PAGES * PAGE_SIZE, name, Owner::of(owner)),
             GFP_KERNEL,
         )?;
         let pagemap = Pagemap::new(fdev.as_ref().as_ref(), region.clone(), NoOps)?;
@@ -1266,8 +1259,7 @@ mod tests {
         migrate_to_devmem(
             devmem.pagemap(),
             &mmap,
-            addr,
-            addr + pages * PAGE_SIZE,
+            PageRange::with_pages(addr, pages)?,
             details,
             |_| Ok(devmem.clone()),
         )
@@ -1397,8 +1389,7 @@ mod tests {
             let mmap = mm.mmap_read_lock();
             let moved = migrate_to_ram(
                 &mmap,
-                addr,
-                addr + PAGES * PAGE_SIZE,
+                PageRange::with_pages(addr, PAGES)?,
                 a.region.owner(),
                 false,
             )?;
@@ -1431,8 +1422,7 @@ mod tests {
             let moved = migrate_to_devmem(
                 &a.pagemap,
                 &mmap,
-                addr,
-                addr + PAGES * PAGE_SIZE,
+                PageRange::with_pages(addr, PAGES)?,
                 &MigrateDetails::default(),
                 |n| {
                     asked.push(n, GFP_KERNEL)?;
@@ -1444,8 +1434,7 @@ mod tests {
             let moved = migrate_to_devmem(
                 &a.pagemap,
                 &mmap,
-                addr,
-                addr + PAGES * PAGE_SIZE,
+                PageRange::with_pages(addr, PAGES)?,
                 &MigrateDetails::default(),
                 |n| {
                     asked.push(n, GFP_KERNEL)?;
@@ -1510,8 +1499,7 @@ mod tests {
             let upper = addr + half * PAGE_SIZE;
             let moved = migrate_to_ram(
                 &mmap,
-                upper,
-                addr + PAGES * PAGE_SIZE,
+                PageRange::new(upper, addr + PAGES * PAGE_SIZE)?,
                 a.region.owner(),
                 false,
             )?;

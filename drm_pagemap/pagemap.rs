@@ -9,6 +9,8 @@
 //! the ops ask for it, from this module's own workqueue (for last puts from contexts that must
 //! not sleep or take the provider's locks). The device and module references are dropped after
 //! `destroy` returns, from this module's code, never from the provider's.
+//!
+//! C header: [`include/drm/drm_pagemap.h`](srctree/include/drm/drm_pagemap.h)
 
 use core::ptr::NonNull;
 use core::sync::atomic::AtomicPtr;
@@ -31,8 +33,9 @@ use kernel::workqueue::WorkItem;
 
 use crate::device_private::DevicePrivateRegion;
 use crate::migrate::MigrateDetails;
-use crate::module_ref::ModuleRef;
-use crate::workqueue::OwnedQueue;
+use crate::pending::module_ref::ModuleRef;
+use crate::pending::workqueue::OwnedQueue;
+use crate::range::PageRange;
 
 /// How a device reaches memory it mapped through [`PagemapOps::device_map`] (the C
 /// `enum drm_interconnect_protocol`).
@@ -101,7 +104,7 @@ pub unsafe trait PagemapOps: Send + Sync {
     /// fails), so this is where a provider unlinks it from its lookup structures.
     fn destroy(&self, _pagemap: &Pagemap) {}
 
-    /// Moves `[start, end)` of `mm`, locked by `mmap`, into this pagemap's memory as
+    /// Moves `range` of `mm`, locked by `mmap`, into this pagemap's memory as
     /// `details` say (keeping it there for at least `details.timeslice_ms` against CPU
     /// faults). Best effort: on success the data may still be (partly) elsewhere later.
     fn populate_mm(
@@ -109,29 +112,27 @@ pub unsafe trait PagemapOps: Send + Sync {
         _pagemap: &Pagemap,
         _mm: &Mm,
         _mmap: &MmapReadGuard<'_>,
-        _start: usize,
-        _end: usize,
+        _range: PageRange,
         _details: &MigrateDetails,
     ) -> Result {
         Err(EOPNOTSUPP)
     }
 }
 
-/// Populates `[start, end)` of `mm` with `pagemap`'s memory through its provider: takes a user
+/// Populates `range` of `mm` with `pagemap`'s memory through its provider: takes a user
 /// reference on `mm` (`EFAULT` if the address space is already gone) and its mmap lock for
 /// reading, and calls [`PagemapOps::populate_mm`].
 pub fn populate_mm(
     pagemap: &Pagemap,
     mm: &Mm,
-    start: usize,
-    end: usize,
+    range: PageRange,
     details: &MigrateDetails,
 ) -> Result {
     let user = mm.mmget_not_zero().ok_or(EFAULT)?;
     let mmap = user.mmap_read_lock();
     pagemap
         .ops()
-        .populate_mm(pagemap, mm, &mmap, start, end, details)
+        .populate_mm(pagemap, mm, &mmap, range, details)
 }
 
 /// A refcounted handle to a device memory region.
@@ -325,6 +326,7 @@ unsafe impl Sync for Pagemap {}
 #[kunit_tests(drm_pagemap_refcount)]
 mod tests {
     use super::*;
+    use crate::owner::Owner;
     use kernel::faux;
     use kernel::sync::atomic::Atomic;
     use kernel::sync::Arc;
@@ -365,19 +367,17 @@ mod tests {
 
     /// A small device-private region for a test's pagemap.
     fn test_region() -> Result<Arc<DevicePrivateRegion>> {
-        let owner = core::ptr::from_ref(&OWNER) as usize;
         Arc::pin_init(
-            DevicePrivateRegion::new(1 << 21, c"drm_pagemap_kunit", owner),
+            DevicePrivateRegion::new(1 << 21, c"drm_pagemap_kunit", Owner::of(&OWNER)),
             GFP_KERNEL,
         )
     }
 
     #[test]
-    fn region_needs_owner_and_size() {
-        let bad = [(0, 1), (1 << 21, 0), (4095, 1)];
-        for (size, owner) in bad {
+    fn region_needs_a_size_in_pages() {
+        for size in [0, 4095, (1 << 21) + 1] {
             let r = Arc::pin_init(
-                DevicePrivateRegion::new(size, c"drm_pagemap_kunit", owner),
+                DevicePrivateRegion::new(size, c"drm_pagemap_kunit", Owner::of(&OWNER)),
                 GFP_KERNEL,
             );
             assert_eq!(r.err(), Some(EINVAL));

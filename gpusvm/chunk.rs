@@ -3,6 +3,8 @@
 //! Range sizing: a GPU fault creates a range of the largest allowed chunk size whose aligned
 //! window around the fault fits every bound (VMA, notifier, GPU VA range) and overlaps no
 //! existing range.
+//!
+//! C header: [`include/drm/drm_gpusvm.h`](srctree/include/drm/drm_gpusvm.h)
 
 use core::ops::Range;
 

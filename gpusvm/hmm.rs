@@ -3,6 +3,8 @@
 //! Range faults: what a process's CPU page tables map over a range, optionally faulting pages
 //! in first (`hmm_range_fault`), checked against an interval notifier so that a driver never
 //! uses a stale answer.
+//!
+//! C header: [`include/linux/hmm.h`](srctree/include/linux/hmm.h)
 
 use kernel::mm::MmWithUser;
 use kernel::page::PAGE_SIZE;
@@ -13,6 +15,8 @@ use kernel::time::Monotonic;
 use crate::ffi;
 use crate::notifier::Invalidate;
 use crate::notifier::Notifier;
+use drm_pagemap::owner::Owner;
+use drm_pagemap::range::PageRange;
 
 /// How long a range fault keeps retrying against concurrent invalidations before it gives up
 /// with `EBUSY` (the C `HMM_RANGE_DEFAULT_TIMEOUT`).
@@ -181,18 +185,14 @@ pub unsafe fn fault_range<T: Invalidate, G>(
     start: usize,
     pfns: &mut [HmmPfn],
     fault: Fault,
-    owner: usize,
+    owner: Option<Owner>,
     lock: impl Fn() -> G,
 ) -> Result<G> {
-    if start % PAGE_SIZE != 0 || pfns.is_empty() {
-        return Err(EINVAL);
-    }
+    let range = PageRange::with_pages(start, pfns.len())?;
     // The mmap lock taken below must be that of the address space the notifier watches.
     if !core::ptr::eq(mm.as_raw(), notifier.mm().as_raw()) {
         return Err(EINVAL);
     }
-    let len = pfns.len().checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
-    let end = start.checked_add(len).ok_or(EINVAL)?;
     let default_flags = match fault {
         Fault::None => 0,
         Fault::Read => VALID,
@@ -212,12 +212,12 @@ pub unsafe fn fault_range<T: Invalidate, G>(
         let mut range = ffi::hmm_range {
             notifier: notifier.as_raw(),
             notifier_seq: seq,
-            start,
-            end,
+            start: range.start(),
+            end: range.end(),
             hmm_pfns: pfns.as_mut_ptr().cast(),
             default_flags,
             pfn_flags_mask: 0,
-            dev_private_owner: owner as *mut kernel::ffi::c_void,
+            dev_private_owner: owner.map_or(core::ptr::null_mut(), Owner::as_ptr),
         };
         let ret = {
             let _mmap = mm.mmap_read_lock();
@@ -268,7 +268,7 @@ impl ExclusivePage {
     /// first (`EFAULT`/`EPERM` as a write fault would fail; `EBUSY` if the page could not be
     /// locked). `owner` is passed to the invalidation this raises, so that the caller's
     /// notifier can recognise it. Takes the mmap lock for reading.
-    pub fn new(mm: &MmWithUser, addr: usize, owner: usize) -> Result<Self> {
+    pub fn new(mm: &MmWithUser, addr: usize, owner: Option<Owner>) -> Result<Self> {
         let mut folio = core::ptr::null_mut();
         let _mmap = mm.mmap_read_lock();
         // SAFETY: The mmap lock of `mm` is held; `folio` is written on success.
@@ -276,7 +276,7 @@ impl ExclusivePage {
             ffi::svm_make_device_exclusive(
                 mm.as_raw(),
                 addr,
-                owner as *mut kernel::ffi::c_void,
+                owner.map_or(core::ptr::null_mut(), Owner::as_ptr),
                 &mut folio,
             )
         };
@@ -349,7 +349,7 @@ mod tests {
         start: usize,
         pfns: &mut [HmmPfn],
         fault: Fault,
-        owner: usize,
+        owner: Option<Owner>,
         lock: impl Fn() -> kernel::sync::MutexGuard<'a, ()>,
     ) -> Result<kernel::sync::MutexGuard<'a, ()>> {
         // SAFETY: `Seen::invalidate` calls `set_seq` under `lock`'s mutex, and nothing else
@@ -394,7 +394,7 @@ mod tests {
             addr,
             &mut pfns,
             Fault::None,
-            0,
+            None,
             lock,
         )?);
         assert!(pfns.iter().all(|p| !p.is_valid() && !p.is_error()));
@@ -406,7 +406,7 @@ mod tests {
             addr,
             &mut pfns,
             Fault::Read,
-            0,
+            None,
             lock,
         )?);
         assert!(pfns
@@ -425,7 +425,7 @@ mod tests {
             addr,
             &mut pfns,
             Fault::Write,
-            0,
+            None,
             lock,
         )?);
         assert!(pfns
@@ -456,7 +456,7 @@ mod tests {
             addr,
             &mut pfns,
             Fault::Write,
-            0,
+            None,
             lock,
         )?);
 
@@ -477,14 +477,14 @@ mod tests {
             addr,
             &mut pfns,
             Fault::None,
-            0,
+            None,
             lock,
         )?);
         assert!(pfns[..PAGES / 2].iter().all(|p| p.is_error()));
         assert!(pfns[PAGES / 2..]
             .iter()
             .all(|p| p.is_valid() && p.is_write()));
-        let err = unsafe_fault_range(&n, mm, addr, &mut pfns, Fault::Read, 0, lock).err();
+        let err = unsafe_fault_range(&n, mm, addr, &mut pfns, Fault::Read, None, lock).err();
         assert_eq!(err, Some(EFAULT));
         Ok(())
     }
@@ -500,9 +500,10 @@ mod tests {
         )?;
         let lock = || n.data().lock.lock();
         let mut pfns = [HmmPfn::default(); PAGES];
-        let unaligned = unsafe_fault_range(&n, mm, addr + 1, &mut pfns, Fault::None, 0, lock).err();
+        let unaligned =
+            unsafe_fault_range(&n, mm, addr + 1, &mut pfns, Fault::None, None, lock).err();
         assert_eq!(unaligned, Some(EINVAL));
-        let empty = unsafe_fault_range(&n, mm, addr, &mut [], Fault::None, 0, lock).err();
+        let empty = unsafe_fault_range(&n, mm, addr, &mut [], Fault::None, None, lock).err();
         assert_eq!(empty, Some(EINVAL));
         Ok(())
     }

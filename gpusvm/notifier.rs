@@ -2,6 +2,8 @@
 
 //! Interval notifiers: a driver's view of CPU page-table changes over part of a process's
 //! address space, with the sequence count that tells a range fault it raced with one.
+//!
+//! C header: [`include/linux/mmu_notifier.h`](srctree/include/linux/mmu_notifier.h)
 
 use core::marker::PhantomPinned;
 
@@ -12,6 +14,7 @@ use kernel::prelude::*;
 use kernel::types::Opaque;
 
 use crate::ffi;
+use drm_pagemap::owner::Owner;
 
 /// Why the CPU page tables of a range change (`enum mmu_notifier_event`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -54,9 +57,9 @@ impl Invalidation<'_> {
         }
     }
 
-    /// The device-private owner of a migration or of an exclusive access, zero if none.
-    pub fn owner(&self) -> usize {
-        self.raw.owner as usize
+    /// The device-private owner of a migration or of an exclusive access, if any.
+    pub fn owner(&self) -> Option<Owner> {
+        Owner::from_raw(self.raw.owner)
     }
 
     /// Whether the callback may sleep; if not, it must not block and may fail.

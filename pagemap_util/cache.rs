@@ -9,6 +9,8 @@
 //! [`Pagemap::get_unless_zero`] under its lock. The pagemaps it creates carry ops of its own
 //! around the provider's, whose destroy unlinks the pagemap under the same lock before the
 //! memory goes away: nothing the provider writes can leave a dangling pointer behind.
+//!
+//! C header: [`include/drm/drm_pagemap_util.h`](srctree/include/drm/drm_pagemap_util.h)
 
 use core::ptr::NonNull;
 
@@ -17,6 +19,7 @@ use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
 use drm_pagemap::pagemap::PagemapAddr;
 use drm_pagemap::pagemap::PagemapOps;
+use drm_pagemap::range::PageRange;
 use kernel::device::Device;
 use kernel::dma::DataDirection;
 use kernel::mm::Mm;
@@ -102,11 +105,10 @@ unsafe impl<T: PagemapOps> PagemapOps for Cached<T> {
         pagemap: &Pagemap,
         mm: &Mm,
         mmap: &MmapReadGuard<'_>,
-        start: usize,
-        end: usize,
+        range: PageRange,
         details: &MigrateDetails,
     ) -> Result {
-        self.ops.populate_mm(pagemap, mm, mmap, start, end, details)
+        self.ops.populate_mm(pagemap, mm, mmap, range, details)
     }
 }
 
@@ -212,7 +214,7 @@ mod tests {
             DevicePrivateRegion::new(
                 1 << 21,
                 c"pagemap_util_kunit",
-                core::ptr::from_ref(&OWNER) as usize,
+                drm_pagemap::owner::Owner::of(&OWNER),
             ),
             GFP_KERNEL,
         )?;

@@ -13,6 +13,8 @@ use core::pin::Pin;
 
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::MigrateDetails;
+use drm_pagemap::owner::Owner;
+use drm_pagemap::range::PageRange;
 use gpusvm::hmm::fatal_signal_pending;
 use gpusvm::hmm::Fault;
 use gpusvm::hmm::HmmPfn;
@@ -151,15 +153,11 @@ impl MiscDevice for Mirror {
         let user = UserSlice::new(UserPtr::from_addr(arg), size_of::<hmm_dmirror_cmd>());
         let (mut reader, mut writer) = user.reader_writer();
         let mut cmd: hmm_dmirror_cmd = reader.read()?;
-        let start = usize::try_from(cmd.addr).map_err(|_| EINVAL)?;
-        let size = usize::try_from(cmd.npages)
-            .ok()
-            .and_then(|n| n.checked_mul(PAGE_SIZE))
-            .ok_or(EINVAL)?;
-        let end = start.checked_add(size).ok_or(EINVAL)?;
-        if start % PAGE_SIZE != 0 || start >= end {
-            return Err(EINVAL);
-        }
+        let range = PageRange::with_pages(
+            usize::try_from(cmd.addr).map_err(|_| EINVAL)?,
+            usize::try_from(cmd.npages).map_err(|_| EINVAL)?,
+        )?;
+        let (start, end) = (range.start(), range.end());
         cmd.cpages = 0;
         cmd.faults = 0;
         let out = cmd.ptr as usize;
@@ -212,7 +210,7 @@ impl Mirror {
         &self.vm.drm().vram
     }
 
-    fn owner(&self) -> usize {
+    fn owner(&self) -> Owner {
         self.vram().owner()
     }
 
@@ -264,10 +262,13 @@ impl Mirror {
             let mmap = mm.mmap_read_lock();
             let pagemap = self.vm.pagemap();
             each_readable_vma(&mmap, start, end, |addr, next| {
-                match pagemap
-                    .ops()
-                    .populate_mm(pagemap, &mm, &mmap, addr, next, &details)
-                {
+                match pagemap.ops().populate_mm(
+                    pagemap,
+                    &mm,
+                    &mmap,
+                    PageRange::new(addr, next)?,
+                    &details,
+                ) {
                     Err(e) if e == EBUSY || e == EOPNOTSUPP || e == ENOMEM => Ok(()),
                     other => other,
                 }
@@ -315,8 +316,8 @@ impl Mirror {
                     return Err(EINTR);
                 }
                 let stop = next.min((addr / CHUNK + 1) * CHUNK);
-                let moved =
-                    migrate::migrate_to_ram(&mmap, addr, stop, self.owner(), base_pages_only)?;
+                let range = PageRange::new(addr, stop)?;
+                let moved = migrate::migrate_to_ram(&mmap, range, self.owner(), base_pages_only)?;
                 cmd.cpages += moved as u64;
                 addr = stop;
             }

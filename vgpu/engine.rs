@@ -7,7 +7,7 @@ use core::ptr::NonNull;
 
 use drm_pagemap::devmem::PageCopy;
 use drm_pagemap::devmem::SystemPage;
-use drm_pagemap::workqueue::OwnedQueue;
+use drm_pagemap::pending::workqueue::OwnedQueue;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::atomic::Atomic;

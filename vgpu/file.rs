@@ -6,6 +6,7 @@ use drm_pagemap::migrate;
 use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::pagemap;
 use drm_pagemap::pagemap::Pagemap;
+use drm_pagemap::range::PageRange;
 use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
 use kernel::drm;
 use kernel::mm::Mm;
@@ -24,7 +25,6 @@ use crate::vm::Access;
 use crate::vm::GpuVm;
 use crate::vram;
 use crate::vram::VRAM_PAGE_SIZE;
-use kernel::page::PAGE_SIZE;
 
 /// Bytes a GPU VM access moves through its bounce buffer at a time.
 const VM_ACCESS_CHUNK: usize = 2 << 20;
@@ -69,14 +69,10 @@ impl drm::file::DriverFile for VgpuFile {
 
 /// The page-aligned, non-empty range `[start, start + size)` of a request, which must not
 /// wrap around the address space; `EINVAL` otherwise.
-fn user_range(start: u64, size: u64) -> Result<(usize, usize)> {
+fn user_range(start: u64, size: u64) -> Result<PageRange> {
     let start = usize::try_from(start).map_err(|_| EINVAL)?;
     let size = usize::try_from(size).map_err(|_| EINVAL)?;
-    let end = start.checked_add(size).ok_or(EINVAL)?;
-    if size == 0 || start % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
-        return Err(EINVAL);
-    }
-    Ok((start, end))
+    PageRange::with_len(start, size)
 }
 
 /// Whether the calling task has `CAP_SYS_ADMIN` (audited, as the DRM core checks it).
@@ -130,7 +126,7 @@ impl VgpuFile {
         if req.flags != 0 || req.pad != 0 {
             return Err(EINVAL);
         }
-        let (start, end) = user_range(req.start, req.size)?;
+        let range = user_range(req.start, req.size)?;
         let to_device = match req.target {
             uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_DEVICE => true,
             // A timeslice means nothing on the way back: refused, so that it can mean
@@ -148,10 +144,10 @@ impl VgpuFile {
                 timeslice_ms: req.timeslice_ms.min(dev.timeslice_max_ms.load(Relaxed)),
                 base_pages_only: dev.huge_folios.load(Relaxed) == 0,
             };
-            pagemap::populate_mm(&file.inner().pagemap, mm, start, end, &details)?
+            pagemap::populate_mm(&file.inner().pagemap, mm, range, &details)?
         } else {
             let mmap = mm.mmap_read_lock();
-            migrate::migrate_to_ram(&mmap, start, end, dev.vram.owner(), false)?;
+            migrate::migrate_to_ram(&mmap, range, dev.vram.owner(), false)?;
         }
         Ok(0)
     }
@@ -259,7 +255,7 @@ impl VgpuFile {
             uapi::drm_vgpu_vm_access_op_DRM_VGPU_VM_WRITE => true,
             _ => return Err(EINVAL),
         };
-        let (start, end) = user_range(req.start, req.size)?;
+        let range = user_range(req.start, req.size)?;
         let inner = file.inner();
         let vm = {
             let vms = inner.vms.lock();
@@ -281,8 +277,8 @@ impl VgpuFile {
         }
         let mut acc = Access::default();
         let res = vm.access_user(
-            start,
-            end,
+            range.start(),
+            range.end(),
             req.data as usize,
             write,
             VM_ACCESS_CHUNK,

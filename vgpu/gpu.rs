@@ -2,6 +2,7 @@
 
 //! One virtual GPU: a faux device with a DRM device registered on it, and its debugfs knobs.
 
+use drm_pagemap::owner::Owner;
 use kernel::debugfs;
 use kernel::device::Bound;
 use kernel::drm;
@@ -52,7 +53,7 @@ impl Gpu {
         // SAFETY: So the device outlives every use of this reference.
         let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
         // The device's own address is a unique device-private owner cookie for its pages.
-        let owner = core::ptr::from_ref(fdev) as usize;
+        let owner = Owner::of(fdev);
         let engine = CString::try_from_fmt(fmt!("vgpu{index}_copy"))?;
         let data = try_pin_init!(GpuData {
             index,

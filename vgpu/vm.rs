@@ -10,7 +10,9 @@
 use core::ops::Range;
 
 use drm_pagemap::migrate;
+use drm_pagemap::owner::Owner;
 use drm_pagemap::pagemap::Pagemap;
+use drm_pagemap::range::PageRange;
 use gpusvm::hmm::fatal_signal_pending;
 use gpusvm::hmm::fault_range;
 use gpusvm::hmm::ExclusivePage;
@@ -91,7 +93,7 @@ struct PageTable {
     pt: Mutex<Table>,
     /// This GPU's device-private owner: the invalidations it raises itself to make a page
     /// exclusive to it leave its table alone.
-    owner: usize,
+    owner: Owner,
 }
 
 /// The entries of a [`PageTable`], at most [`MAX_ENTRIES`] of them (bar the range a fault is
@@ -167,7 +169,7 @@ impl Invalidate for PageTable {
         let table = notifier.data();
         // Our own `make_device_exclusive`: the page stays, now for this GPU alone, and
         // `make_exclusive` maps it (as `nouveau_svm_range_invalidate` does).
-        if range.event() == Event::Exclusive && range.owner() == table.owner {
+        if range.event() == Event::Exclusive && range.owner() == Some(table.owner) {
             return true;
         }
         let mut pt = if range.blockable() {
@@ -196,7 +198,7 @@ pub(crate) struct GpuVm {
 }
 
 impl PageTable {
-    fn new(owner: usize) -> impl PinInit<Self, Error> {
+    fn new(owner: Owner) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             pt <- kernel::new_mutex!(Table::new(), "vgpu::PageTable::pt"),
             owner,
@@ -269,7 +271,7 @@ impl GpuVm {
         self.notifier.mm().mmget_not_zero().ok_or(EFAULT)
     }
 
-    fn owner(&self) -> usize {
+    fn owner(&self) -> Owner {
         self.drm.vram.owner()
     }
 
@@ -343,13 +345,15 @@ impl GpuVm {
             }
             // A racing munmap leaves a hole (`ENOENT` from the migration): to the GPU that is
             // an unmapped address, as for a CPU access.
-            migrate::migrate_to_ram(&mmap, a, b, self.owner(), false).map_err(|e| {
-                if e == ENOENT {
-                    EFAULT
-                } else {
-                    e
-                }
-            })?;
+            migrate::migrate_to_ram(&mmap, PageRange::new(a, b)?, self.owner(), false).map_err(
+                |e| {
+                    if e == ENOENT {
+                        EFAULT
+                    } else {
+                        e
+                    }
+                },
+            )?;
         }
         Err(EBUSY)
     }
@@ -414,7 +418,7 @@ impl GpuVm {
                 addr,
                 &mut pfns,
                 fault,
-                self.owner(),
+                Some(self.owner()),
                 || table.pt.lock(),
             )
         }?;
@@ -516,7 +520,7 @@ impl GpuVm {
                 }
                 retries += 1;
                 let seq = self.notifier.read_begin();
-                let page = ExclusivePage::new(&mm, addr, self.owner())?;
+                let page = ExclusivePage::new(&mm, addr, Some(self.owner()))?;
                 let delay = self.drm().exclusive_delay_ms.load(Relaxed);
                 if delay > 0 {
                     // The test knob's window, where a racing `munmap` must make us retry.
@@ -667,7 +671,7 @@ mod tests {
         // SAFETY: `TestGpu` drops the DRM registration borrowing the device before `faux`,
         // and is never forgotten.
         let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
-        let owner = core::ptr::from_ref(fdev) as usize;
+        let owner = Owner::of(fdev);
         let data = try_pin_init!(GpuData {
             index: 0,
             num_devices: 1,
@@ -712,8 +716,7 @@ mod tests {
                 pagemap,
                 mm,
                 &mmap,
-                addr,
-                addr + HUGE_SIZE,
+                PageRange::with_len(addr, HUGE_SIZE)?,
                 &MigrateDetails::default(),
             )?;
         }

@@ -12,10 +12,12 @@ use drm_pagemap::devmem::PageCopy;
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::migrate_to_devmem;
 use drm_pagemap::migrate::MigrateDetails;
+use drm_pagemap::owner::Owner;
 use drm_pagemap::pagemap::Interconnect;
 use drm_pagemap::pagemap::Pagemap;
 use drm_pagemap::pagemap::PagemapAddr;
 use drm_pagemap::pagemap::PagemapOps;
+use drm_pagemap::range::PageRange;
 use kernel::device::Device;
 use kernel::dma::DataDirection;
 use kernel::drm;
@@ -84,7 +86,7 @@ impl Vram {
     /// Creates `size` bytes of device memory whose pages carry the device-private `owner`.
     pub(crate) fn new(
         size: usize,
-        owner: usize,
+        owner: Owner,
         engine_name: &CStr,
     ) -> Result<impl PinInit<Self, Error>> {
         let region = Arc::pin_init(DevicePrivateRegion::new(size, c"vgpu", owner), GFP_KERNEL)?;
@@ -137,7 +139,7 @@ impl Vram {
     }
 
     /// The device-private owner of this memory's pages.
-    pub(crate) fn owner(&self) -> usize {
+    pub(crate) fn owner(&self) -> Owner {
         self.region.owner()
     }
 
@@ -251,33 +253,28 @@ unsafe impl PagemapOps for VramPagemap {
         pagemap: &Pagemap,
         mm: &Mm,
         mmap: &MmapReadGuard<'_>,
-        start: usize,
-        end: usize,
+        range: PageRange,
         details: &MigrateDetails,
     ) -> Result {
-        if start >= end || start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 {
-            return Err(EINVAL);
-        }
         let vram = &self.drm.vram;
-        if (end - start) as u64 > vram.size() {
+        if range.size() as u64 > vram.size() {
             return Err(ENOMEM);
         }
-        migrate_to_devmem(pagemap, mmap, start, end, details, |npages| {
-            self.allocate(pagemap, mm, start, end, npages, details)
+        migrate_to_devmem(pagemap, mmap, range, details, |npages| {
+            self.allocate(pagemap, mm, range, npages, details)
         })?;
         Ok(())
     }
 }
 
 impl VramPagemap {
-    /// An allocation of `npages` pages of device memory for a migration of `[start, end)`
+    /// An allocation of `npages` pages of device memory for a migration of `range`
     /// of `mm`, listed for eviction until its release op runs.
     fn allocate(
         &self,
         pagemap: &Pagemap,
         mm: &Mm,
-        start: usize,
-        end: usize,
+        range: PageRange,
         npages: usize,
         details: &MigrateDetails,
     ) -> Result<Arc<Devmem>> {
@@ -289,8 +286,8 @@ impl VramPagemap {
         // 2 MiB blocks when whole huge pages move, so that they can move whole; 4 KiB blocks
         // otherwise, or when no 2 MiB block is free.
         let huge = !details.base_pages_only
-            && start % SZ_2M == 0
-            && end % SZ_2M == 0
+            && range.start() % SZ_2M == 0
+            && range.end() % SZ_2M == 0
             && size % SZ_2M as u64 == 0;
         let alloc = |block: Alignment| {
             KBox::pin_init(

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A counted reference on a kernel module.
+//!
+//! C header: [`include/linux/module.h`](srctree/include/linux/module.h)
 
 use kernel::prelude::*;
 

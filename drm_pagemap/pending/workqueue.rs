@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A workqueue owned by its creator and drained when dropped.
+//!
+//! C header: [`include/linux/workqueue.h`](srctree/include/linux/workqueue.h)
 
 use core::ops::Deref;
 use core::ptr::NonNull;

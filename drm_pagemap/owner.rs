@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device-private owners: the cookie by which the core mm tells the pages of one device (or of
+//! one group of devices sharing an interconnect) from everyone else's.
+//!
+//! C header: [`include/linux/memremap.h`](srctree/include/linux/memremap.h) (`dev_pagemap::owner`)
+
+use core::ptr::NonNull;
+
+use kernel::ffi::c_void;
+
+/// A device-private owner, as the core mm compares it: `dev_pagemap::owner`,
+/// `hmm_range::dev_private_owner`, `migrate_vma::pgmap_owner`. Never null (the core mm reads a
+/// null owner as "none"); an address that is compared, never dereferenced.
+///
+/// Pagemaps with the same owner see each other's pages as their own in range faults and
+/// migrations: that is how devices on one interconnect share memory. No memory safety rests
+/// on owners being distinct: the code here checks a page's `dev_pagemap` before treating the
+/// page as its own.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub struct Owner(NonNull<c_void>);
+
+// SAFETY: An owner is an address that is only compared, never dereferenced.
+unsafe impl Send for Owner {}
+// SAFETY: As above.
+unsafe impl Sync for Owner {}
+
+impl Owner {
+    /// The owner named by the address of `cookie`. Whoever makes one keeps `cookie` alive (and
+    /// so its address unique) as long as pagemaps and faults use the owner.
+    pub fn of<T>(cookie: &T) -> Self {
+        Self(NonNull::from(cookie).cast())
+    }
+
+    /// The owner a C structure holds, `None` for a null pointer.
+    pub fn from_raw(ptr: *mut c_void) -> Option<Self> {
+        NonNull::new(ptr).map(Self)
+    }
+
+    /// The pointer the C structures hold.
+    pub fn as_ptr(self) -> *mut c_void {
+        self.0.as_ptr()
+    }
+}
