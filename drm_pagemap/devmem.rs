@@ -594,7 +594,7 @@ impl Drop for Zdd {
         // SAFETY: `devmem` is initialised (type invariant) and not used after this.
         let devmem = unsafe { ManuallyDrop::take(&mut self.devmem) };
         // Cannot be queued already: an allocation backs one migration, so one `Zdd`.
-        let _ = crate::pagemap::destroy_queue().enqueue(devmem);
+        let _ = crate::deferred::queue().enqueue(devmem);
     }
 }
 

@@ -5,6 +5,7 @@
 
 use kernel::prelude::*;
 
+mod deferred;
 pub mod device_private;
 pub mod devmem;
 mod ffi;
@@ -26,13 +27,13 @@ struct DrmPagemapModule;
 
 impl kernel::Module for DrmPagemapModule {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        pagemap::init_destroy_queue()?;
+        deferred::init()?;
         Ok(Self)
     }
 }
 
 impl Drop for DrmPagemapModule {
     fn drop(&mut self) {
-        pagemap::fini_destroy_queue();
+        deferred::fini();
     }
 }

@@ -44,19 +44,11 @@ use crate::devmem::SystemPage;
 use crate::devmem::Zdd;
 use crate::ffi;
 use crate::owner::Owner;
+use crate::pagemap::Folios;
+use crate::pagemap::MigrateDetails;
 use crate::pagemap::Pagemap;
 use crate::range::PageRange;
 use kernel::page::PAGE_SIZE;
-
-/// How a migration to device memory behaves.
-#[derive(Clone, Copy, Default)]
-pub struct MigrateDetails {
-    /// For how long freshly migrated pages stay on the device against CPU faults, in ms (at
-    /// most [`crate::devmem::MAX_TIMESLICE_MS`]; providers clamp it to their own policy).
-    pub timeslice_ms: u32,
-    /// Use base pages only, even where a huge page could move whole.
-    pub base_pages_only: bool,
-}
 
 /// Pages one `migrate_vma` operation back to system memory covers at most (16 MiB, a
 /// multiple of a huge page): bounds the memory a call allocates, whatever range it is given.
@@ -319,7 +311,7 @@ pub fn migrate_to_devmem(
 
     let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
         | ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
-    if !details.base_pages_only {
+    if details.folios == Folios::Huge {
         flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
     }
     let placement = Placement {
@@ -551,13 +543,13 @@ unsafe fn vma_to_ram(
     only: Option<&Devmem>,
     fault_page: *mut ffi::page,
     dir: Direction,
-    huge: bool,
+    folios: Folios,
 ) -> Result<usize> {
     let npages = (end - start) / PAGE_SIZE;
     bufs.pfns.reset(npages)?;
     bufs.batch.clear();
     let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
-    if huge {
+    if folios == Folios::Huge {
         flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
     }
     let batch = &mut bufs.batch;
@@ -571,7 +563,7 @@ unsafe fn vma_to_ram(
             flags,
             fault_page,
             &mut bufs.pfns,
-            |pfns| copy_back(pfns, batch, vma, start, only, dir, huge),
+            |pfns| copy_back(pfns, batch, vma, start, only, dir, folios),
         )
     }?;
     // The batch named pages the migration has now unlocked.
@@ -592,7 +584,7 @@ unsafe fn vma_to_ram_chunked(
     end: usize,
     owner: Owner,
     dir: Direction,
-    huge: bool,
+    folios: Folios,
 ) -> Result<usize> {
     let chunk = CHUNK_PAGES * PAGE_SIZE;
     let mut bufs = BackBuffers::new(((end - start) / PAGE_SIZE).min(CHUNK_PAGES))?;
@@ -615,7 +607,7 @@ unsafe fn vma_to_ram_chunked(
                 None,
                 null_mut(),
                 dir,
-                huge,
+                folios,
             )
         }?;
         addr = stop;
@@ -628,7 +620,7 @@ unsafe fn vma_to_ram_chunked(
 /// that allocation's own ops. Other pages are left where they are. `vma` may be null
 /// (eviction).
 ///
-/// A huge device folio goes to a transparent huge page when `huge` and one can be had; else
+/// A huge device folio goes to a transparent huge page for [`Folios::Huge`] if one can be had; else
 /// to base pages, and the core splits the device folio (which eviction, with no VMA, cannot:
 /// there it is `ENOMEM`).
 fn copy_back<'p>(
@@ -638,7 +630,7 @@ fn copy_back<'p>(
     start: usize,
     only: Option<&Devmem>,
     dir: Direction,
-    huge: bool,
+    folios: Folios,
 ) -> Result {
     let npages = pfns.src.len();
     let mut batch_owner: Option<Arc<Devmem>> = None;
@@ -674,7 +666,7 @@ fn copy_back<'p>(
         };
         // SAFETY: `spage` is valid; the `n` pages of its folio follow it.
         let device_pfn = unsafe { ffi::svm_page_to_pfn(spage) };
-        let thp = if n > 1 && huge {
+        let thp = if n > 1 && folios == Folios::Huge {
             // SAFETY: `vma` is null or valid under the caller's lock, with `addr` inside it.
             unsafe { ffi::svm_alloc_locked_thp(vma, addr) }
         } else {
@@ -728,12 +720,12 @@ fn copy_back<'p>(
 /// signal arrives meanwhile (what moved until then stays moved).
 ///
 /// Huge device folios come back as transparent huge pages where the VMA allows, unless
-/// `base_pages_only`.
+/// `folios` is [`Folios::Base`].
 pub fn migrate_to_ram(
     mmap: &MmapReadGuard<'_>,
     range: PageRange,
     owner: Owner,
-    base_pages_only: bool,
+    folios: Folios,
 ) -> Result<usize> {
     let (start, end) = (range.start(), range.end());
     let mut moved = 0;
@@ -743,14 +735,7 @@ pub fn migrate_to_ram(
         let stop = end.min(vma.end());
         // SAFETY: The VMA is valid under the mmap lock and `[addr, stop)` lies inside it.
         moved += unsafe {
-            vma_to_ram_chunked(
-                vma.as_ptr(),
-                addr,
-                stop,
-                owner,
-                Direction::ToRam,
-                !base_pages_only,
-            )
+            vma_to_ram_chunked(vma.as_ptr(), addr, stop, owner, Direction::ToRam, folios)
         }?;
         addr = stop;
     }
@@ -867,7 +852,7 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
             Some(&*devmem),
             page,
             Direction::CpuFault,
-            huge,
+            if huge { Folios::Huge } else { Folios::Base },
         )
     }?;
     devmem
@@ -951,7 +936,7 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
             0,
             Some(&**devmem),
             Direction::Eviction,
-            true,
+            Folios::Huge,
         );
         if copied.is_err() {
             pfns.abandon_dst();
@@ -1032,6 +1017,8 @@ mod tests {
     use crate::device_private::DevicePrivateRegion;
     use crate::devmem::DevmemOps;
     use crate::devmem::MigrationStats;
+    use crate::pagemap::Folios;
+    use crate::pagemap::MigrateDetails;
     use crate::pagemap::Pagemap;
     use crate::pagemap::PagemapOps;
     use kernel::faux;
@@ -1391,7 +1378,7 @@ mod tests {
                 &mmap,
                 PageRange::with_pages(addr, PAGES)?,
                 a.region.owner(),
-                false,
+                Folios::Huge,
             )?;
             assert_eq!(moved, 1);
         }
@@ -1501,7 +1488,7 @@ mod tests {
                 &mmap,
                 PageRange::new(upper, addr + PAGES * PAGE_SIZE)?,
                 a.region.owner(),
-                false,
+                Folios::Huge,
             )?;
             assert_eq!(moved, half);
         }
@@ -1535,7 +1522,7 @@ mod tests {
         let (devmem, _released, done) = alloc(&a, mm, Populate::Good, false)?;
         let details = MigrateDetails {
             timeslice_ms: u32::MAX,
-            base_pages_only: false,
+            folios: Folios::Huge,
         };
         migrate_pages(&devmem, addr, PAGES, &details)?;
         let begun = Instant::<Monotonic>::now();

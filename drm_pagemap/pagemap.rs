@@ -13,8 +13,6 @@
 //! C header: [`include/drm/drm_pagemap.h`](srctree/include/drm/drm_pagemap.h)
 
 use core::ptr::NonNull;
-use core::sync::atomic::AtomicPtr;
-use core::sync::atomic::Ordering as AtomicOrdering;
 
 use kernel::device::Device;
 use kernel::dma::DataDirection;
@@ -27,14 +25,11 @@ use kernel::sync::atomic::Full;
 use kernel::sync::atomic::Relaxed;
 use kernel::sync::Arc;
 use kernel::sync::Refcount;
-use kernel::workqueue::Queue;
 use kernel::workqueue::Work;
 use kernel::workqueue::WorkItem;
 
 use crate::device_private::DevicePrivateRegion;
-use crate::migrate::MigrateDetails;
 use crate::pending::module_ref::ModuleRef;
-use crate::pending::workqueue::OwnedQueue;
 use crate::range::PageRange;
 
 /// How a device reaches memory it mapped through [`PagemapOps::device_map`] (the C
@@ -60,6 +55,27 @@ pub struct PagemapAddr {
     pub order: u32,
     /// Direction of the transfers it is mapped for.
     pub dir: DataDirection,
+}
+
+/// Which folios a migration moves whole.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub enum Folios {
+    /// Transparent huge pages move into 2 MiB device folios, and those come back as
+    /// transparent huge pages, where the range, the VMA and the memory allow.
+    #[default]
+    Huge,
+    /// Base pages only: huge pages are split on the way.
+    Base,
+}
+
+/// How a migration to device memory behaves (the C `drm_pagemap_migrate_details`).
+#[derive(Clone, Copy, Default)]
+pub struct MigrateDetails {
+    /// For how long freshly migrated pages stay on the device against CPU faults, in ms (at
+    /// most [`crate::devmem::MAX_TIMESLICE_MS`]; providers clamp it to their own policy).
+    pub timeslice_ms: u32,
+    /// Which folios move whole.
+    pub folios: Folios,
 }
 
 /// Operations a pagemap provider implements.
@@ -159,34 +175,6 @@ kernel::impl_has_work! {
     impl HasWork<Self> for Pagemap { self.work }
 }
 
-/// The queue deferred destroys run on, set while this module is loaded.
-static DESTROY_QUEUE: AtomicPtr<OwnedQueue> = AtomicPtr::new(core::ptr::null_mut());
-
-/// Sets up the deferred-destroy queue; called once from module init.
-pub(crate) fn init_destroy_queue() -> Result {
-    let queue = KBox::new(OwnedQueue::new(c"drm_pagemap_destroy", false)?, GFP_KERNEL)?;
-    DESTROY_QUEUE.store(KBox::into_raw(queue), AtomicOrdering::Release);
-    Ok(())
-}
-
-/// Drains and frees the deferred-destroy queue; called once from module exit.
-pub(crate) fn fini_destroy_queue() {
-    let ptr = DESTROY_QUEUE.swap(core::ptr::null_mut(), AtomicOrdering::AcqRel);
-    if !ptr.is_null() {
-        // SAFETY: `ptr` came from `KBox::into_raw` in `init_destroy_queue` and was swapped out,
-        // so this is its only owner. Dropping it drains every pending destroy.
-        drop(unsafe { KBox::from_raw(ptr) });
-    }
-}
-
-pub(crate) fn destroy_queue() -> &'static Queue {
-    let ptr = DESTROY_QUEUE.load(AtomicOrdering::Acquire);
-    // The queue is set in module init, before any pagemap exists, and freed in module exit,
-    // which cannot run while a provider module (a user of this one) still holds pagemaps.
-    // SAFETY: So the queue is alive whenever a pagemap or allocation is being released.
-    unsafe { &*ptr }
-}
-
 impl Pagemap {
     /// Creates a pagemap of `region` with one reference, holding `device` and the module of
     /// `ops` ([`PagemapOps::module`]) until destroyed.
@@ -280,7 +268,7 @@ impl Pagemap {
         let boxed = unsafe { Pin::new_unchecked(KBox::from_raw(ptr.as_ptr())) };
         if boxed.ops.destroy_in_work() {
             // A boxed work item cannot already be queued: the count reaches zero once.
-            destroy_queue().enqueue(boxed);
+            crate::deferred::queue().enqueue(boxed);
         } else {
             Self::destroy(boxed);
         }

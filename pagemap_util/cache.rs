@@ -15,7 +15,7 @@
 use core::ptr::NonNull;
 
 use drm_pagemap::device_private::DevicePrivateRegion;
-use drm_pagemap::migrate::MigrateDetails;
+use drm_pagemap::pagemap::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
 use drm_pagemap::pagemap::PagemapAddr;
 use drm_pagemap::pagemap::PagemapOps;

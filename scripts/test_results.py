@@ -223,7 +223,7 @@ class BrokenRuns(unittest.TestCase):
                             for p in r.problems), r.problems)
 
     def test_deadline_unkillable(self):
-        text = self.deadline_log("vgpu_vm", "1..15").replace(
+        text = self.deadline_log("vgpu_vm", "1..16").replace(
             "SVM-TEST-END vgpu_vm rc=137",
             "SVM-DEADLINE-UNKILLABLE vgpu_vm pid 71 survived SIGKILL for 10s, stacks follow\n"
             "SVM-STACK 71/71 vgpu_vm state R sample 1\n"

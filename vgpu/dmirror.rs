@@ -12,8 +12,9 @@
 use core::pin::Pin;
 
 use drm_pagemap::migrate;
-use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::owner::Owner;
+use drm_pagemap::pagemap::Folios;
+use drm_pagemap::pagemap::MigrateDetails;
 use drm_pagemap::range::PageRange;
 use gpusvm::hmm::fatal_signal_pending;
 use gpusvm::hmm::Fault;
@@ -41,6 +42,7 @@ use crate::uapi::HMM_DMIRROR_FLAG_FAIL_ALLOC;
 use crate::vm::page_in;
 use crate::vm::Access;
 use crate::vm::GpuVm;
+use crate::vram;
 use crate::vram::Vram;
 
 /// Device node names, one per GPU.
@@ -256,7 +258,10 @@ impl Mirror {
         let details = MigrateDetails {
             timeslice_ms: 0,
             // `take_fail_alloc` first: the flag is for this migration whatever the policy.
-            base_pages_only: self.take_fail_alloc() || self.vm.drm().huge_folios.load(Relaxed) == 0,
+            folios: match self.take_fail_alloc() {
+                true => Folios::Base,
+                false => vram::folios(self.vm.drm()),
+            },
         };
         {
             let mmap = mm.mmap_read_lock();
@@ -306,7 +311,10 @@ impl Mirror {
     /// Migrates this GPU's pages of `[start, end)` back to system memory.
     fn migrate_to_system(&self, start: usize, end: usize, cmd: &mut hmm_dmirror_cmd) -> Result {
         let mm = self.mm().map_err(|_| EINVAL)?;
-        let base_pages_only = self.take_fail_alloc();
+        let folios = match self.take_fail_alloc() {
+            true => Folios::Base,
+            false => Folios::Huge,
+        };
         let mmap = mm.mmap_read_lock();
         each_readable_vma(&mmap, start, end, |mut addr, next| {
             // In `CHUNK`-aligned pieces, so that the migration's arrays stay bounded and a
@@ -317,7 +325,7 @@ impl Mirror {
                 }
                 let stop = next.min((addr / CHUNK + 1) * CHUNK);
                 let range = PageRange::new(addr, stop)?;
-                let moved = migrate::migrate_to_ram(&mmap, range, self.owner(), base_pages_only)?;
+                let moved = migrate::migrate_to_ram(&mmap, range, self.owner(), folios)?;
                 cmd.cpages += moved as u64;
                 addr = stop;
             }

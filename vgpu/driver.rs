@@ -9,6 +9,7 @@ use kernel::drm::ioctl::RENDER_ALLOW;
 use kernel::faux;
 use kernel::prelude::*;
 use kernel::sync::atomic::Atomic;
+use kernel::sync::Arc;
 
 use crate::file::VgpuFile;
 use crate::ioctl::declare_vgpu_ioctls;
@@ -38,9 +39,8 @@ pub(crate) struct GpuData {
     /// Race widener (debugfs `vgpu<N>/exclusive_delay_ms`): how long a GPU VM waits between
     /// making a page exclusive and committing its entry. Tests use it to land a `munmap` there.
     pub(crate) exclusive_delay_ms: Atomic<u32>,
-    /// Device memory.
-    #[pin]
-    pub(crate) vram: Vram,
+    /// Device memory, shared with the allocations and the pagemap made of it.
+    pub(crate) vram: Arc<Vram>,
 }
 
 /// A GEM object; vgpu has no buffer objects of its own yet, the DRM core needs the type.

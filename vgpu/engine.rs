@@ -7,6 +7,7 @@ use core::ptr::NonNull;
 
 use drm_pagemap::devmem::PageCopy;
 use drm_pagemap::devmem::SystemPage;
+use drm_pagemap::pending::workqueue::Order;
 use drm_pagemap::pending::workqueue::OwnedQueue;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
@@ -209,7 +210,7 @@ pub(crate) struct CopyEngine {
 impl CopyEngine {
     pub(crate) fn new(name: &CStr, vram: Arc<VramPages>) -> Result<Self> {
         Ok(Self {
-            queue: OwnedQueue::new(name, true)?,
+            queue: OwnedQueue::new(name, Order::Ordered)?,
             vram,
         })
     }

@@ -3,8 +3,9 @@
 //! Per-open state and ioctl handlers.
 
 use drm_pagemap::migrate;
-use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::pagemap;
+use drm_pagemap::pagemap::Folios;
+use drm_pagemap::pagemap::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
 use drm_pagemap::range::PageRange;
 use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
@@ -142,12 +143,12 @@ impl VgpuFile {
             // The timeslice is device policy: a process gets at most the device's bound.
             let details = MigrateDetails {
                 timeslice_ms: req.timeslice_ms.min(dev.timeslice_max_ms.load(Relaxed)),
-                base_pages_only: dev.huge_folios.load(Relaxed) == 0,
+                folios: vram::folios(dev),
             };
             pagemap::populate_mm(&file.inner().pagemap, mm, range, &details)?
         } else {
             let mmap = mm.mmap_read_lock();
-            migrate::migrate_to_ram(&mmap, range, dev.vram.owner(), false)?;
+            migrate::migrate_to_ram(&mmap, range, dev.vram.owner(), Folios::Huge)?;
         }
         Ok(0)
     }

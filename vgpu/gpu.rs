@@ -13,6 +13,7 @@ use kernel::str::CString;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Relaxed;
+use kernel::sync::Arc;
 use kernel::uaccess::UserSliceReader;
 
 use crate::dmirror::DmirrorNode;
@@ -61,7 +62,7 @@ impl Gpu {
             timeslice_max_ms: Atomic::new(timeslice_max_ms),
             huge_folios: Atomic::new(u32::from(huge_folios)),
             exclusive_delay_ms: Atomic::new(0),
-            vram <- Vram::new(vram_size, owner, &engine)?,
+            vram: Arc::pin_init(Vram::new(vram_size, owner, &engine)?, GFP_KERNEL)?,
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
         // SAFETY: The registration is stored in `Gpu` and dropped, never forgotten, before the

@@ -11,6 +11,7 @@ use core::ops::Range;
 
 use drm_pagemap::migrate;
 use drm_pagemap::owner::Owner;
+use drm_pagemap::pagemap::Folios;
 use drm_pagemap::pagemap::Pagemap;
 use drm_pagemap::range::PageRange;
 use gpusvm::hmm::fatal_signal_pending;
@@ -345,15 +346,8 @@ impl GpuVm {
             }
             // A racing munmap leaves a hole (`ENOENT` from the migration): to the GPU that is
             // an unmapped address, as for a CPU access.
-            migrate::migrate_to_ram(&mmap, PageRange::new(a, b)?, self.owner(), false).map_err(
-                |e| {
-                    if e == ENOENT {
-                        EFAULT
-                    } else {
-                        e
-                    }
-                },
-            )?;
+            migrate::migrate_to_ram(&mmap, PageRange::new(a, b)?, self.owner(), Folios::Huge)
+                .map_err(|e| if e == ENOENT { EFAULT } else { e })?;
         }
         Err(EBUSY)
     }
@@ -652,7 +646,7 @@ mod tests {
     use crate::driver::GpuData;
     use crate::driver::VgpuDriver;
     use crate::vram::Vram;
-    use drm_pagemap::migrate::MigrateDetails;
+    use drm_pagemap::pagemap::MigrateDetails;
     use kernel::device::Bound;
     use kernel::drm;
     use kernel::faux;
@@ -678,7 +672,10 @@ mod tests {
             timeslice_max_ms: kernel::sync::atomic::Atomic::new(0),
             huge_folios: kernel::sync::atomic::Atomic::new(1),
             exclusive_delay_ms: kernel::sync::atomic::Atomic::new(0),
-            vram <- Vram::new(4 << 20, owner, c"vgpu_kunit_copy")?,
+            vram: kernel::sync::Arc::pin_init(
+                Vram::new(4 << 20, owner, c"vgpu_kunit_copy")?,
+                GFP_KERNEL,
+            )?,
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
         // SAFETY: As above: the registration is dropped, never forgotten, before `faux`.

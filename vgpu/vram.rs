@@ -11,9 +11,10 @@ use drm_pagemap::devmem::MigrationStats;
 use drm_pagemap::devmem::PageCopy;
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::migrate_to_devmem;
-use drm_pagemap::migrate::MigrateDetails;
 use drm_pagemap::owner::Owner;
+use drm_pagemap::pagemap::Folios;
 use drm_pagemap::pagemap::Interconnect;
+use drm_pagemap::pagemap::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
 use drm_pagemap::pagemap::PagemapAddr;
 use drm_pagemap::pagemap::PagemapOps;
@@ -41,11 +42,20 @@ use kernel::sync::Arc;
 use kernel::sync::Mutex;
 use pagemap_util::cache::PagemapCache;
 
+use crate::driver::VgpuDevice;
 use crate::driver::VgpuDriver;
 use crate::engine::Backing;
 use crate::engine::CopyDir;
 use crate::engine::CopyEngine;
 use crate::engine::VramPages;
+
+/// The GPU's huge-folio policy (module parameter and debugfs `vgpu<N>/huge_folios`).
+pub(crate) fn folios(dev: &VgpuDevice) -> Folios {
+    match dev.huge_folios.load(Relaxed) {
+        0 => Folios::Base,
+        _ => Folios::Huge,
+    }
+}
 
 /// Smallest allocation unit of device memory.
 pub(crate) const VRAM_PAGE_SIZE: usize = SZ_4K;
@@ -201,16 +211,43 @@ impl Vram {
 /// Returns a reference to the pagemap of `drm`'s device memory, created on first use.
 pub(crate) fn pagemap(drm: &drm::Device<VgpuDriver>) -> Result<ARef<Pagemap>> {
     let parent: &kernel::faux::Device = drm.as_ref();
-    drm.vram
-        .pagemaps
-        .get_or_create(parent.as_ref(), &drm.vram.region, || {
-            Ok(VramPagemap { drm: drm.into() })
+    drm.vram.pagemap(parent.as_ref())
+}
+
+impl Vram {
+    /// Returns a reference to the pagemap of this memory, on `device`, created on first use.
+    pub(crate) fn pagemap(self: &Arc<Self>, device: &Device) -> Result<ARef<Pagemap>> {
+        self.pagemaps.get_or_create(device, &self.region, || {
+            Ok(VramPagemap { vram: self.clone() })
         })
+    }
+
+    /// Buddy blocks for `size` bytes: 2 MiB blocks if `huge` and the allocator has them
+    /// (so that huge pages can move whole), 4 KiB blocks otherwise.
+    fn alloc_blocks(&self, size: u64, huge: bool) -> Result<Pin<KBox<AllocatedBlocks>>> {
+        let alloc = |block: Alignment| {
+            KBox::pin_init(
+                self.allocator.alloc_blocks(
+                    GpuBuddyAllocMode::Simple,
+                    size,
+                    block,
+                    GpuBuddyAllocFlags::default(),
+                ),
+                GFP_KERNEL,
+            )
+        };
+        match huge {
+            true => alloc(Alignment::new::<SZ_2M>())
+                .or_else(|_| alloc(Alignment::new::<VRAM_PAGE_SIZE>())),
+            false => alloc(Alignment::new::<VRAM_PAGE_SIZE>()),
+        }
+        .map_err(|_| ENOMEM)
+    }
 }
 
 /// The pagemap ops of a virtual GPU's device memory.
 struct VramPagemap {
-    drm: ARef<drm::Device<VgpuDriver>>,
+    vram: Arc<Vram>,
 }
 
 /// The interconnect of a GPU's own memory: addresses are VRAM offsets.
@@ -256,7 +293,7 @@ unsafe impl PagemapOps for VramPagemap {
         range: PageRange,
         details: &MigrateDetails,
     ) -> Result {
-        let vram = &self.drm.vram;
+        let vram = &self.vram;
         if range.size() as u64 > vram.size() {
             return Err(ENOMEM);
         }
@@ -278,34 +315,16 @@ impl VramPagemap {
         npages: usize,
         details: &MigrateDetails,
     ) -> Result<Arc<Devmem>> {
-        let vram = &self.drm.vram;
+        let vram = &self.vram;
         if inject(&vram.fail_allocs) {
             return Err(ENOMEM);
         }
         let size = npages.checked_mul(PAGE_SIZE).ok_or(ENOMEM)? as u64;
-        // 2 MiB blocks when whole huge pages move, so that they can move whole; 4 KiB blocks
-        // otherwise, or when no 2 MiB block is free.
-        let huge = !details.base_pages_only
+        let huge = details.folios == Folios::Huge
             && range.start() % SZ_2M == 0
             && range.end() % SZ_2M == 0
             && size % SZ_2M as u64 == 0;
-        let alloc = |block: Alignment| {
-            KBox::pin_init(
-                vram.allocator.alloc_blocks(
-                    GpuBuddyAllocMode::Simple,
-                    size,
-                    block,
-                    GpuBuddyAllocFlags::default(),
-                ),
-                GFP_KERNEL,
-            )
-        };
-        let blocks = match huge {
-            true => alloc(Alignment::new::<SZ_2M>())
-                .or_else(|_| alloc(Alignment::new::<VRAM_PAGE_SIZE>())),
-            false => alloc(Alignment::new::<VRAM_PAGE_SIZE>()),
-        }
-        .map_err(|_| ENOMEM)?;
+        let blocks = vram.alloc_blocks(size, huge)?;
         let id = vram.next_id.fetch_add(1, Relaxed);
         let devmem = Devmem::new(
             pagemap.into(),
@@ -315,7 +334,7 @@ impl VramPagemap {
             VramAllocation {
                 id,
                 blocks,
-                drm: self.drm.clone(),
+                vram: self.vram.clone(),
             },
         )?;
         // Listed before the migration accepts it: from then on its release op, which takes
@@ -332,12 +351,12 @@ impl VramPagemap {
 struct VramAllocation {
     id: u64,
     blocks: Pin<KBox<AllocatedBlocks>>,
-    drm: ARef<drm::Device<VgpuDriver>>,
+    vram: Arc<Vram>,
 }
 
 impl VramAllocation {
     fn copy(&self, copies: &[PageCopy<'_>], dir: CopyDir) -> Result {
-        let vram = &self.drm.vram;
+        let vram = &self.vram;
         if inject(&vram.fail_copies) {
             return Err(EIO);
         }
@@ -354,7 +373,7 @@ unsafe impl DevmemOps for VramAllocation {
     }
 
     fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result {
-        let first = self.drm.vram.region.pfn_first();
+        let first = self.vram.region.pfn_first();
         let mut i = 0;
         for block in self.blocks.iter() {
             let base = first + (block.offset() as usize) / PAGE_SIZE;
@@ -382,10 +401,80 @@ unsafe impl DevmemOps for VramAllocation {
 
     fn release(&self) {
         // Dropping the list's reference; the device memory is freed with the allocation.
-        self.drm
-            .vram
-            .allocations
-            .lock()
-            .retain(|(i, _)| *i != self.id);
+        self.vram.allocations.lock().retain(|(i, _)| *i != self.id);
+    }
+}
+
+#[kunit_tests(vgpu_vram)]
+mod tests {
+    use super::*;
+
+    /// The device-private owner of the tests' memory.
+    static OWNER: u8 = 0;
+
+    const SIZE: usize = 8 << 20;
+
+    fn vram(name: &'static CStr) -> Result<Arc<Vram>> {
+        Arc::pin_init(Vram::new(SIZE, Owner::of(&OWNER), name)?, GFP_KERNEL)
+    }
+
+    /// The pfns of `pages` pages of a fresh allocation of `vram`, and the allocation.
+    fn pfns_of(
+        vram: &Arc<Vram>,
+        pages: usize,
+        huge: bool,
+    ) -> Result<(KVec<usize>, VramAllocation)> {
+        let blocks = vram.alloc_blocks((pages * PAGE_SIZE) as u64, huge)?;
+        let alloc = VramAllocation {
+            id: 0,
+            blocks,
+            vram: vram.clone(),
+        };
+        let mut pfns = KVec::from_elem(0usize, pages, GFP_KERNEL)?;
+        alloc.populate_devmem_pfn(&mut pfns)?;
+        Ok((pfns, alloc))
+    }
+
+    /// Every pfn handed out is a page of the GPU's region, none twice, and the memory is
+    /// counted as used until the allocation goes.
+    #[test]
+    fn pfns_come_from_the_allocations_blocks() -> Result {
+        let vram = vram(c"vgpu_kunit_vram_a")?;
+        let free = vram.free();
+        let (mut pfns, alloc) = pfns_of(&vram, 300, false)?;
+        assert_eq!(vram.free(), free - (300 * PAGE_SIZE) as u64);
+        assert!(pfns.iter().all(|&p| vram.region.contains_pfn(p)));
+        pfns.sort_unstable();
+        assert!(pfns.windows(2).all(|w| w[0] != w[1]));
+        // Asking for more pages than the allocation has is refused.
+        let mut more = KVec::from_elem(0usize, 301, GFP_KERNEL)?;
+        assert_eq!(alloc.populate_devmem_pfn(&mut more), Err(EINVAL));
+        drop(alloc);
+        assert_eq!(vram.free(), free);
+        Ok(())
+    }
+
+    /// With huge blocks, each 2 MiB of an allocation is one aligned, contiguous run of pfns
+    /// (what a 2 MiB device folio needs).
+    #[test]
+    fn huge_blocks_give_aligned_contiguous_runs() -> Result {
+        let vram = vram(c"vgpu_kunit_vram_h")?;
+        let n = SZ_2M / PAGE_SIZE;
+        let (pfns, _alloc) = pfns_of(&vram, 2 * n, true)?;
+        for run in pfns.chunks(n) {
+            assert_eq!(run[0] % n, 0);
+            assert!(run.iter().enumerate().all(|(k, &p)| p == run[0] + k));
+        }
+        Ok(())
+    }
+
+    /// An error-injection counter fails exactly as many operations as it was set to.
+    #[test]
+    fn injection_counts_down() {
+        let counter = Atomic::new(2u32);
+        assert!(inject(&counter));
+        assert!(inject(&counter));
+        assert!(!inject(&counter));
+        assert_eq!(counter.load(Relaxed), 0);
     }
 }

@@ -20,10 +20,20 @@ use crate::ffi;
 /// `self.0` points to a workqueue this object allocated and has not destroyed.
 pub struct OwnedQueue(NonNull<ffi::workqueue_struct>);
 
+/// How an [`OwnedQueue`] runs its items.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Order {
+    /// One item at a time, in queueing order (a DMA engine's submission queue).
+    Ordered,
+    /// Unbound, items in parallel.
+    Unordered,
+}
+
 impl OwnedQueue {
-    /// Allocates a workqueue named `name`: ordered (one item at a time, in queueing order)
-    /// or unbound. Both can make progress under memory reclaim.
-    pub fn new(name: &CStr, ordered: bool) -> Result<Self> {
+    /// Allocates a workqueue named `name`, running its items as `order` says. It can make
+    /// progress under memory reclaim.
+    pub fn new(name: &CStr, order: Order) -> Result<Self> {
+        let ordered = order == Order::Ordered;
         // SAFETY: `name` is a valid NUL-terminated string; the workqueue copies it.
         let ptr = unsafe { ffi::svm_alloc_workqueue(name.as_char_ptr(), ordered) };
         // INVARIANT: A non-null return is a freshly allocated workqueue.
