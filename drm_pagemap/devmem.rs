@@ -653,12 +653,10 @@ mod tests {
     fn zone_device_data_lifetime() -> Result {
         const PAGES: usize = 3;
         let fdev = faux::Registration::new(c"drm_pagemap_kunit_devmem", None)?;
+        // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
+        let owner = unsafe { crate::owner::Owner::of(&OWNER) };
         let region = Arc::pin_init(
-            DevicePrivateRegion::new(
-                1 << 21,
-                c"drm_pagemap_kunit",
-                crate::owner::Owner::of(&OWNER),
-            ),
+            DevicePrivateRegion::new(1 << 21, c"drm_pagemap_kunit", owner),
             GFP_KERNEL,
         )?;
         let pagemap = Pagemap::new(fdev.as_ref().as_ref(), region.clone(), NoOps)?;

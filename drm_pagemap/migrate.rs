@@ -1136,10 +1136,14 @@ mod tests {
         pagemap: ARef<Pagemap>,
     }
 
+    /// A test GPU whose pages have the owner `owner`: a static of this test module, shared
+    /// only by the tests' GPUs that are meant to see each other's pages.
     fn gpu(name: &'static CStr, owner: &'static u8) -> Result<Gpu> {
         let fdev = faux::Registration::new(name, None)?;
+        // SAFETY: Per this function's doc: no other driver's owner.
+        let owner = unsafe { Owner::of(owner) };
         let region = Arc::pin_init(
-            DevicePrivateRegion::new(2 * PAGES * PAGE_SIZE, name, Owner::of(owner)),
+            DevicePrivateRegion::new(2 * PAGES * PAGE_SIZE, name, owner),
             GFP_KERNEL,
         )?;
         let pagemap = Pagemap::new(fdev.as_ref().as_ref(), region.clone(), NoOps)?;

@@ -14,10 +14,12 @@ use kernel::ffi::c_void;
 /// null owner as "none"); an address that is compared, never dereferenced.
 ///
 /// Pagemaps with the same owner see each other's pages as their own in range faults and
-/// migrations: that is how devices on one interconnect share memory. No memory safety rests
-/// on owners being distinct: the code here checks a page's `dev_pagemap` before treating the
-/// page as its own.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// migrations: that is how devices on one interconnect share memory. The code here checks a
+/// page's `dev_pagemap` before treating the page as its own, but C drivers trust the owner
+/// (`test_hmm` takes any page with its owner for one of its own chunks): a pagemap given
+/// another driver's owner would corrupt that driver's memory. Hence making an owner is
+/// `unsafe`, and there is no way to turn a raw pointer into one.
+#[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(transparent)]
 pub struct Owner(NonNull<c_void>);
 
@@ -27,15 +29,16 @@ unsafe impl Send for Owner {}
 unsafe impl Sync for Owner {}
 
 impl Owner {
-    /// The owner named by the address of `cookie`. Whoever makes one keeps `cookie` alive (and
-    /// so its address unique) as long as pagemaps and faults use the owner.
-    pub fn of<T>(cookie: &T) -> Self {
+    /// The owner named by the address of `cookie`.
+    ///
+    /// # Safety
+    ///
+    /// No other driver uses this address as a device-private owner for as long as pagemaps,
+    /// faults and migrations use the returned owner: `cookie` is an object the caller owns (not
+    /// a zero-sized one) and keeps alive that long, and the caller shares the owner only with
+    /// the devices whose memory it may treat as its own.
+    pub unsafe fn of<T>(cookie: &T) -> Self {
         Self(NonNull::from(cookie).cast())
-    }
-
-    /// The owner a C structure holds, `None` for a null pointer.
-    pub fn from_raw(ptr: *mut c_void) -> Option<Self> {
-        NonNull::new(ptr).map(Self)
     }
 
     /// The pointer the C structures hold.

@@ -353,10 +353,15 @@ mod tests {
     /// The device-private owner of the tests' regions.
     static OWNER: u8 = 0;
 
+    fn owner() -> Owner {
+        // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
+        unsafe { Owner::of(&OWNER) }
+    }
+
     /// A small device-private region for a test's pagemap.
     fn test_region() -> Result<Arc<DevicePrivateRegion>> {
         Arc::pin_init(
-            DevicePrivateRegion::new(1 << 21, c"drm_pagemap_kunit", Owner::of(&OWNER)),
+            DevicePrivateRegion::new(1 << 21, c"drm_pagemap_kunit", owner()),
             GFP_KERNEL,
         )
     }
@@ -365,7 +370,7 @@ mod tests {
     fn region_needs_a_size_in_pages() {
         for size in [0, 4095, (1 << 21) + 1] {
             let r = Arc::pin_init(
-                DevicePrivateRegion::new(size, c"drm_pagemap_kunit", Owner::of(&OWNER)),
+                DevicePrivateRegion::new(size, c"drm_pagemap_kunit", owner()),
                 GFP_KERNEL,
             );
             assert_eq!(r.err(), Some(EINVAL));

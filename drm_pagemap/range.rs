@@ -38,12 +38,6 @@ impl PageRange {
         Self::with_len(start, pages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?)
     }
 
-    /// The page holding `addr` (`EINVAL` for the last page of the address space, whose end
-    /// does not fit).
-    pub fn page_of(addr: usize) -> Result<Self> {
-        Self::with_len(addr & !(PAGE_SIZE - 1), PAGE_SIZE)
-    }
-
     /// First address.
     pub fn start(&self) -> usize {
         self.start
@@ -62,13 +56,6 @@ impl PageRange {
     /// Number of pages, never zero.
     pub fn pages(&self) -> usize {
         self.size() / PAGE_SIZE
-    }
-
-    /// The part of the range in `[start, end)` (bounds rounded outwards to pages), if any.
-    pub fn clamp(&self, start: usize, end: usize) -> Option<Self> {
-        let lo = self.start.max(start & !(PAGE_SIZE - 1));
-        let hi = self.end.min(end.checked_next_multiple_of(PAGE_SIZE)?);
-        Self::new(lo, hi).ok()
     }
 }
 
@@ -91,24 +78,6 @@ mod tests {
             (r.start(), r.end(), r.size(), r.pages()),
             (p, 4 * p, 3 * p, 3)
         );
-        Ok(())
-    }
-
-    #[test]
-    fn page_of_and_clamp() -> Result {
-        let p = PAGE_SIZE;
-        assert_eq!(
-            PageRange::page_of(5 * p + 7)?,
-            PageRange::new(5 * p, 6 * p)?
-        );
-        let r = PageRange::new(2 * p, 8 * p)?;
-        assert_eq!(
-            r.clamp(4 * p + 1, 5 * p + 1),
-            Some(PageRange::new(4 * p, 6 * p)?)
-        );
-        assert_eq!(r.clamp(0, usize::MAX & !(p - 1)), Some(r));
-        assert_eq!(r.clamp(8 * p, 9 * p), None);
-        assert_eq!(r.clamp(0, 2 * p), None);
         Ok(())
     }
 }

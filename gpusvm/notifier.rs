@@ -57,9 +57,9 @@ impl Invalidation<'_> {
         }
     }
 
-    /// The device-private owner of a migration or of an exclusive access, if any.
-    pub fn owner(&self) -> Option<Owner> {
-        Owner::from_raw(self.raw.owner)
+    /// Whether the invalidation comes from a migration or an exclusive access by `owner`.
+    pub fn is_owned_by(&self, owner: Owner) -> bool {
+        core::ptr::eq(self.raw.owner, owner.as_ptr())
     }
 
     /// Whether the callback may sleep; if not, it must not block and may fail.

@@ -210,12 +210,10 @@ mod tests {
     #[test]
     fn create_on_first_use_and_reuse() -> Result {
         let fdev = faux::Registration::new(c"pagemap_util_kunit0", None)?;
+        // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
+        let owner = unsafe { drm_pagemap::owner::Owner::of(&OWNER) };
         let region = Arc::pin_init(
-            DevicePrivateRegion::new(
-                1 << 21,
-                c"pagemap_util_kunit",
-                drm_pagemap::owner::Owner::of(&OWNER),
-            ),
+            DevicePrivateRegion::new(1 << 21, c"pagemap_util_kunit", owner),
             GFP_KERNEL,
         )?;
         let cache = PagemapCache::new()?;

@@ -21,15 +21,19 @@ trap 'rm -rf "$tmp"' EXIT
 compile() {
 	local file=$1
 	shift
-	(cd "$SVM_TOP" && eval "$base --crate-name svm_compile_fail --out-dir $tmp \
-		--emit=metadata=$tmp/libsvm_compile_fail.rmeta $* $file") >"$tmp/out" 2>&1
+	# `base` is kbuild's own command line (shell words, quoted as kbuild quotes them); what
+	# is added to it is quoted here.
+	(cd "$SVM_TOP" && eval "$base --crate-name svm_compile_fail $(printf '%q ' \
+		--out-dir "$tmp" --emit=metadata="$tmp/libsvm_compile_fail.rmeta" "$@" "$file")") \
+		>"$tmp/out" 2>&1
 }
 
 n=0
 for f in "$SVM_TOP"/tests/compile_fail/*.rs; do
 	name=$(basename "$f" .rs)
 	expect=$(sed -n 's|^//! expect: ||p' "$f")
-	[ -n "$expect" ] || die "compile-fail: $name has no expect: line"
+	[ "$(printf '%s\n' "$expect" | wc -l)" = 1 ] && [ -n "$expect" ] ||
+		die "compile-fail: $name needs exactly one expect: line"
 	if ! compile "$f"; then
 		cat "$tmp/out" >&2
 		die "compile-fail: $name: the control (without --cfg svm_bad) does not compile"

@@ -109,6 +109,17 @@ t() {
 	echo "SVM-TEST-BEGIN $1"
 	bounded "$@"
 	echo "SVM-TEST-END $1 rc=$rc secs=$elapsed"
+	reset_knobs
+}
+
+# reset_knobs: every GPU's error injection and race wideners back to off, whatever the last
+# program (killed at its deadline, or failing an assertion) left set.
+reset_knobs() {
+	for k in /sys/kernel/debug/vgpu*/fail_allocs /sys/kernel/debug/vgpu*/fail_copies \
+		/sys/kernel/debug/vgpu*/copy_delay_ms /sys/kernel/debug/vgpu*/exclusive_delay_ms; do
+		[ -w "$k" ] && echo 0 >"$k"
+	done
+	return 0
 }
 
 # bounded NAME LIMIT CMD...: runs CMD in a session of its own with a deadline of LIMIT
@@ -206,7 +217,7 @@ elif [ "$mode" = stress ]; then
 	huge_folios 0
 	t vgpu_fuzz $((secs * 2 + 60)) env VGPU_FUZZ_SECONDS=$secs $FUZZ_AVOID /tests/vgpu_fuzz
 elif [ "$mode" = bench ]; then
-	load_stack num_devices=1 vram_mib=160 huge_folios=1
+	load_stack num_devices=1 vram_mib=320 huge_folios=1
 	insmod $M/test_hmm.ko || echo "SVM-ERROR insmod test_hmm failed"
 	/tests/bench_migrate
 elif [ "$mode" = deadline ]; then

@@ -2,11 +2,15 @@
 /*
  * bench_migrate: migration throughput of vgpu (our drm_pagemap stack) and of the kernel's
  * test_hmm (the C reference driver), side by side in one boot, against a plain memcpy of the
- * same size (one copy of every byte: the physical limit of a migration).
+ * same size into pages already faulted in (one copy of every byte: the real ceiling of a
+ * migration).
  *
- * For each size (2, 16, 64 MiB) and with and without transparent huge pages: a warm-up
- * round trip, then ROUNDS timed migrations each way through each driver's migrate ioctls
- * (vgpu: DRM_IOCTL_VGPU_MIGRATE; test_hmm: HMM_DMIRROR_MIGRATE_TO_DEV/TO_SYS), averaged.
+ * For each size (2, 16, 64, 256 MiB) and with and without transparent huge pages, after a
+ * warm-up round trip: REPS samples, vgpu's and test_hmm's interleaved so that both see the
+ * same state of the host. A sample times ROUNDS migrations each way through each driver's
+ * migrate ioctls (vgpu: DRM_IOCTL_VGPU_MIGRATE; test_hmm: HMM_DMIRROR_MIGRATE_TO_DEV/TO_SYS)
+ * and ROUNDS migrations back by CPU faults (every page touched after a migration to the
+ * device). Each row shows the median and the range of the samples; ratios are of medians.
  * Every round trip's data is checked, so a fast wrong answer cannot win.
  */
 #include <errno.h>
@@ -28,8 +32,10 @@
 
 #define MIB (1UL << 20)
 #define PAGE 4096UL
-/* Enough rounds that each measurement spans many ticks of the VM's coarse clock. */
-#define ROUNDS(size) ((size) >= 64 * MIB ? 4 : (int)(128 * MIB / (size)))
+/* Samples per row, and migrations per sample (at least 64 MiB moved each way per sample). */
+#define REPS 5
+#define ROUNDS(size) ((size) >= 64 * MIB ? 1 : (int)(64 * MIB / (size)))
+#define MAX_SIZE (256 * MIB)
 
 static double now_ms(void)
 {
@@ -47,14 +53,25 @@ static int vgpu_fd(void)
 	return vgpu_node_next(&cursor, path, sizeof(path));
 }
 
-static uint64_t vgpu_free(int fd)
+static struct drm_vgpu_query_device vgpu_query(int fd)
 {
-	struct drm_vgpu_query_device d;
+	struct drm_vgpu_query_device d = { 0 };
 	struct drm_vgpu_query q = {
 		.query = DRM_VGPU_QUERY_DEVICE, .size = sizeof(d), .data = (uintptr_t)&d,
 	};
 
-	return ioctl(fd, DRM_IOCTL_VGPU_QUERY, &q) ? 0 : d.vram_free;
+	ioctl(fd, DRM_IOCTL_VGPU_QUERY, &q);
+	return d;
+}
+
+static uint64_t vgpu_free(int fd)
+{
+	return vgpu_query(fd).vram_free;
+}
+
+static uint64_t vgpu_size(int fd)
+{
+	return vgpu_query(fd).vram_size;
 }
 
 struct driver {
@@ -82,19 +99,14 @@ static int vgpu_to_sys(int fd, void *p, size_t size)
 	return vgpu_migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_SYSTEM);
 }
 
-/* Device memory comes back from a work item after migrating out: wait, untimed. */
+/*
+ * Device memory comes back from a work item after migrating out: wait, untimed and bounded
+ * (5 s), until all of it is free again (the bench is the GPU's only user).
+ */
 static void vgpu_settle(int fd)
 {
-	uint64_t last = 0;
-
-	for (int i = 0; i < 500; i++) {
-		uint64_t f = vgpu_free(fd);
-
-		if (f == last)
-			return;
-		last = f;
+	for (int i = 0; i < 2500 && vgpu_free(fd) != vgpu_size(fd); i++)
 		usleep(2000);
-	}
 }
 
 /* test_hmm copies the migrated data back into a mirror buffer of the same size. */
@@ -148,53 +160,86 @@ static int intact(const uint8_t *p, size_t size)
 	return 1;
 }
 
-/* Average GB/s each way, or negative on failure. */
-static int run(struct driver *d, size_t size, int thp, double *to_dev, double *to_sys)
-{
-	uint8_t *raw, *p = buffer(size, thp, &raw);
-	double t_dev = 0, t_sys = 0;
-	int ret = -1;
+/* One sample of a driver: GB/s to the device, back by ioctl, back by CPU faults. */
+struct sample {
+	double to_dev, to_sys, fault;
+};
 
-	if (!p)
-		return -1;
-	if (d->to_dev(d->fd, p, size) || d->to_sys(d->fd, p, size)) {
-		printf("# %s: warm-up failed, errno %d\n", d->name, errno);
-		goto out;
-	}
-	d->settle(d->fd);
-	for (int i = 0; i < ROUNDS(size); i++) {
-		double t0 = now_ms(), t1, t2;
+/* Reads one byte of every page: each read of a device page migrates it back. */
+static void touch(const uint8_t *p, size_t size)
+{
+	volatile uint8_t sink = 0;
+
+	for (size_t i = 0; i < size; i += PAGE)
+		sink ^= p[i];
+	(void)sink;
+}
+
+/* Times one sample over the buffer `p`; 0, or -1 on failure. */
+static int sample(struct driver *d, uint8_t *p, size_t size, struct sample *s)
+{
+	double t_dev = 0, t_sys = 0, t_fault = 0;
+	int rounds = ROUNDS(size);
+
+	for (int i = 0; i < rounds; i++) {
+		double t0 = now_ms(), t1, t2, t3;
 
 		if (d->to_dev(d->fd, p, size))
-			goto out;
+			return -1;
 		t1 = now_ms();
 		if (d->to_sys(d->fd, p, size))
-			goto out;
+			return -1;
 		t2 = now_ms();
+		d->settle(d->fd);
+		if (d->to_dev(d->fd, p, size))
+			return -1;
+		t3 = now_ms();
+		touch(p, size);
+		t_fault += now_ms() - t3;
 		t_dev += t1 - t0;
 		t_sys += t2 - t1;
 		d->settle(d->fd);
 	}
 	if (!intact(p, size)) {
 		printf("# %s: data corrupted after migrations\n", d->name);
-		goto out;
+		return -1;
 	}
-	*to_dev = size / 1e9 / (t_dev / ROUNDS(size) / 1e3);
-	*to_sys = size / 1e9 / (t_sys / ROUNDS(size) / 1e3);
-	ret = 0;
-out:
-	munmap(raw, size + 2 * MIB);
-	return ret;
+	s->to_dev = size / 1e9 * rounds / (t_dev / 1e3);
+	s->to_sys = size / 1e9 * rounds / (t_sys / 1e3);
+	s->fault = size / 1e9 * rounds / (t_fault / 1e3);
+	return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Median, min and max of `n` values (sorted in place). */
+struct stat3 {
+	double med, min, max;
+};
+
+static struct stat3 stat3(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return (struct stat3){ n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1] };
+}
+
+/* A copy of `size` bytes into pages already faulted in: the ceiling of a migration. */
 static double memcpy_gbps(size_t size)
 {
 	uint8_t *a = malloc(size), *b = malloc(size);
 	double t0, t;
 	int n = 0;
 
-	if (!a || !b)
+	if (!a || !b) {
+		free(a);
+		free(b);
 		return 0;
+	}
 	memset(a, 1, size);
 	memset(b, 2, size);
 	t0 = now_ms();
@@ -209,46 +254,88 @@ static double memcpy_gbps(size_t size)
 	return (double)size * n / 1e9 / (t / 1e3);
 }
 
+/* Prints one row: vgpu's and test_hmm's samples of one direction, and the ceiling. */
+static void row(size_t size, int thp, const char *dir, double *ours, double *ref, double mc)
+{
+	struct stat3 o = stat3(ours, REPS), r = stat3(ref, REPS);
+
+	printf("| %zu MiB | %s | %s | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) | %.3f | %.2f | %.2f | %.2f |\n",
+	       size / MIB, thp ? "yes" : "no", dir, o.med, o.min, o.max, r.med, r.min, r.max, mc,
+	       o.med / r.med, o.med / mc, r.med / mc);
+}
+
 int main(void)
 {
-	size_t sizes[] = { 2 * MIB, 16 * MIB, 64 * MIB };
+	size_t sizes[] = { 2 * MIB, 16 * MIB, 64 * MIB, 256 * MIB };
 	struct driver ours = { "vgpu", vgpu_fd(), vgpu_to_dev, vgpu_to_sys, vgpu_settle };
 	struct driver ref = { "test_hmm", open("/dev/hmm_dmirror0", O_RDWR | O_CLOEXEC),
 			      hmm_to_dev, hmm_to_sys, no_settle };
 	int failed = 0;
 
-	hmm_mirror = malloc(64 * MIB);
+	hmm_mirror = malloc(MAX_SIZE);
 	if (ours.fd < 0 || ref.fd < 0 || !hmm_mirror) {
 		printf("bench: needs vgpu and test_hmm loaded (vgpu %d, test_hmm %d)\n",
 		       ours.fd, ref.fd);
 		return 1;
 	}
 	printf("SVM-BENCH-BEGIN\n");
+	printf("GB/s: median (min-max) of %d samples, vgpu's and test_hmm's interleaved; "
+	       "ratios of medians; memcpy into faulted-in pages is the ceiling.\n\n", REPS);
 	printf("| size | THP | direction | vgpu GB/s | test_hmm GB/s | memcpy GB/s | vgpu/test_hmm | vgpu/memcpy | test_hmm/memcpy |\n");
 	printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 	for (unsigned int s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-		double mc = memcpy_gbps(sizes[s]);
+		size_t size = sizes[s];
 
 		for (int thp = 1; thp >= 0; thp--) {
-			double od = 0, os = 0, rd = 0, rs = 0;
+			double od[REPS], os[REPS], of[REPS], rd[REPS], rs[REPS], rf[REPS], mc[REPS];
+			uint8_t *oraw, *rraw, *op = buffer(size, thp, &oraw), *rp = buffer(size, thp, &rraw);
+			struct driver *fail = NULL;
+			int err = 0;
 
-			if (run(&ours, sizes[s], thp, &od, &os)) {
-				printf("| %zu MiB | %s | vgpu failed: errno %d |\n", sizes[s] / MIB,
-				       thp ? "yes" : "no", errno);
+			if (!op || !rp) {
+				printf("| %zu MiB | %s | no memory for the buffers |\n", size / MIB,
+				       thp ? "yes" : "no");
 				failed = 1;
-				continue;
+				goto next;
 			}
-			if (run(&ref, sizes[s], thp, &rd, &rs)) {
-				printf("| %zu MiB | %s | test_hmm failed: errno %d |\n", sizes[s] / MIB,
-				       thp ? "yes" : "no", errno);
+			/* Warm-up round trips, untimed. */
+			if (ours.to_dev(ours.fd, op, size) || ours.to_sys(ours.fd, op, size))
+				fail = &ours, err = errno;
+			else if (ref.to_dev(ref.fd, rp, size) || ref.to_sys(ref.fd, rp, size))
+				fail = &ref, err = errno;
+			ours.settle(ours.fd);
+			for (int i = 0; i < REPS && !fail; i++) {
+				struct sample so, sr;
+
+				if (sample(&ours, op, size, &so)) {
+					fail = &ours, err = errno;
+					break;
+				}
+				if (sample(&ref, rp, size, &sr)) {
+					fail = &ref, err = errno;
+					break;
+				}
+				od[i] = so.to_dev, os[i] = so.to_sys, of[i] = so.fault;
+				rd[i] = sr.to_dev, rs[i] = sr.to_sys, rf[i] = sr.fault;
+				mc[i] = memcpy_gbps(size);
+			}
+			if (fail) {
+				printf("| %zu MiB | %s | %s failed: errno %d |\n", size / MIB,
+				       thp ? "yes" : "no", fail->name, err);
 				failed = 1;
-				continue;
+				goto next;
 			}
-			printf("| %zu MiB | %s | RAM->device | %.3f | %.3f | %.3f | %.2f | %.2f | %.2f |\n",
-			       sizes[s] / MIB, thp ? "yes" : "no", od, rd, mc, od / rd, od / mc, rd / mc);
-			printf("| %zu MiB | %s | device->RAM | %.3f | %.3f | %.3f | %.2f | %.2f | %.2f |\n",
-			       sizes[s] / MIB, thp ? "yes" : "no", os, rs, mc, os / rs, os / mc, rs / mc);
+			double ceiling = stat3(mc, REPS).med;
+
+			row(size, thp, "RAM->device", od, rd, ceiling);
+			row(size, thp, "device->RAM (ioctl)", os, rs, ceiling);
+			row(size, thp, "device->RAM (CPU fault)", of, rf, ceiling);
 			fflush(stdout);
+next:
+			if (op)
+				munmap(oraw, size + 2 * MIB);
+			if (rp)
+				munmap(rraw, size + 2 * MIB);
 		}
 	}
 	printf("SVM-BENCH-END\n");

@@ -536,20 +536,38 @@ static void *exclusive_thread(void *arg)
 	return NULL;
 }
 
+/* Whether the CPU's entry for `addr` is a non-present (swap-like) one: /proc/self/pagemap. */
+static int cpu_entry_is_swap(const void *addr)
+{
+	uint64_t entry = 0;
+	int f = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (f < 0)
+		return -1;
+	n = pread(f, &entry, sizeof(entry), (off_t)((uintptr_t)addr / PAGE * sizeof(entry)));
+	close(f);
+	if (n != (ssize_t)sizeof(entry))
+		return -1;
+	return (entry >> 62) & 1;
+}
+
 /*
  * Device-exclusive access follows the notifier protocol: a munmap landing between the page
  * being made exclusive and the GPU's entry for it being committed (the window held open by
- * the debugfs knob exclusive_delay_ms) makes the GPU retry. It never keeps an entry for the
- * page munmap freed: a new mapping at the same address reads as its own data through the GPU.
- * Before the fix the entry went in regardless, and the GPU read the freed page.
+ * the debugfs knob exclusive_delay_ms; the test waits until the CPU's entry has become a
+ * device-exclusive one) makes the GPU retry, on the new page mapped there meanwhile. It never
+ * keeps an entry for the page munmap freed. Before the fix the entry went in regardless, and
+ * the GPU read the freed page.
  */
 static enum igt_result exclusive_racing_munmap(void)
 {
 	struct exclusive_access x = { 0 };
 	struct hmm_dmirror_cmd c = { 0 };
+	int delay_set, in_window = 0, ret = -1;
+	struct timespec t0;
 	uint8_t got[PAGE];
 	char path[32];
-	int delay_set, ret;
 	pthread_t t;
 	uint8_t *p;
 
@@ -558,32 +576,40 @@ static enum igt_result exclusive_racing_munmap(void)
 	x.dmirror = open(path, O_RDWR | O_CLOEXEC);
 	if (x.dmirror < 0)
 		igt_skip("no %s (vgpu loaded without hmm_dmirror=1)", path);
-	if (knob_get(fd, "exclusive_delay_ms") < 0)
-		igt_skip("no debugfs knob exclusive_delay_ms");
+	if (knob_get(fd, "exclusive_delay_ms") < 0 || cpu_entry_is_swap(&c) < 0) {
+		close(x.dmirror);
+		igt_skip("no debugfs knob exclusive_delay_ms or no /proc/self/pagemap");
+	}
 	p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	igt_assert(p != MAP_FAILED);
 	memset(p, 0x11, PAGE);
 	x.addr = p;
 
-	delay_set = knob_set(fd, "exclusive_delay_ms", 1500);
-	igt_assert(pthread_create(&t, NULL, exclusive_thread, &x) == 0);
-	/* Well inside the 1.5 s window: making one page exclusive takes a few milliseconds. */
-	usleep(500000);
-	ret = munmap(p, PAGE);
-	if (ret == 0 && mmap(p, PAGE, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == p)
-		memset(p, 0x22, PAGE);
-	else
-		ret = -1;
-	pthread_join(t, NULL);
+	delay_set = knob_set(fd, "exclusive_delay_ms", 2000);
+	if (delay_set == 0 && pthread_create(&t, NULL, exclusive_thread, &x) == 0) {
+		/* The page is exclusive to the GPU once its CPU entry is; the GPU then waits 2 s
+		 * before committing its own entry. Munmap and map a new page inside that window. */
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while (!(in_window = cpu_entry_is_swap(p) == 1) && ms_since(&t0) < 1500)
+			usleep(1000);
+		if (in_window && munmap(p, PAGE) == 0 &&
+		    mmap(p, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+			 -1, 0) == p) {
+			memset(p, 0x22, PAGE);
+			ret = 0;
+		}
+		pthread_join(t, NULL);
+	}
+	/* Undo the knob before any assertion can end the subtest. */
 	knob_set(fd, "exclusive_delay_ms", 0);
 	igt_assert_eq(delay_set, 0);
+	igt_assert(in_window);
 	igt_assert_eq(ret, 0);
 	igt_info("EXCLUSIVE returned %d (%s)\n", x.ret, x.ret ? strerror(x.err) : "ok");
-	/* The GPU saw the new page if it saw anything. */
-	if (x.ret == 0)
-		igt_assert_eq(check_byte(x.out, PAGE, 0x22), -1);
-	/* Its page table holds no entry for the freed page: a read faults the new one in. */
+	/* The GPU retried, on the new page. */
+	igt_assert_eq(x.ret, 0);
+	igt_assert_eq(check_byte(x.out, PAGE, 0x22), -1);
+	/* Its page table holds no entry for the freed page: a read gets the new one. */
 	c.addr = (uintptr_t)p;
 	c.ptr = (uintptr_t)got;
 	c.npages = 1;

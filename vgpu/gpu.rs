@@ -54,7 +54,9 @@ impl Gpu {
         // SAFETY: So the device outlives every use of this reference.
         let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
         // The device's own address is a unique device-private owner cookie for its pages.
-        let owner = Owner::of(fdev);
+        // SAFETY: The faux device is this GPU's own, and outlives the region and the pagemaps
+        // that use its address (they hold the device, or die with its DRM device's data).
+        let owner = unsafe { Owner::of(fdev) };
         let engine = CString::try_from_fmt(fmt!("vgpu{index}_copy"))?;
         let data = try_pin_init!(GpuData {
             index,
@@ -116,7 +118,7 @@ fn knobs<'data>(dev: &'data ARef<VgpuDevice>, dir: &debugfs::ScopedDir<'data, '_
     dir.read_write_file(c"fail_copies", &dev.vram.fail_copies);
     dir.read_write_callback_file(
         c"copy_delay_ms",
-        &dev.vram.engine.vram().copy_delay_ms,
+        dev.vram.copy_delay_ms(),
         &show_u32,
         &store_delay,
     );

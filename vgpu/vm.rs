@@ -170,7 +170,7 @@ impl Invalidate for PageTable {
         let table = notifier.data();
         // Our own `make_device_exclusive`: the page stays, now for this GPU alone, and
         // `make_exclusive` maps it (as `nouveau_svm_range_invalidate` does).
-        if range.event() == Event::Exclusive && range.owner() == Some(table.owner) {
+        if range.event() == Event::Exclusive && range.is_owned_by(table.owner) {
             return true;
         }
         let mut pt = if range.blockable() {
@@ -516,8 +516,9 @@ impl GpuVm {
                 let seq = self.notifier.read_begin();
                 let page = ExclusivePage::new(&mm, addr, Some(self.owner()))?;
                 let delay = self.drm().exclusive_delay_ms.load(Relaxed);
-                if delay > 0 {
-                    // The test knob's window, where a racing `munmap` must make us retry.
+                if delay > 0 && retries == 1 {
+                    // The test knob's window (on the first try only, so that retries stay
+                    // quick), where a racing `munmap` must make us retry.
                     fsleep(Delta::from_millis(delay.into()));
                 }
                 let pt = table.pt.lock();
@@ -665,7 +666,8 @@ mod tests {
         // SAFETY: `TestGpu` drops the DRM registration borrowing the device before `faux`,
         // and is never forgotten.
         let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
-        let owner = Owner::of(fdev);
+        // SAFETY: As for a GPU (`Gpu::new`): the test's own faux device, which outlives it.
+        let owner = unsafe { Owner::of(fdev) };
         let data = try_pin_init!(GpuData {
             index: 0,
             num_devices: 1,

@@ -65,7 +65,7 @@ pub(crate) const VRAM_PAGE_SIZE: usize = SZ_4K;
 pub(crate) struct Vram {
     region: Arc<DevicePrivateRegion>,
     allocator: GpuBuddy,
-    pub(crate) engine: CopyEngine,
+    engine: CopyEngine,
     stats: Arc<MigrationStats>,
     /// Error injection (debugfs `vgpu<N>/fail_allocs`): how many of the next allocations
     /// fail with `ENOMEM`.
@@ -141,6 +141,11 @@ impl Vram {
     /// Migration counters.
     pub(crate) fn stats(&self) -> &MigrationStats {
         &self.stats
+    }
+
+    /// The copy engine's race widener (debugfs `vgpu<N>/copy_delay_ms`).
+    pub(crate) fn copy_delay_ms(&self) -> &Atomic<u32> {
+        &self.engine.vram().copy_delay_ms
     }
 
     /// Bytes the copy engine moved.
@@ -415,7 +420,9 @@ mod tests {
     const SIZE: usize = 8 << 20;
 
     fn vram(name: &'static CStr) -> Result<Arc<Vram>> {
-        Arc::pin_init(Vram::new(SIZE, Owner::of(&OWNER), name)?, GFP_KERNEL)
+        // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
+        let owner = unsafe { Owner::of(&OWNER) };
+        Arc::pin_init(Vram::new(SIZE, owner, name)?, GFP_KERNEL)
     }
 
     /// The pfns of `pages` pages of a fresh allocation of `vram`, and the allocation.
