@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Migration into device memory: collect a range, allocate for what moves, copy, remap (all or
+//! nothing).
+
+use super::*;
+
+/// Moves `range` of the address space locked by `mmap` into `pagemap`'s memory, all or
+/// nothing, and returns the number of pages that moved.
+///
+/// Pages already in `pagemap`'s memory stay; for the others `alloc(n)` is asked for an
+/// allocation of at least `n` pages of `pagemap` (a fully resident range allocates nothing).
+/// The allocation `alloc` returns is accepted: its [`DevmemOps::release`] runs exactly once,
+/// when no page refers to it any more, also when the migration then fails.
+///
+/// If any page cannot be collected (pinned, locked, in another device's memory, racing),
+/// nothing moves and the result is `EBUSY`. Refuses unaligned or empty ranges (`EINVAL`),
+/// ranges larger than the pagemap's memory (`ENOMEM`), addresses with no mapping (`ENOENT`),
+/// ranges crossing the end of their mapping (`EINVAL`), shared mappings, and pages of private
+/// file mappings that are still the file's own pages rather than the process's private copies
+/// (`EOPNOTSUPP`): only anonymous memory can live in device-private memory. An allocation
+/// backs one migration only (`EBUSY` on reuse).
+///
+/// [`DevmemOps::release`]: crate::devmem::DevmemOps::release
+pub fn migrate_to_devmem(
+    pagemap: &Pagemap,
+    mmap: &MmapReadGuard<'_>,
+    range: PageRange,
+    details: &MigrateDetails,
+    alloc: impl FnOnce(usize) -> Result<Arc<Devmem>>,
+) -> Result<usize> {
+    let (start, end) = (range.start(), range.end());
+    let region = pagemap.region();
+    let npages = (end - start) / PAGE_SIZE;
+    if npages > region.page_count() {
+        return Err(ENOMEM);
+    }
+    let vma = mmap.vma_lookup(start).ok_or(ENOENT)?;
+    if end > vma.end() {
+        return Err(EINVAL);
+    }
+    if vma.flags() & kernel::mm::virt::flags::SHARED != 0 {
+        return Err(EOPNOTSUPP);
+    }
+    // A private file mapping holds the file's pages until written, then anonymous copies.
+    // SAFETY: The VMA is valid while the mmap lock is held.
+    let file_backed = !unsafe { ffi::svm_vma_is_anonymous(vma.as_ptr()) };
+    // Everything is allocated before the pages are collected and locked.
+    let mut pfns = PfnArrays::new(npages)?;
+    let mut device_pfns = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
+    let mut sorted = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
+    let mut copies = KVVec::with_capacity(npages, GFP_KERNEL)?;
+    let zdd = Zdd::reserve()?;
+    // The allocation the migration claims, marked populated once it has finished.
+    let mut claimed = None;
+
+    let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
+        | ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+    if details.folios == Folios::Huge {
+        flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
+    }
+    let placement = Placement {
+        pagemap,
+        device_pfns: &mut device_pfns,
+        sorted: &mut sorted,
+        copies: &mut copies,
+        file_backed,
+        details,
+        claimed: &mut claimed,
+    };
+    // SAFETY: The VMA is valid under the mmap lock and the range lies inside it.
+    let result = unsafe {
+        run_migrate_vma(
+            vma.as_ptr(),
+            start,
+            end,
+            region.owner(),
+            flags,
+            null_mut(),
+            &mut pfns,
+            |pfns| placement.place(pfns, start, end, zdd, alloc),
+        )
+    };
+    if let Some(devmem) = claimed {
+        devmem.set_populated();
+    }
+    let (placed, moved) = result?;
+    let (devmem, wanted) = match placed? {
+        Some(placed) => placed,
+        None => return Ok(0),
+    };
+    devmem.stats().count(Direction::ToDevice, moved);
+    if moved < wanted {
+        // Some page changed under us between setup and now; what moved has its data.
+        return Err(EBUSY);
+    }
+    Ok(moved)
+}
+
+/// What placing a range in device memory needs besides the collected pages.
+struct Placement<'a, 'p> {
+    pagemap: &'a Pagemap,
+    device_pfns: &'a mut KVVec<usize>,
+    sorted: &'a mut KVVec<usize>,
+    copies: &'a mut KVVec<PageCopy<'p>>,
+    file_backed: bool,
+    details: &'a MigrateDetails,
+    claimed: &'a mut Option<Arc<Devmem>>,
+}
+
+impl Placement<'_, '_> {
+    /// Sets up `pfns.dst` with device pages of an allocation from `alloc` and copies the data
+    /// there. Returns the allocation and how many pages are to move, or `None` if every page
+    /// already is in the pagemap's memory; on error no destination page is set up any more
+    /// (the caller abandons them).
+    ///
+    /// A huge source (a transparent huge page, or a huge hole) moves into one huge device
+    /// folio when the provider's pages for it are contiguous and aligned; otherwise into base
+    /// pages, and the core splits the source.
+    fn place(
+        self,
+        pfns: &mut PfnArrays,
+        start: usize,
+        end: usize,
+        zdd: kernel::sync::UniqueArc<core::mem::MaybeUninit<Zdd>>,
+        alloc: impl FnOnce(usize) -> Result<Arc<Devmem>>,
+    ) -> Result<Option<(Arc<Devmem>, usize)>> {
+        let region = self.pagemap.region();
+        let npages = pfns.src.len();
+        // Pages already in this pagemap stay; everything else moves, or nothing does.
+        let mut moving = 0;
+        let mut i = 0;
+        while i < npages {
+            let s = pfns.src[i];
+            if s & MIGRATE == 0 {
+                // Some page could not be collected; in a file mapping, a hole.
+                return Err(if self.file_backed { EOPNOTSUPP } else { EBUSY });
+            }
+            let page = page_of(s);
+            match kind(page, Some(region)) {
+                Kind::Own => {}
+                // Another device's memory (sharing our owner): not movable from here yet.
+                Kind::Ours | Kind::Foreign => return Err(EBUSY),
+                Kind::System => {
+                    // SAFETY: Collected pages are valid and referenced until finalize.
+                    let anon = !page.is_null() && unsafe { ffi::svm_page_is_anon(page) };
+                    if self.file_backed && !anon {
+                        // The file's own pages: the core would refuse to move them after
+                        // the copy.
+                        return Err(EOPNOTSUPP);
+                    }
+                    moving += span(s);
+                }
+            }
+            i += span(s);
+        }
+        if moving == 0 {
+            return Ok(None);
+        }
+
+        let devmem = alloc(moving)?;
+        if !devmem.claim() {
+            return Err(EBUSY);
+        }
+        *self.claimed = Some(devmem.clone());
+        // From here the allocation is accepted: the zone-device data's drop runs `release`,
+        // also on the errors below.
+        let zdd = Zdd::init(zdd, devmem.clone());
+        if !core::ptr::eq(devmem.pagemap(), self.pagemap) || devmem.npages() < moving {
+            return Err(EINVAL);
+        }
+        let dpfns = &mut self.device_pfns[..moving];
+        devmem.ops().populate_devmem_pfn(dpfns)?;
+        if let Some(bad) = dpfns.iter().find(|pfn| !region.contains_pfn(**pfn)) {
+            pr_err!("device pfn {bad:#x} is outside the pagemap's region\n");
+            return Err(EINVAL);
+        }
+        // No pfn twice (a huge run's tail pages included): checked on a sorted copy.
+        let sorted = &mut self.sorted[..moving];
+        sorted.copy_from_slice(dpfns);
+        sorted.sort_unstable();
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+            pr_err!("device pfn {:#x} is handed out twice\n", pair[0]);
+            return Err(EINVAL);
+        }
+        devmem.set_va_range(start, end);
+
+        let mut next = 0;
+        let mut i = 0;
+        while i < npages {
+            let s = pfns.src[i];
+            let n = span(s);
+            let spage = page_of(s);
+            if kind(spage, Some(region)) == Kind::Own {
+                i += n;
+                continue;
+            }
+            let run = &dpfns[next..next + n];
+            next += n;
+            let first = run[0];
+            let huge = n > 1 && first % n == 0 && (1..n).all(|k| run[k] == first + k);
+            let (folios, order) = if huge {
+                // SAFETY: Reads a constant.
+                (1, unsafe { ffi::svm_hpage_pmd_order() })
+            } else {
+                (n, 0)
+            };
+            for (f, &pfn) in run.iter().enumerate().take(folios) {
+                // SAFETY: `pfn` is a page of the region (checked above).
+                let dpage = unsafe { ffi::svm_pfn_to_page(pfn) };
+                // A page in use (handed out twice, or still live): refuse rather than
+                // re-initialise it. `DevmemOps`' contract covers what this cannot see.
+                // SAFETY: As above.
+                if unsafe { ffi::svm_page_ref_count(dpage) } != 0 {
+                    pr_err!("device pfn {pfn:#x} is in use\n");
+                    return Err(EINVAL);
+                }
+                // SAFETY: A free device page of our region, owned by this allocation
+                // (`DevmemOps`' contract): initialise the folio (reference 1, locked), point it
+                // at this migration's zone-device data and hand it to the migration.
+                unsafe {
+                    ffi::zone_device_page_init(dpage, region.as_raw(), order);
+                    Zdd::attach(&zdd, dpage);
+                    pfns.set_dst(i + f, dpage, huge);
+                }
+                pfns.dst[i + f] |= s & WRITE;
+                let pages = if huge { 0..n } else { f..f + 1 };
+                for k in pages {
+                    let system = NonNull::new(spage).map(|p| {
+                        // SAFETY: `p` heads the collected folio the `n` entries stand for.
+                        let page = unsafe { ffi::svm_folio_nth_page(p.as_ptr(), k) };
+                        // SAFETY: A page of a collected, locked system folio, valid until
+                        // finalize, which comes after the copy callback.
+                        unsafe { SystemPage::from_raw(NonNull::new_unchecked(page)) }
+                    });
+                    // Cannot fail: reserved for `npages` entries.
+                    self.copies.push(
+                        PageCopy {
+                            device_pfn: pfn + k - f,
+                            system,
+                        },
+                        GFP_KERNEL,
+                    )?;
+                }
+            }
+            i += n;
+        }
+        devmem.ops().copy_to_devmem(self.copies)?;
+        // The timeslice starts once the data is there, before the pages become visible to
+        // CPU faults (`migrate_vma_pages` comes next).
+        devmem.start_timeslice(self.details.timeslice_ms);
+        Ok(Some((devmem, moving)))
+    }
+}

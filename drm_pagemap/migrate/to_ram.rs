@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Migration back to system memory over a VMA, in bounded chunks: the explicit way back and the
+//! copy both the CPU-fault and the eviction paths use.
+
+use super::*;
+
+/// The arrays one migration back to system memory works with, allocated once for all its
+/// chunks.
+pub(super) struct BackBuffers<'p> {
+    pfns: PfnArrays,
+    batch: KVVec<PageCopy<'p>>,
+}
+
+impl BackBuffers<'_> {
+    pub(super) fn new(npages: usize) -> Result<Self> {
+        Ok(Self {
+            pfns: PfnArrays::new(npages)?,
+            batch: KVVec::with_capacity(npages, GFP_KERNEL)?,
+        })
+    }
+}
+
+/// Moves the device pages of `[start, end)` of `vma` back to system memory: all of them with
+/// the owner `owner`, or with `only`, just those of that allocation. At most as many pages as
+/// `bufs` was made for.
+///
+/// # Safety
+///
+/// `vma` is valid under the mmap (or VMA) lock the caller holds, `[start, end)` inside it and
+/// page-aligned; `fault_page` is null or the locked device page a CPU fault is on, inside the
+/// range.
+#[expect(clippy::too_many_arguments)]
+pub(super) unsafe fn vma_to_ram(
+    bufs: &mut BackBuffers<'_>,
+    vma: *mut ffi::vm_area_struct,
+    start: usize,
+    end: usize,
+    owner: Owner,
+    only: Option<&Devmem>,
+    fault_page: *mut ffi::page,
+    dir: Direction,
+    folios: Folios,
+) -> Result<usize> {
+    let npages = (end - start) / PAGE_SIZE;
+    bufs.pfns.reset(npages)?;
+    bufs.batch.clear();
+    let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+    if folios == Folios::Huge {
+        flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
+    }
+    let batch = &mut bufs.batch;
+    // SAFETY: Per this function's contract.
+    let (copied, moved) = unsafe {
+        run_migrate_vma(
+            vma,
+            start,
+            end,
+            owner,
+            flags,
+            fault_page,
+            &mut bufs.pfns,
+            |pfns| copy_back(pfns, batch, vma, start, only, dir, folios),
+        )
+    }?;
+    // The batch named pages the migration has now unlocked.
+    bufs.batch.clear();
+    copied?;
+    Ok(moved)
+}
+
+/// Moves the device pages of `[start, end)` of `vma` back to system memory in chunks of at
+/// most [`CHUNK_PAGES`], aligned so that a huge folio is never cut; as [`vma_to_ram`].
+///
+/// # Safety
+///
+/// As [`vma_to_ram`], with no faulting page.
+unsafe fn vma_to_ram_chunked(
+    vma: *mut ffi::vm_area_struct,
+    start: usize,
+    end: usize,
+    owner: Owner,
+    dir: Direction,
+    folios: Folios,
+) -> Result<usize> {
+    let chunk = CHUNK_PAGES * PAGE_SIZE;
+    let mut bufs = BackBuffers::new(((end - start) / PAGE_SIZE).min(CHUNK_PAGES))?;
+    let mut moved = 0;
+    let mut addr = start;
+    while addr < end {
+        if fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        let stop = end.min((addr & !(chunk - 1)).saturating_add(chunk));
+        // SAFETY: Per the contract; `[addr, stop)` lies inside `[start, end)` and is at most
+        // a chunk.
+        moved += unsafe {
+            vma_to_ram(
+                &mut bufs,
+                vma,
+                addr,
+                stop,
+                owner,
+                None,
+                null_mut(),
+                dir,
+                folios,
+            )
+        }?;
+        addr = stop;
+    }
+    Ok(moved)
+}
+
+/// Allocates system pages for the collected device pages of `pfns.src` that are ours (and
+/// `only`'s, if given) and copies the data into them, one batch per device allocation through
+/// that allocation's own ops. Other pages are left where they are. `vma` may be null
+/// (eviction).
+///
+/// A huge device folio goes to a transparent huge page for [`Folios::Huge`] if one can be had; else
+/// to base pages, and the core splits the device folio (which eviction, with no VMA, cannot:
+/// there it is `ENOMEM`).
+pub(super) fn copy_back<'p>(
+    pfns: &mut PfnArrays,
+    batch: &mut KVVec<PageCopy<'p>>,
+    vma: *mut ffi::vm_area_struct,
+    start: usize,
+    only: Option<&Devmem>,
+    dir: Direction,
+    folios: Folios,
+) -> Result {
+    let npages = pfns.src.len();
+    let mut batch_owner: Option<Arc<Devmem>> = None;
+    let mut i = 0;
+    while i < npages {
+        let s = pfns.src[i];
+        let spage = page_of(s);
+        if s & MIGRATE == 0 || !matches!(kind(spage, None), Kind::Ours) {
+            // Not collected, a system page, or another driver's: stays.
+            i += span(s);
+            continue;
+        }
+        // SAFETY: A collected device page of a region with our ops, kept alive by the
+        // migration until finalize.
+        let devmem = unsafe { Zdd::of_page(spage) }.devmem().clone();
+        if only.is_some_and(|only| !core::ptr::eq(only, &*devmem)) {
+            i += span(s);
+            continue;
+        }
+        if let Some(owner) = &batch_owner {
+            if !Arc::ptr_eq(owner, &devmem) {
+                owner.ops().copy_to_ram(batch, dir)?;
+                owner.stats().count(dir, batch.len());
+                batch.clear();
+            }
+        }
+        batch_owner = Some(devmem);
+        let n = span(s);
+        let addr = if vma.is_null() {
+            0
+        } else {
+            start + i * PAGE_SIZE
+        };
+        // SAFETY: `spage` is valid; the `n` pages of its folio follow it.
+        let device_pfn = unsafe { ffi::svm_page_to_pfn(spage) };
+        let thp = if n > 1 && folios == Folios::Huge {
+            // SAFETY: `vma` is null or valid under the caller's lock, with `addr` inside it.
+            unsafe { ffi::svm_alloc_locked_thp(vma, addr) }
+        } else {
+            null_mut()
+        };
+        if n > 1 && thp.is_null() && vma.is_null() {
+            return Err(ENOMEM);
+        }
+        for k in 0..n {
+            let dpage = if thp.is_null() {
+                // SAFETY: As above.
+                let page = unsafe { ffi::svm_alloc_locked_page(vma, addr + k * PAGE_SIZE) };
+                if page.is_null() {
+                    return Err(ENOMEM);
+                }
+                // SAFETY: A page just allocated and locked for this migration.
+                unsafe { pfns.set_dst(i + k, page, false) };
+                page
+            } else {
+                // SAFETY: `thp` heads a folio of `n` pages.
+                unsafe { ffi::svm_folio_nth_page(thp, k) }
+            };
+            batch.push(
+                PageCopy {
+                    device_pfn: device_pfn + k,
+                    // SAFETY: A destination page allocated and locked above, not mapped
+                    // anywhere until the migration installs it after the copy.
+                    system: Some(unsafe { SystemPage::from_raw(NonNull::new_unchecked(dpage)) }),
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        if !thp.is_null() {
+            // SAFETY: A huge page just allocated and locked for this migration.
+            unsafe { pfns.set_dst(i, thp, true) };
+        }
+        i += n;
+    }
+    if let Some(owner) = batch_owner {
+        if !batch.is_empty() {
+            owner.ops().copy_to_ram(batch, dir)?;
+            owner.stats().count(dir, batch.len());
+        }
+    }
+    Ok(())
+}
+
+/// Moves whatever of `range` of the address space locked by `mmap` lives in device
+/// memory with the private owner `owner` (and this module's pagemap ops) back to system
+/// memory, in chunks of at most [`CHUNK_PAGES`]. Returns the pages moved; `EINTR` if a fatal
+/// signal arrives meanwhile (what moved until then stays moved).
+///
+/// Huge device folios come back as transparent huge pages where the VMA allows, unless
+/// `folios` is [`Folios::Base`].
+pub fn migrate_to_ram(
+    mmap: &MmapReadGuard<'_>,
+    range: PageRange,
+    owner: Owner,
+    folios: Folios,
+) -> Result<usize> {
+    let (start, end) = (range.start(), range.end());
+    let mut moved = 0;
+    let mut addr = start;
+    while addr < end {
+        let vma = mmap.vma_lookup(addr).ok_or(ENOENT)?;
+        let stop = end.min(vma.end());
+        // SAFETY: The VMA is valid under the mmap lock and `[addr, stop)` lies inside it.
+        moved += unsafe {
+            vma_to_ram_chunked(vma.as_ptr(), addr, stop, owner, Direction::ToRam, folios)
+        }?;
+        addr = stop;
+    }
+    Ok(moved)
+}
