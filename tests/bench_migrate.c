@@ -31,7 +31,6 @@
 #include "test_hmm_uapi.h"
 
 #define MIB (1UL << 20)
-#define PAGE 4096UL
 /* Samples per row, and migrations per sample (at least 64 MiB moved each way per sample). */
 #define REPS 5
 #define ROUNDS(size) ((size) >= 64 * MIB ? 1 : (int)(64 * MIB / (size)))

@@ -212,7 +212,6 @@ static enum igt_result many_opens(void)
 	return IGT_PASS;
 }
 
-#define PAGE 4096UL
 /* An address in the kernel's half of the address space (the x86-64 direct map). */
 #define KADDR 0xffff888000000000ull
 

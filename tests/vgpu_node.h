@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -17,11 +18,29 @@
 #include <drm/drm.h>
 
 /*
+ * The page size every program assumes (buffers on the stack are sized by it). Checked
+ * against sysconf(_SC_PAGESIZE) before any node is opened: on another page size the program
+ * stops at once, saying why, instead of failing in confusing ways.
+ */
+#define PAGE 4096UL
+
+static inline void vgpu_check_page_size(void)
+{
+	long size = sysconf(_SC_PAGESIZE);
+
+	if (size != (long)PAGE) {
+		printf("Bail out! the page size is %ld, these tests assume %lu\n", size, PAGE);
+		exit(1);
+	}
+}
+
+/*
  * Opens the next vgpu render node from minor `*cursor` on (start with 0): returns its file
  * descriptor, writes its path into `path` and moves `*cursor` past it; -1 when there is none.
  */
 static inline int vgpu_node_next(int *cursor, char *path, size_t len)
 {
+	vgpu_check_page_size();
 	int minor = *cursor < 128 ? 128 : *cursor;
 
 	for (; minor < 192; minor++) {

@@ -48,7 +48,6 @@ _Static_assert(sizeof(struct drm_vgpu_vm_access) == 40, "drm_vgpu_vm_access");
 UAPI_AT(drm_vgpu_vm_access, start, 8);
 UAPI_AT(drm_vgpu_vm_access, faults, 32);
 
-#define PAGE 4096UL
 #define MIB (1UL << 20)
 
 static int fd = -1;	/* vgpu0 */
