@@ -29,6 +29,9 @@ use kernel::sync::ArcBorrow;
 use kernel::sync::Completion;
 use kernel::sync::Mutex;
 use kernel::sync::UniqueArc;
+use kernel::time::Delta;
+use kernel::time::Instant;
+use kernel::time::Monotonic;
 use kernel::workqueue::Work;
 use kernel::workqueue::WorkItem;
 
@@ -247,7 +250,10 @@ pub struct Devmem {
     mm: Option<ARef<Mm>>,
     npages: usize,
     stats: Arc<MigrationStats>,
-    timeslice_expiration: Atomic<u64>,
+    /// When the allocation was made: the origin of `timeslice_end_ns`.
+    created: Instant<Monotonic>,
+    /// When the timeslice of the last migration ends, in ns after `created`.
+    timeslice_end_ns: Atomic<i64>,
     claimed: Atomic<bool>,
     populated: Atomic<bool>,
     va_start: Atomic<u64>,
@@ -322,7 +328,8 @@ impl Devmem {
                 mm: mm.map(ARef::from),
                 npages,
                 stats,
-                timeslice_expiration: Atomic::new(0),
+                created: Instant::now(),
+                timeslice_end_ns: Atomic::new(0),
                 claimed: Atomic::new(false),
                 populated: Atomic::new(false),
                 va_start: Atomic::new(0),
@@ -423,26 +430,25 @@ impl Devmem {
     /// Keeps freshly migrated pages on the device for `ms` milliseconds (at most
     /// [`MAX_TIMESLICE_MS`]): CPU faults within that window wait for it to end.
     pub(crate) fn start_timeslice(&self, ms: u32) {
-        // SAFETY: Pure computation.
-        let len = unsafe { ffi::svm_msecs_to_jiffies(ms.min(MAX_TIMESLICE_MS)) };
-        // SAFETY: Reads the clock.
-        let now = unsafe { ffi::svm_jiffies() };
-        self.timeslice_expiration
-            .store(now.wrapping_add(len), Relaxed);
+        let len = Delta::from_millis(ms.min(MAX_TIMESLICE_MS).into());
+        let end = self
+            .created
+            .elapsed()
+            .as_nanos()
+            .saturating_add(len.as_nanos());
+        self.timeslice_end_ns.store(end, Relaxed);
     }
 
     /// How many milliseconds of the timeslice started by the last migration are left; 0 once
     /// it ended.
     pub(crate) fn timeslice_left_ms(&self) -> u32 {
-        // SAFETY: Reads the clock.
-        let now = unsafe { ffi::svm_jiffies() };
-        let left = self.timeslice_expiration.load(Relaxed).wrapping_sub(now) as i64;
-        if left <= 0 {
+        let now = self.created.elapsed().as_nanos();
+        let left = Delta::from_nanos(self.timeslice_end_ns.load(Relaxed).saturating_sub(now));
+        if left.as_nanos() <= 0 {
             return 0;
         }
-        // SAFETY: Pure computation.
-        let ms = unsafe { ffi::svm_jiffies_to_msecs(left as u64) };
-        // Never more than the longest timeslice, whatever the clock did.
+        // Rounded up, and never more than the longest timeslice.
+        let ms = u32::try_from(left.as_millis_ceil()).unwrap_or(MAX_TIMESLICE_MS);
         ms.clamp(1, MAX_TIMESLICE_MS)
     }
 }

@@ -173,24 +173,6 @@ bool svm_page_is_anon(struct page *page)
 }
 EXPORT_SYMBOL_GPL(svm_page_is_anon);
 
-u64 svm_jiffies(void)
-{
-	return get_jiffies_64();
-}
-EXPORT_SYMBOL_GPL(svm_jiffies);
-
-u64 svm_msecs_to_jiffies(unsigned int ms)
-{
-	return msecs_to_jiffies(ms);
-}
-EXPORT_SYMBOL_GPL(svm_msecs_to_jiffies);
-
-unsigned int svm_jiffies_to_msecs(u64 j)
-{
-	return jiffies_to_msecs(j);
-}
-EXPORT_SYMBOL_GPL(svm_jiffies_to_msecs);
-
 /* Sleeps @ms milliseconds, or less if a fatal signal arrives. */
 void svm_sleep_killable(unsigned int ms)
 {

@@ -47,6 +47,7 @@ use crate::owner::Owner;
 use crate::pagemap::Folios;
 use crate::pagemap::MigrateDetails;
 use crate::pagemap::Pagemap;
+use crate::pending::task::fatal_signal_pending;
 use crate::range::PageRange;
 use kernel::page::PAGE_SIZE;
 
@@ -72,11 +73,6 @@ fn span(mpfn: usize) -> usize {
     } else {
         1
     }
-}
-
-fn fatal_signal_pending() -> bool {
-    // SAFETY: Reads the current task's signal state.
-    unsafe { ffi::svm_fatal_signal_pending() }
 }
 
 /// Pages that moved, once `migrate_*_pages` ran: a huge source that moved whole into a huge

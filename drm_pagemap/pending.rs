@@ -7,4 +7,5 @@
 //! this project use them from here.
 
 pub mod module_ref;
+pub mod task;
 pub mod workqueue;

@@ -27,7 +27,6 @@ long svm_make_device_exclusive(struct mm_struct *mm, unsigned long addr, void *o
 void svm_folio_unlock_put(struct folio *folio);
 unsigned long svm_hmm_pfn_fix_device_pmd(unsigned long hmm_pfn, unsigned long addr);
 /* From drm_pagemap's helpers (gpusvm loads after drm_pagemap). */
-bool svm_fatal_signal_pending(void);
 /* Also from drm_pagemap's helpers, for KUnit tests that need an address space. */
 unsigned long svm_kunit_mmap_anon(unsigned long len);
 

@@ -29,12 +29,7 @@ const MAX_RETRIES: u32 = 10_000;
 /// Page order of a PMD mapping (2 MiB on x86).
 const PMD_ORDER: u32 = 9;
 
-/// Whether the current task has a fatal signal pending (it was killed): a kernel retry loop
-/// then stops with `EINTR`, so that the task can die.
-pub fn fatal_signal_pending() -> bool {
-    // SAFETY: Reads the current task's signal state; callable from any task context.
-    unsafe { ffi::svm_fatal_signal_pending() }
-}
+pub use drm_pagemap::pending::task::fatal_signal_pending;
 
 const VALID: usize = ffi::hmm_pfn_flags_HMM_PFN_VALID;
 const WRITE: usize = ffi::hmm_pfn_flags_HMM_PFN_WRITE;
