@@ -13,6 +13,7 @@ use kernel::types::Opaque;
 
 use crate::ffi;
 use crate::owner::Owner;
+use crate::sys::fault::VmFault;
 
 /// A device-private `dev_pagemap` over a free physical address range of `size` bytes.
 ///
@@ -160,8 +161,12 @@ unsafe extern "C" fn folio_free(folio: *mut ffi::folio) {
 ///
 /// Called by the core mm only, for a fault on a page of a region using these ops.
 unsafe extern "C" fn migrate_to_ram(vmf: *mut ffi::vm_fault) -> ffi::vm_fault_t {
-    // SAFETY: The core mm passes a valid fault on a (referenced, locked) page of ours.
-    match unsafe { crate::migrate::cpu_fault(vmf) } {
+    // SAFETY: The core mm passes a fault on a referenced, locked page of ours, with the lock
+    // the fault needs held, valid until we return.
+    let Some(mut fault) = (unsafe { VmFault::from_raw(vmf) }) else {
+        return ffi::vm_fault_reason_VM_FAULT_SIGBUS as ffi::vm_fault_t;
+    };
+    match crate::migrate::cpu_fault(&mut fault) {
         Ok(crate::migrate::FaultServed::Done) => 0,
         Ok(crate::migrate::FaultServed::Retry) => {
             ffi::vm_fault_reason_VM_FAULT_RETRY as ffi::vm_fault_t

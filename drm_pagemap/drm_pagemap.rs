@@ -14,6 +14,7 @@ pub mod owner;
 pub mod pagemap;
 pub mod pending;
 pub mod range;
+mod sys;
 
 module! {
     type: DrmPagemapModule,

@@ -4,6 +4,7 @@
 //! it back to system memory.
 
 use super::*;
+use crate::sys::fault::VmFault;
 
 /// How a CPU fault on a device page was served.
 pub(crate) enum FaultServed {
@@ -22,61 +23,32 @@ pub(crate) enum FaultServed {
 /// other fault spins on it: when the fault may be retried, with its lock dropped too, and the
 /// fault is then retried; otherwise (a remote access, such as another device's range fault),
 /// it migrates after the wait. Takes no lock of ours.
-///
-/// # Safety
-///
-/// `vmf` is a CPU fault on a locked, referenced device page of a region with our ops, with
-/// the mmap or VMA lock held.
-pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
-    // SAFETY: Per the contract.
-    let (page, vma, address) = unsafe {
-        (
-            (*vmf).page,
-            (*vmf).__bindgen_anon_1.vma,
-            (*vmf).__bindgen_anon_1.address,
-        )
-    };
-    // SAFETY: The faulting page is ours and referenced for the duration of the fault.
-    let devmem = unsafe { Zdd::of_page(page) }.devmem().clone();
+pub(crate) fn cpu_fault(fault: &mut VmFault<'_>) -> Result<FaultServed> {
+    let page = fault.page();
+    let address = fault.address();
+    let devmem = fault.zdd().devmem().clone();
     let left = devmem.timeslice_left_ms();
-    // SAFETY: Per the contract.
-    let pmd_fault = unsafe { (*vmf).pte }.is_null();
+    let huge = fault.is_pmd();
     // A PMD fault does not wait: the folio may be split while unlocked, and the core's PMD
     // fault path keeps using the folio it locked (migrated now instead, as C does not wait).
-    if left > 0 && !pmd_fault && !fatal_signal_pending() {
+    if left > 0 && !huge && !fatal_signal_pending() {
         devmem
             .stats()
             .timeslice_waits
             .fetch_add(1, kernel::sync::atomic::Relaxed);
-        // SAFETY: Per the contract `vmf` is a fault in progress.
-        let retry = unsafe { ffi::svm_fault_may_retry(vmf) };
-        if retry {
-            // SAFETY: The fault's lock is held (contract); after this `vma` is not used.
-            unsafe { ffi::svm_release_fault_lock(vmf) };
-        }
-        // SAFETY: The page is locked by the fault handler, which unlocks it after we return:
-        // it is relocked below; the handler's reference keeps it alive meanwhile.
-        unsafe {
-            ffi::svm_unlock_page(page);
-            ffi::svm_sleep_killable(left);
-            ffi::svm_lock_page(page);
-        }
-        if retry {
+        if fault.wait_unlocked(left) {
             return Ok(FaultServed::Retry);
         }
     }
-    // SAFETY: The VMA is valid under the caller's lock for the duration of the fault.
-    let vma_ref = unsafe { VmaRef::from_raw(vma) };
-    let (vm_start, vm_end) = (vma_ref.start(), vma_ref.end());
-    let address = address & !(PAGE_SIZE - 1);
+    // The lock is still held: it was dropped only for a retry.
+    let vma = fault.vma().ok_or(EFAULT)?;
+    let (vm_start, vm_end) = (vma.start(), vma.end());
     // The allocation's range, clipped to the VMA; just the page if it moved since.
     let (mut start, mut end) = devmem.va_range();
     if address < start || address >= end {
         (start, end) = (address, address + PAGE_SIZE);
     }
     // A PMD-mapped folio moves whole: cover its aligned range.
-    // SAFETY: Per the contract.
-    let huge = unsafe { (*vmf).pte }.is_null();
     if huge {
         let size = huge_nr() * PAGE_SIZE;
         let base = address & !(size - 1);
@@ -90,8 +62,7 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
         start.max(vm_start).max(window),
         end.min(vm_end).min(window.saturating_add(chunk)),
     );
-    // SAFETY: The faulting page is valid (contract).
-    if !huge && unsafe { ffi::svm_page_in_large_folio(page) } {
+    if !huge && fault.in_large_folio() {
         // A PTE-mapped page of a huge device folio: the core splits the folio while
         // collecting, and 7.3's migrate_vma_collect_pmd() keeps treating the old head as the
         // (locked) faulting folio after the split, migrating it unlocked. With just the
@@ -103,12 +74,12 @@ pub(crate) unsafe fn cpu_fault(vmf: *mut ffi::vm_fault) -> Result<FaultServed> {
     let mut bufs = BackBuffers::new((end - start) / PAGE_SIZE)?;
     // A page mapped by a PTE may belong to a huge folio that is not fully split yet: move
     // base pages then, as the folio order cannot be relied on (the C test_hmm does the same).
-    // SAFETY: The caller holds the lock `vma` needs; `page` is the locked faulting page, at
-    // `address`, inside `[start, end)`, which is at most a chunk.
+    // SAFETY: The fault's lock, which `vma` needs, is held; `page` is the locked faulting page,
+    // at `address`, inside `[start, end)`, which is at most a chunk.
     unsafe {
         vma_to_ram(
             &mut bufs,
-            vma,
+            vma.as_ptr(),
             start,
             end,
             owner,
