@@ -112,8 +112,7 @@ impl<'a> SystemPage<'a> {
 
     /// The page's frame number.
     pub fn pfn(&self) -> usize {
-        // SAFETY: The page is valid for `'a`.
-        unsafe { ffi::svm_page_to_pfn(self.page.as_ptr()) }
+        crate::sys::page::page_to_pfn(self.page.as_ptr())
     }
 }
 

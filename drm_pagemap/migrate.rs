@@ -48,6 +48,12 @@ use crate::pagemap::MigrateDetails;
 use crate::pagemap::Pagemap;
 use crate::pending::task::fatal_signal_pending;
 use crate::range::PageRange;
+use crate::sys::page::huge_nr;
+use crate::sys::page::huge_order;
+use crate::sys::page::migrate_pfn_of;
+use crate::sys::page::migrate_pfn_to_page;
+use crate::sys::page::page_to_pfn;
+use crate::sys::page::pfn_to_page;
 use kernel::page::PAGE_SIZE;
 
 /// Pages one `migrate_vma` operation back to system memory covers at most (16 MiB, a
@@ -57,12 +63,6 @@ pub const CHUNK_PAGES: usize = 4096;
 const MIGRATE: usize = ffi::MIGRATE_PFN_MIGRATE as usize;
 const WRITE: usize = ffi::MIGRATE_PFN_WRITE as usize;
 const COMPOUND: usize = ffi::MIGRATE_PFN_COMPOUND as usize;
-
-/// Pages in a PMD-sized (huge) folio.
-fn huge_nr() -> usize {
-    // SAFETY: Reads a constant.
-    unsafe { ffi::svm_hpage_pmd_nr() as usize }
-}
 
 /// Number of entries of a `src` array the entry `mpfn` stands for: a huge folio (or a huge
 /// hole) is one entry followed by zeroes.
@@ -134,8 +134,7 @@ impl PfnArrays {
     /// `page` is a destination page this operation allocated or initialised and locked, with
     /// the one reference it holds, not used anywhere else.
     unsafe fn set_dst(&mut self, i: usize, page: *mut ffi::page, compound: bool) {
-        // SAFETY: Pure computation.
-        let mut mpfn = unsafe { ffi::svm_migrate_pfn(ffi::svm_page_to_pfn(page)) };
+        let mut mpfn = migrate_pfn_of(page);
         if compound {
             mpfn |= COMPOUND;
         }
@@ -221,8 +220,7 @@ fn retire_moved(pfns: &PfnArrays) {
 }
 
 fn page_of(mpfn: usize) -> *mut ffi::page {
-    // SAFETY: Pure computation on a migrate pfn; null if it names no page.
-    unsafe { ffi::svm_migrate_pfn_to_page(mpfn) }
+    migrate_pfn_to_page(mpfn)
 }
 
 /// What a page collected by a migration is, as far as this module is concerned.

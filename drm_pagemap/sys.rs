@@ -4,3 +4,4 @@
 //! files above them name no `ffi::` item for these. Private to the crate.
 
 pub(crate) mod fault;
+pub(crate) mod page;

@@ -199,15 +199,10 @@ impl Placement<'_, '_> {
             next += n;
             let first = run[0];
             let huge = n > 1 && first % n == 0 && (1..n).all(|k| run[k] == first + k);
-            let (folios, order) = if huge {
-                // SAFETY: Reads a constant.
-                (1, unsafe { ffi::svm_hpage_pmd_order() })
-            } else {
-                (n, 0)
-            };
+            let (folios, order) = if huge { (1, huge_order()) } else { (n, 0) };
             for (f, &pfn) in run.iter().enumerate().take(folios) {
-                // SAFETY: `pfn` is a page of the region (checked above).
-                let dpage = unsafe { ffi::svm_pfn_to_page(pfn) };
+                // A page of the region (checked above).
+                let dpage = pfn_to_page(pfn);
                 // A page in use (handed out twice, or still live): refuse rather than
                 // re-initialise it. `DevmemOps`' contract covers what this cannot see.
                 // SAFETY: As above.

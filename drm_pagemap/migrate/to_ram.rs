@@ -161,8 +161,8 @@ pub(super) fn copy_back<'p>(
         } else {
             start + i * PAGE_SIZE
         };
-        // SAFETY: `spage` is valid; the `n` pages of its folio follow it.
-        let device_pfn = unsafe { ffi::svm_page_to_pfn(spage) };
+        // The `n` pages of its folio follow it.
+        let device_pfn = page_to_pfn(spage);
         let thp = if n > 1 && folios == Folios::Huge {
             // SAFETY: `vma` is null or valid under the caller's lock, with `addr` inside it.
             unsafe { ffi::svm_alloc_locked_thp(vma, addr) }
