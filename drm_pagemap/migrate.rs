@@ -48,9 +48,10 @@ use crate::pagemap::MigrateDetails;
 use crate::pagemap::Pagemap;
 use crate::pending::task::fatal_signal_pending;
 use crate::range::PageRange;
+use crate::sys::migrate_vma::MigrateVma;
+use crate::sys::migrate_vma::PfnArrays;
 use crate::sys::page::huge_nr;
 use crate::sys::page::huge_order;
-use crate::sys::page::migrate_pfn_of;
 use crate::sys::page::migrate_pfn_to_page;
 use crate::sys::page::page_to_pfn;
 use crate::sys::page::pfn_to_page;
@@ -96,66 +97,6 @@ fn moved_pages(pfns: &PfnArrays) -> usize {
     moved
 }
 
-/// The `src`/`dst` arrays of one `migrate_vma` or `migrate_device` operation.
-///
-/// # Invariants
-///
-/// Every non-zero `dst` entry is the migrate pfn of a destination page this operation
-/// allocated (or initialised) and locked, referenced by nothing else yet.
-struct PfnArrays {
-    src: KVVec<usize>,
-    dst: KVVec<usize>,
-}
-
-impl PfnArrays {
-    fn new(npages: usize) -> Result<Self> {
-        // INVARIANT: `dst` starts empty.
-        Ok(Self {
-            src: KVVec::from_elem(0, npages, GFP_KERNEL)?,
-            dst: KVVec::from_elem(0, npages, GFP_KERNEL)?,
-        })
-    }
-
-    /// Makes both arrays `npages` long and zero, for the next operation, without allocating
-    /// if they were that long before.
-    fn reset(&mut self, npages: usize) -> Result {
-        self.src.clear();
-        self.dst.clear();
-        // INVARIANT: `dst` is all zeroes again.
-        self.src.resize(npages, 0, GFP_KERNEL)?;
-        self.dst.resize(npages, 0, GFP_KERNEL)?;
-        Ok(())
-    }
-
-    /// Sets destination `i` to the locked page `page` that this operation set up.
-    ///
-    /// # Safety
-    ///
-    /// `page` is a destination page this operation allocated or initialised and locked, with
-    /// the one reference it holds, not used anywhere else.
-    unsafe fn set_dst(&mut self, i: usize, page: *mut ffi::page, compound: bool) {
-        let mut mpfn = migrate_pfn_of(page);
-        if compound {
-            mpfn |= COMPOUND;
-        }
-        // INVARIANT: Per the contract.
-        self.dst[i] = mpfn;
-    }
-
-    /// Unlocks and frees every destination page set so far, so that nothing moves.
-    fn abandon_dst(&mut self) {
-        for d in self.dst.iter_mut() {
-            // By the type invariant a non-zero entry is a page we set up and hold alone.
-            let page = page_of(*d);
-            if !page.is_null() {
-                // SAFETY: As above: we hold its only reference and its lock.
-                unsafe { ffi::svm_unlock_put_page(page) };
-            }
-            *d = 0;
-        }
-    }
-}
-
 /// Runs one `migrate_vma` operation over `[start, end)` of `vma`: collects the pages, lets
 /// `fill` set up and fill the destinations, and moves what it set up. If `fill` fails, every
 /// destination is abandoned so that nothing moves. Returns `fill`'s result and the number of
@@ -177,30 +118,19 @@ unsafe fn run_migrate_vma<T>(
     pfns: &mut PfnArrays,
     fill: impl FnOnce(&mut PfnArrays) -> Result<T>,
 ) -> Result<(Result<T>, usize)> {
-    // SAFETY: `migrate_vma` is plain data; zero is its documented initial state.
-    let mut args: ffi::migrate_vma = unsafe { core::mem::zeroed() };
-    args.vma = vma;
-    args.start = start;
-    args.end = end;
-    args.src = pfns.src.as_mut_ptr();
-    args.dst = pfns.dst.as_mut_ptr();
-    args.pgmap_owner = owner.as_ptr();
-    args.flags = flags as usize;
-    args.fault_page = fault_page;
-    // SAFETY: Per the function's contract `args` describes a locked VMA's range.
-    to_result(unsafe { ffi::migrate_vma_setup(&mut args) })?;
-
-    // From here on, every path goes through `migrate_vma_pages` and `migrate_vma_finalize`.
-    let filled = fill(pfns);
+    // SAFETY: Per this function's contract.
+    let mut migration =
+        unsafe { MigrateVma::setup(vma, start, end, owner, flags, fault_page, pfns) }?;
+    // From here on, every path goes through `migrate_vma_pages` and `migrate_vma_finalize`:
+    // dropping `migration` abandons the destinations first, so that nothing moves.
+    let filled = fill(migration.pfns());
     if filled.is_err() {
-        pfns.abandon_dst();
+        return Ok((filled, 0));
     }
-    // SAFETY: `args` was set up above; `dst` holds zero or locked, filled destinations.
-    unsafe { ffi::migrate_vma_pages(&mut args) };
-    retire_moved(pfns);
-    let moved = moved_pages(pfns);
-    // SAFETY: As above; this ends the migration and unlocks every page.
-    unsafe { ffi::migrate_vma_finalize(&mut args) };
+    let moved = migration.commit(|pfns| {
+        retire_moved(pfns);
+        moved_pages(pfns)
+    });
     Ok((filled, moved))
 }
 

@@ -4,4 +4,5 @@
 //! files above them name no `ffi::` item for these. Private to the crate.
 
 pub(crate) mod fault;
+pub(crate) mod migrate_vma;
 pub(crate) mod page;
