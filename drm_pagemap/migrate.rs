@@ -29,7 +29,6 @@
 use core::ptr::null_mut;
 use core::ptr::NonNull;
 
-use kernel::error::to_result;
 use kernel::mm::MmWithUser;
 use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;

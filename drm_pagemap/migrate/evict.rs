@@ -4,6 +4,7 @@
 //! VMA.
 
 use super::*;
+use crate::sys::migrate_vma::MigrateDevice;
 
 /// Moves every page of `devmem` still in device memory back to system memory, without a VMA
 /// (the provider needs its memory back, or is going away); takes the owner's mmap lock for
@@ -69,11 +70,12 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
         if pfns.src.iter().any(|pfn| !region.contains_pfn(*pfn)) {
             return Err(EINVAL);
         }
-        // SAFETY: `src` holds `npages` pfns of the allocation's device pages.
-        to_result(unsafe { ffi::migrate_device_pfns(pfns.src.as_mut_ptr(), npages) })?;
-        skip_retired(&mut pfns);
+        // SAFETY: `src` holds `npages` pfns of the allocation's device pages (in our region,
+        // checked above), whose zone-device data the allocation keeps while `_pfns` is held.
+        let mut migration = unsafe { MigrateDevice::collect(&mut pfns) }?;
+        skip_retired(migration.pfns());
         let copied = copy_back(
-            &mut pfns,
+            migration.pfns(),
             &mut batch,
             null_mut(),
             0,
@@ -81,17 +83,13 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
             Direction::Eviction,
             Folios::Huge,
         );
-        if copied.is_err() {
-            pfns.abandon_dst();
-        }
-        // SAFETY: The arrays were set up by `migrate_device_pfns` and `copy_back`.
-        unsafe {
-            ffi::migrate_device_pages(pfns.src.as_mut_ptr(), pfns.dst.as_mut_ptr(), npages);
-        }
-        retire_moved(&pfns);
-        // SAFETY: As above.
-        unsafe {
-            ffi::migrate_device_finalize(pfns.src.as_mut_ptr(), pfns.dst.as_mut_ptr(), npages);
+        // The batch named pages the migration is about to unlock.
+        batch.clear();
+        if copied.is_ok() {
+            migration.commit(retire_moved);
+        } else {
+            // Abandons every destination: nothing moves, the data stays in device memory.
+            drop(migration);
         }
         copied?;
     }

@@ -168,3 +168,82 @@ impl Drop for MigrateVma<'_> {
         self.finalize();
     }
 }
+
+/// A `migrate_device_pfns` operation (device pages found by frame number, no VMA) between
+/// collection and `migrate_device_finalize`, as [`MigrateVma`] is for a VMA: [`commit`]
+/// moves what the destinations were set up for, dropping the guard abandons them.
+///
+/// [`commit`]: MigrateDevice::commit
+///
+/// # Invariants
+///
+/// `migrate_device_pfns` collected `pfns.src`, and the operation has not been finalized.
+pub(crate) struct MigrateDevice<'a> {
+    pfns: &'a mut PfnArrays,
+}
+
+impl<'a> MigrateDevice<'a> {
+    /// Locks and unmaps the device pages whose plain frame numbers `pfns.src` holds (those it
+    /// can lock: the others are left, without `MIGRATE_PFN_MIGRATE`).
+    ///
+    /// # Safety
+    ///
+    /// Every entry of `pfns.src` is the frame number of a device-private page whose folios'
+    /// zone-device data and ops stay valid while the operation runs.
+    pub(crate) unsafe fn collect(pfns: &'a mut PfnArrays) -> Result<Self> {
+        let npages = pfns.src.len();
+        // SAFETY: Per this function's contract; `src` holds `npages` entries.
+        to_result(unsafe { ffi::migrate_device_pfns(pfns.src.as_mut_ptr(), npages) })?;
+        // INVARIANT: Collected just above.
+        Ok(Self { pfns })
+    }
+
+    /// The collected sources and the destinations being set up.
+    pub(crate) fn pfns(&mut self) -> &mut PfnArrays {
+        self.pfns
+    }
+
+    /// Moves the pages whose destinations were set up; `after_pages` sees the arrays between
+    /// `migrate_device_pages` and `migrate_device_finalize`. Returns what it returns.
+    pub(crate) fn commit<R>(mut self, after_pages: impl FnOnce(&PfnArrays) -> R) -> R {
+        self.pages();
+        let ret = after_pages(self.pfns);
+        self.finalize();
+        core::mem::forget(self);
+        ret
+    }
+
+    fn pages(&mut self) {
+        let npages = self.pfns.src.len();
+        // SAFETY: By the type invariant the sources were collected and not finalized; `dst`
+        // holds zero or locked, filled destinations (`PfnArrays` invariant).
+        unsafe {
+            ffi::migrate_device_pages(
+                self.pfns.src.as_mut_ptr(),
+                self.pfns.dst.as_mut_ptr(),
+                npages,
+            )
+        };
+    }
+
+    fn finalize(&mut self) {
+        let npages = self.pfns.src.len();
+        // SAFETY: As in `pages`; this ends the operation (the callers forget or drop `self`
+        // right after) and unlocks every page.
+        unsafe {
+            ffi::migrate_device_finalize(
+                self.pfns.src.as_mut_ptr(),
+                self.pfns.dst.as_mut_ptr(),
+                npages,
+            )
+        };
+    }
+}
+
+impl Drop for MigrateDevice<'_> {
+    fn drop(&mut self) {
+        self.pfns.abandon_dst();
+        self.pages();
+        self.finalize();
+    }
+}
