@@ -166,7 +166,12 @@ unsafe extern "C" fn migrate_to_ram(vmf: *mut ffi::vm_fault) -> ffi::vm_fault_t 
     let Some(mut fault) = (unsafe { VmFault::from_raw(vmf) }) else {
         return ffi::vm_fault_reason_VM_FAULT_SIGBUS as ffi::vm_fault_t;
     };
-    match crate::migrate::cpu_fault(&mut fault) {
+    let served = crate::migrate::cpu_fault(&mut fault);
+    if fault.lock_released() {
+        // Whatever happened after, the core mm must not unlock the dropped lock again.
+        return ffi::vm_fault_reason_VM_FAULT_RETRY as ffi::vm_fault_t;
+    }
+    match served {
         Ok(crate::migrate::FaultServed::Done) => 0,
         Ok(crate::migrate::FaultServed::Retry) => {
             ffi::vm_fault_reason_VM_FAULT_RETRY as ffi::vm_fault_t

@@ -49,6 +49,7 @@ use crate::pending::task::fatal_signal_pending;
 use crate::range::PageRange;
 use crate::sys::migrate_vma::MigrateVma;
 use crate::sys::migrate_vma::PfnArrays;
+use crate::sys::migrate_vma::Pfns;
 use crate::sys::page::huge_nr;
 use crate::sys::page::huge_order;
 use crate::sys::page::migrate_pfn_to_page;
@@ -76,11 +77,11 @@ fn span(mpfn: usize) -> usize {
 
 /// Pages that moved, once `migrate_*_pages` ran: a huge source that moved whole into a huge
 /// destination counts all its pages.
-fn moved_pages(pfns: &PfnArrays) -> usize {
+fn moved_pages(pfns: &Pfns<'_>) -> usize {
     let mut moved = 0;
     let mut i = 0;
-    while i < pfns.src.len() {
-        let (s, d) = (pfns.src[i], pfns.dst[i]);
+    while i < pfns.len() {
+        let (s, d) = (pfns.src()[i], pfns.dst()[i]);
         if s & MIGRATE != 0 && d != 0 {
             let n = if s & COMPOUND != 0 && d & COMPOUND != 0 {
                 huge_nr()
@@ -115,14 +116,14 @@ unsafe fn run_migrate_vma<T>(
     flags: u32,
     fault_page: *mut ffi::page,
     pfns: &mut PfnArrays,
-    fill: impl FnOnce(&mut PfnArrays) -> Result<T>,
+    fill: impl FnOnce(&mut Pfns<'_>) -> Result<T>,
 ) -> Result<(Result<T>, usize)> {
     // SAFETY: Per this function's contract.
     let mut migration =
         unsafe { MigrateVma::setup(vma, start, end, owner, flags, fault_page, pfns) }?;
     // From here on, every path goes through `migrate_vma_pages` and `migrate_vma_finalize`:
     // dropping `migration` abandons the destinations first, so that nothing moves.
-    let filled = fill(migration.pfns());
+    let filled = fill(&mut migration.pfns());
     if filled.is_err() {
         return Ok((filled, 0));
     }
@@ -135,12 +136,12 @@ unsafe fn run_migrate_vma<T>(
 
 /// Marks the device folios of ours whose data `migrate_*_pages` has just moved as retired,
 /// before finalize unlocks them: an eviction must not take them up again.
-fn retire_moved(pfns: &PfnArrays) {
+fn retire_moved(pfns: &Pfns<'_>) {
     let mut i = 0;
-    while i < pfns.src.len() {
-        let s = pfns.src[i];
+    while i < pfns.len() {
+        let s = pfns.src()[i];
         let page = page_of(s);
-        if s & MIGRATE != 0 && pfns.dst[i] != 0 && kind(page, None) == Kind::Ours {
+        if s & MIGRATE != 0 && pfns.dst()[i] != 0 && kind(page, None) == Kind::Ours {
             // SAFETY: A collected (locked) device page of ours whose data just moved.
             unsafe { Zdd::retire(page) };
         }

@@ -4,6 +4,7 @@
 //! VMA.
 
 use super::*;
+use crate::pending::task::sleep_killable;
 use crate::sys::migrate_vma::MigrateDevice;
 
 /// Moves every page of `devmem` still in device memory back to system memory, without a VMA
@@ -39,8 +40,7 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
             // Pages that stayed are locked by a fault or a migration (a fault may be waiting
             // out the timeslice): give it time rather than retrying at once.
             let wait = devmem.timeslice_left_ms().clamp(1, 10);
-            // SAFETY: Sleeping is allowed here (process context, no lock of ours held).
-            unsafe { ffi::svm_sleep_killable(wait) };
+            sleep_killable(wait);
         }
         let mut pfns = PfnArrays::new(npages)?;
         let mut batch = KVVec::with_capacity(npages, GFP_KERNEL)?;
@@ -63,19 +63,23 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
             break;
         }
         passes += 1;
-        devmem.ops().populate_devmem_pfn(&mut pfns.src)?;
+        devmem.ops().populate_devmem_pfn(pfns.plain_pfns())?;
         // `migrate_device_pfns` wants plain pfns in `src`; any pfn outside our region would
         // be the provider breaking `DevmemOps`' contract: refuse it before the core sees it.
         let region = devmem.pagemap().region();
-        if pfns.src.iter().any(|pfn| !region.contains_pfn(*pfn)) {
+        if pfns
+            .plain_pfns()
+            .iter()
+            .any(|pfn| !region.contains_pfn(*pfn))
+        {
             return Err(EINVAL);
         }
         // SAFETY: `src` holds `npages` pfns of the allocation's device pages (in our region,
         // checked above), whose zone-device data the allocation keeps while `_pfns` is held.
         let mut migration = unsafe { MigrateDevice::collect(&mut pfns) }?;
-        skip_retired(migration.pfns());
+        skip_retired(&mut migration.pfns());
         let copied = copy_back(
-            migration.pfns(),
+            &mut migration.pfns(),
             &mut batch,
             null_mut(),
             0,
@@ -127,8 +131,7 @@ fn wait_until(ms: u32, done: impl Fn() -> bool) -> Result {
         if start.elapsed().as_millis() > i64::from(ms) {
             return Err(EBUSY);
         }
-        // SAFETY: Sleeping is allowed in the process context this runs in.
-        unsafe { ffi::svm_sleep_killable(1) };
+        sleep_killable(1);
     }
     Ok(())
 }
@@ -138,15 +141,15 @@ fn wait_until(ms: u32, done: impl Fn() -> bool) -> Result {
 /// `drm_pagemap_skip_retired_pages`: their stale data is not copied again. They stay in the
 /// arrays, not migrating, so that finalize restores whatever the core unmapped (nothing, as a
 /// retired folio is mapped nowhere; but that is the core's business to check).
-fn skip_retired(pfns: &mut PfnArrays) {
+fn skip_retired(pfns: &mut Pfns<'_>) {
     let mut i = 0;
-    while i < pfns.src.len() {
-        let s = pfns.src[i];
+    while i < pfns.len() {
+        let s = pfns.src()[i];
         let page = page_of(s);
         let n = span(s);
         // SAFETY: A page `migrate_device_pfns` collected is referenced and locked.
         if s & MIGRATE != 0 && kind(page, None) == Kind::Ours && unsafe { Zdd::is_retired(page) } {
-            pfns.src[i] &= !MIGRATE;
+            pfns.keep(i);
         }
         i += n;
     }

@@ -119,19 +119,19 @@ impl Placement<'_, '_> {
     /// pages, and the core splits the source.
     fn place(
         self,
-        pfns: &mut PfnArrays,
+        pfns: &mut Pfns<'_>,
         start: usize,
         end: usize,
         zdd: kernel::sync::UniqueArc<core::mem::MaybeUninit<Zdd>>,
         alloc: impl FnOnce(usize) -> Result<Arc<Devmem>>,
     ) -> Result<Option<(Arc<Devmem>, usize)>> {
         let region = self.pagemap.region();
-        let npages = pfns.src.len();
+        let npages = pfns.len();
         // Pages already in this pagemap stay; everything else moves, or nothing does.
         let mut moving = 0;
         let mut i = 0;
         while i < npages {
-            let s = pfns.src[i];
+            let s = pfns.src()[i];
             if s & MIGRATE == 0 {
                 // Some page could not be collected; in a file mapping, a hole.
                 return Err(if self.file_backed { EOPNOTSUPP } else { EBUSY });
@@ -188,7 +188,7 @@ impl Placement<'_, '_> {
         let mut next = 0;
         let mut i = 0;
         while i < npages {
-            let s = pfns.src[i];
+            let s = pfns.src()[i];
             let n = span(s);
             let spage = page_of(s);
             if kind(spage, Some(region)) == Kind::Own {
@@ -216,9 +216,8 @@ impl Placement<'_, '_> {
                 unsafe {
                     ffi::zone_device_page_init(dpage, region.as_raw(), order);
                     Zdd::attach(&zdd, dpage);
-                    pfns.set_dst(i + f, dpage, huge);
+                    pfns.set_dst(i + f, dpage, huge, s & WRITE != 0);
                 }
-                pfns.dst[i + f] |= s & WRITE;
                 let pages = if huge { 0..n } else { f..f + 1 };
                 for k in pages {
                     let system = NonNull::new(spage).map(|p| {

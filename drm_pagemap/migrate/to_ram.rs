@@ -121,7 +121,7 @@ unsafe fn vma_to_ram_chunked(
 /// to base pages, and the core splits the device folio (which eviction, with no VMA, cannot:
 /// there it is `ENOMEM`).
 pub(super) fn copy_back<'p>(
-    pfns: &mut PfnArrays,
+    pfns: &mut Pfns<'_>,
     batch: &mut KVVec<PageCopy<'p>>,
     vma: *mut ffi::vm_area_struct,
     start: usize,
@@ -129,11 +129,11 @@ pub(super) fn copy_back<'p>(
     dir: Direction,
     folios: Folios,
 ) -> Result {
-    let npages = pfns.src.len();
+    let npages = pfns.len();
     let mut batch_owner: Option<Arc<Devmem>> = None;
     let mut i = 0;
     while i < npages {
-        let s = pfns.src[i];
+        let s = pfns.src()[i];
         let spage = page_of(s);
         if s & MIGRATE == 0 || !matches!(kind(spage, None), Kind::Ours) {
             // Not collected, a system page, or another driver's: stays.
@@ -180,7 +180,7 @@ pub(super) fn copy_back<'p>(
                     return Err(ENOMEM);
                 }
                 // SAFETY: A page just allocated and locked for this migration.
-                unsafe { pfns.set_dst(i + k, page, false) };
+                unsafe { pfns.set_dst(i + k, page, false, false) };
                 page
             } else {
                 // SAFETY: `thp` heads a folio of `n` pages.
@@ -198,7 +198,7 @@ pub(super) fn copy_back<'p>(
         }
         if !thp.is_null() {
             // SAFETY: A huge page just allocated and locked for this migration.
-            unsafe { pfns.set_dst(i, thp, true) };
+            unsafe { pfns.set_dst(i, thp, true, false) };
         }
         i += n;
     }

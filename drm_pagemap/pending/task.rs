@@ -12,3 +12,11 @@ pub fn fatal_signal_pending() -> bool {
     // SAFETY: Reads the current task's signal state; callable from any task context.
     unsafe { ffi::svm_fatal_signal_pending() }
 }
+
+/// Sleeps `ms` milliseconds, or less if a fatal signal arrives. Process context only, like
+/// every sleeping function.
+pub fn sleep_killable(ms: u32) {
+    // SAFETY: `msleep_killable` accepts any duration; sleeping is a context rule, not a
+    // memory-safety one (as for `kernel::time::delay::fsleep`).
+    unsafe { ffi::svm_sleep_killable(ms) }
+}

@@ -85,6 +85,12 @@ impl VmFault<'_> {
         Some(unsafe { VmaRef::from_raw(self.raw().__bindgen_anon_1.vma) })
     }
 
+    /// Whether the fault's lock was dropped: the fault must then return `VM_FAULT_RETRY`,
+    /// whatever else happened (the core mm would otherwise unlock it a second time).
+    pub(crate) fn lock_released(&self) -> bool {
+        self.lock_released
+    }
+
     /// Waits, killably, `ms` milliseconds with the faulting page unlocked (so that no other
     /// fault spins on it), and with the fault's lock dropped too where the fault may be
     /// retried. Returns whether it was dropped: the fault must then return
@@ -105,6 +111,6 @@ impl VmFault<'_> {
             ffi::svm_sleep_killable(ms);
             ffi::svm_lock_page(page);
         }
-        retry
+        self.lock_released
     }
 }

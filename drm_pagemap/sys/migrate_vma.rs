@@ -6,6 +6,7 @@
 //! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h)
 
 use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
 
 use kernel::error::to_result;
 use kernel::prelude::*;
@@ -15,23 +16,23 @@ use crate::owner::Owner;
 use crate::sys::page::migrate_pfn_of;
 use crate::sys::page::migrate_pfn_to_page;
 
-/// The `src`/`dst` arrays of one `migrate_vma` or `migrate_device` operation.
+/// The `src`/`dst` arrays of `migrate_vma` or `migrate_device` operations, reused from one
+/// operation to the next. While an operation runs, its guard holds them and hands out a
+/// [`Pfns`] view that cannot move, resize or rewrite them.
 ///
 /// # Invariants
 ///
-/// Every non-zero `dst` entry is the migrate pfn of a destination page this operation
-/// allocated (or initialised) and locked, referenced by nothing else yet.
+/// Both arrays have the same length. Every non-zero `dst` entry is the migrate pfn of a
+/// destination page the running operation allocated (or initialised) and locked, referenced
+/// by nothing else yet; between operations `dst` is all zero.
 pub(crate) struct PfnArrays {
-    /// The source entries: the migration's callers read them, and may clear their
-    /// `MIGRATE_PFN_MIGRATE` bit to keep a page where it is.
-    pub(crate) src: KVVec<usize>,
-    /// The destination entries (type invariant).
-    pub(crate) dst: KVVec<usize>,
+    src: KVVec<usize>,
+    dst: KVVec<usize>,
 }
 
 impl PfnArrays {
     pub(crate) fn new(npages: usize) -> Result<Self> {
-        // INVARIANT: `dst` starts empty.
+        // INVARIANT: Same length, `dst` zero.
         Ok(Self {
             src: KVVec::from_elem(0, npages, GFP_KERNEL)?,
             dst: KVVec::from_elem(0, npages, GFP_KERNEL)?,
@@ -43,29 +44,23 @@ impl PfnArrays {
     pub(crate) fn reset(&mut self, npages: usize) -> Result {
         self.src.clear();
         self.dst.clear();
-        // INVARIANT: `dst` is all zeroes again.
+        // INVARIANT: Same length, `dst` zero again (on error both are empty).
         self.src.resize(npages, 0, GFP_KERNEL)?;
-        self.dst.resize(npages, 0, GFP_KERNEL)?;
+        if let Err(e) = self.dst.resize(npages, 0, GFP_KERNEL) {
+            self.src.clear();
+            return Err(e.into());
+        }
         Ok(())
     }
 
-    /// Sets destination `i` to the locked page `page` that this operation set up.
-    ///
-    /// # Safety
-    ///
-    /// `page` is a destination page this operation allocated or initialised and locked, with
-    /// the one reference it holds, not used anywhere else.
-    pub(crate) unsafe fn set_dst(&mut self, i: usize, page: *mut ffi::page, compound: bool) {
-        let mut mpfn = migrate_pfn_of(page);
-        if compound {
-            mpfn |= ffi::MIGRATE_PFN_COMPOUND as usize;
-        }
-        // INVARIANT: Per the contract.
-        self.dst[i] = mpfn;
+    /// The source entries, to be filled with plain frame numbers before
+    /// [`MigrateDevice::collect`].
+    pub(crate) fn plain_pfns(&mut self) -> &mut [usize] {
+        &mut self.src
     }
 
     /// Unlocks and frees every destination page set so far, so that nothing moves.
-    pub(crate) fn abandon_dst(&mut self) {
+    fn abandon_dst(&mut self) {
         for d in self.dst.iter_mut() {
             // By the type invariant a non-zero entry is a page we set up and hold alone.
             let page = migrate_pfn_to_page(*d);
@@ -75,6 +70,67 @@ impl PfnArrays {
             }
             *d = 0;
         }
+    }
+
+    /// Zeroes both arrays once an operation has been finalized (its destinations now belong
+    /// to the page tables or are freed).
+    fn clear(&mut self) {
+        self.src.iter_mut().for_each(|s| *s = 0);
+        // INVARIANT: `dst` is zero between operations.
+        self.dst.iter_mut().for_each(|d| *d = 0);
+    }
+}
+
+/// The arrays of a running operation, as its guard lends them: the sources to read (and to
+/// leave in place), the destinations to set up.
+pub(crate) struct Pfns<'a> {
+    arrays: &'a mut PfnArrays,
+}
+
+impl Pfns<'_> {
+    /// Number of entries (pages) of the operation.
+    pub(crate) fn len(&self) -> usize {
+        self.arrays.src.len()
+    }
+
+    /// The source entries, as the core collected them.
+    pub(crate) fn src(&self) -> &[usize] {
+        &self.arrays.src
+    }
+
+    /// The destination entries set up so far.
+    pub(crate) fn dst(&self) -> &[usize] {
+        &self.arrays.dst
+    }
+
+    /// Leaves source `i` where it is: clears its `MIGRATE_PFN_MIGRATE` bit.
+    pub(crate) fn keep(&mut self, i: usize) {
+        self.arrays.src[i] &= !(ffi::MIGRATE_PFN_MIGRATE as usize);
+    }
+
+    /// Sets destination `i` to the locked page `page` that this operation set up, mapped
+    /// writable if `write`.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a destination page this operation allocated or initialised and locked, with
+    /// the one reference it holds, not used anywhere else.
+    pub(crate) unsafe fn set_dst(
+        &mut self,
+        i: usize,
+        page: *mut ffi::page,
+        compound: bool,
+        write: bool,
+    ) {
+        let mut mpfn = migrate_pfn_of(page);
+        if compound {
+            mpfn |= ffi::MIGRATE_PFN_COMPOUND as usize;
+        }
+        if write {
+            mpfn |= ffi::MIGRATE_PFN_WRITE as usize;
+        }
+        // INVARIANT: Per the contract.
+        self.arrays.dst[i] = mpfn;
     }
 }
 
@@ -135,20 +191,20 @@ impl<'a> MigrateVma<'a> {
     }
 
     /// The collected sources and the destinations being set up.
-    pub(crate) fn pfns(&mut self) -> &mut PfnArrays {
-        self.pfns
+    pub(crate) fn pfns(&mut self) -> Pfns<'_> {
+        Pfns { arrays: self.pfns }
     }
 
     /// Moves the pages whose destinations were set up; `after_pages` sees the arrays between
     /// `migrate_vma_pages` and `migrate_vma_finalize` (the sources still locked). Returns
     /// what it returns.
-    pub(crate) fn commit<R>(mut self, after_pages: impl FnOnce(&PfnArrays) -> R) -> R {
+    pub(crate) fn commit<R>(self, after_pages: impl FnOnce(&Pfns<'_>) -> R) -> R {
+        let mut this = ManuallyDrop::new(self);
         // SAFETY: By the type invariant the operation is set up and not finalized; `dst`
         // holds zero or locked, filled destinations (`PfnArrays` invariant).
-        unsafe { ffi::migrate_vma_pages(&mut self.args) };
-        let ret = after_pages(self.pfns);
-        self.finalize();
-        core::mem::forget(self);
+        unsafe { ffi::migrate_vma_pages(&mut this.args) };
+        let ret = after_pages(&this.pfns());
+        this.finalize();
         ret
     }
 
@@ -156,6 +212,7 @@ impl<'a> MigrateVma<'a> {
         // SAFETY: By the type invariant the operation is set up and not finalized; this ends
         // it (the callers forget or drop `self` right after) and unlocks every page.
         unsafe { ffi::migrate_vma_finalize(&mut self.args) };
+        self.pfns.clear();
     }
 }
 
@@ -199,17 +256,17 @@ impl<'a> MigrateDevice<'a> {
     }
 
     /// The collected sources and the destinations being set up.
-    pub(crate) fn pfns(&mut self) -> &mut PfnArrays {
-        self.pfns
+    pub(crate) fn pfns(&mut self) -> Pfns<'_> {
+        Pfns { arrays: self.pfns }
     }
 
     /// Moves the pages whose destinations were set up; `after_pages` sees the arrays between
     /// `migrate_device_pages` and `migrate_device_finalize`. Returns what it returns.
-    pub(crate) fn commit<R>(mut self, after_pages: impl FnOnce(&PfnArrays) -> R) -> R {
-        self.pages();
-        let ret = after_pages(self.pfns);
-        self.finalize();
-        core::mem::forget(self);
+    pub(crate) fn commit<R>(self, after_pages: impl FnOnce(&Pfns<'_>) -> R) -> R {
+        let mut this = ManuallyDrop::new(self);
+        this.pages();
+        let ret = after_pages(&this.pfns());
+        this.finalize();
         ret
     }
 
@@ -237,6 +294,7 @@ impl<'a> MigrateDevice<'a> {
                 npages,
             )
         };
+        self.pfns.clear();
     }
 }
 
