@@ -159,7 +159,6 @@ impl<'a> MigrateVma<'a> {
     /// `vma` is valid under the mmap (or VMA) lock the caller holds for `'a`; `[start, end)`
     /// is inside it, page-aligned, and `pfns` is sized for it; `fault_page` is null or the
     /// locked faulting page, inside the range.
-    #[expect(clippy::too_many_arguments)]
     pub(crate) unsafe fn setup(
         vma: *mut ffi::vm_area_struct,
         start: usize,
