@@ -138,8 +138,12 @@ unsafe impl Sync for DevicePrivateRegion {}
 
 /// Whether `pgmap` is a region of ours (whatever its owner): only then is the zone-device data
 /// of its pages a [`crate::devmem::Zdd`].
-pub(crate) fn has_our_ops(pgmap: *const ffi::dev_pagemap) -> bool {
-    // SAFETY: `pgmap` is the live pagemap of a collected page; `ops` never changes.
+///
+/// # Safety
+///
+/// `pgmap` is null or a live pagemap (that of a page held by the caller).
+pub(crate) unsafe fn has_our_ops(pgmap: *const ffi::dev_pagemap) -> bool {
+    // SAFETY: Per this function's contract; `ops` never changes.
     !pgmap.is_null() && core::ptr::eq(unsafe { (*pgmap).ops }, &PAGEMAP_OPS)
 }
 

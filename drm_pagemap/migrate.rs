@@ -34,7 +34,6 @@ use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
-use crate::device_private::DevicePrivateRegion;
 use crate::devmem::Devmem;
 use crate::devmem::Direction;
 use crate::devmem::PageCopy;
@@ -47,6 +46,7 @@ use crate::pagemap::MigrateDetails;
 use crate::pagemap::Pagemap;
 use crate::pending::task::fatal_signal_pending;
 use crate::range::PageRange;
+use crate::sys::migrate_vma::Kind;
 use crate::sys::migrate_vma::MigrateVma;
 use crate::sys::migrate_vma::PfnArrays;
 use crate::sys::migrate_vma::Pfns;
@@ -141,7 +141,7 @@ fn retire_moved(pfns: &Pfns<'_>) {
     while i < pfns.len() {
         let s = pfns.src()[i];
         let page = page_of(s);
-        if s & MIGRATE != 0 && pfns.dst()[i] != 0 && kind(page, None) == Kind::Ours {
+        if s & MIGRATE != 0 && pfns.dst()[i] != 0 && pfns.kind(i, None) == Kind::Ours {
             // SAFETY: A collected (locked) device page of ours whose data just moved.
             unsafe { Zdd::retire(page) };
         }
@@ -151,36 +151,6 @@ fn retire_moved(pfns: &Pfns<'_>) {
 
 fn page_of(mpfn: usize) -> *mut ffi::page {
     migrate_pfn_to_page(mpfn)
-}
-
-/// What a page collected by a migration is, as far as this module is concerned.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// No page (a hole), or a system page.
-    System,
-    /// A device page of the given region.
-    Own,
-    /// A device page of another region with this module's ops: its zone-device data is ours.
-    Ours,
-    /// A device page of some other driver's pagemap.
-    Foreign,
-}
-
-/// What `page` (collected and referenced by a migration, or null) is, relative to `region`.
-fn kind(page: *mut ffi::page, region: Option<&DevicePrivateRegion>) -> Kind {
-    // SAFETY: `page` is null or valid while collected.
-    if page.is_null() || !unsafe { ffi::svm_is_device_private_page(page) } {
-        return Kind::System;
-    }
-    // SAFETY: As above: a device-private page has a pagemap.
-    let pgmap = unsafe { ffi::svm_page_pgmap(page) };
-    if region.is_some_and(|r| r.as_raw() == pgmap) {
-        Kind::Own
-    } else if crate::device_private::has_our_ops(pgmap) {
-        Kind::Ours
-    } else {
-        Kind::Foreign
-    }
 }
 
 mod evict;

@@ -148,7 +148,8 @@ fn skip_retired(pfns: &mut Pfns<'_>) {
         let page = page_of(s);
         let n = span(s);
         // SAFETY: A page `migrate_device_pfns` collected is referenced and locked.
-        if s & MIGRATE != 0 && kind(page, None) == Kind::Ours && unsafe { Zdd::is_retired(page) } {
+        if s & MIGRATE != 0 && pfns.kind(i, None) == Kind::Ours && unsafe { Zdd::is_retired(page) }
+        {
             pfns.keep(i);
         }
         i += n;

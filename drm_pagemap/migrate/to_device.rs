@@ -137,7 +137,7 @@ impl Placement<'_, '_> {
                 return Err(if self.file_backed { EOPNOTSUPP } else { EBUSY });
             }
             let page = page_of(s);
-            match kind(page, Some(region)) {
+            match pfns.kind(i, Some(region)) {
                 Kind::Own => {}
                 // Another device's memory (sharing our owner): not movable from here yet.
                 Kind::Ours | Kind::Foreign => return Err(EBUSY),
@@ -191,7 +191,7 @@ impl Placement<'_, '_> {
             let s = pfns.src()[i];
             let n = span(s);
             let spage = page_of(s);
-            if kind(spage, Some(region)) == Kind::Own {
+            if pfns.kind(i, Some(region)) == Kind::Own {
                 i += n;
                 continue;
             }

@@ -135,7 +135,7 @@ pub(super) fn copy_back<'p>(
     while i < npages {
         let s = pfns.src()[i];
         let spage = page_of(s);
-        if s & MIGRATE == 0 || !matches!(kind(spage, None), Kind::Ours) {
+        if s & MIGRATE == 0 || !matches!(pfns.kind(i, None), Kind::Ours) {
             // Not collected, a system page, or another driver's: stays.
             i += span(s);
             continue;

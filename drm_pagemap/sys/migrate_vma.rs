@@ -11,6 +11,7 @@ use core::mem::ManuallyDrop;
 use kernel::error::to_result;
 use kernel::prelude::*;
 
+use crate::device_private::DevicePrivateRegion;
 use crate::ffi;
 use crate::owner::Owner;
 use crate::sys::page::migrate_pfn_of;
@@ -81,6 +82,19 @@ impl PfnArrays {
     }
 }
 
+/// What a page collected by a running operation is, as far as this crate is concerned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// No page (a hole), or a system page.
+    System,
+    /// A device page of the given region.
+    Own,
+    /// A device page of another region with this crate's ops: its zone-device data is ours.
+    Ours,
+    /// A device page of some other driver's pagemap.
+    Foreign,
+}
+
 /// The arrays of a running operation, as its guard lends them: the sources to read (and to
 /// leave in place), the destinations to set up.
 pub(crate) struct Pfns<'a> {
@@ -101,6 +115,27 @@ impl Pfns<'_> {
     /// The destination entries set up so far.
     pub(crate) fn dst(&self) -> &[usize] {
         &self.arrays.dst
+    }
+
+    /// What the page of source `i` is, relative to `region`.
+    pub(crate) fn kind(&self, i: usize, region: Option<&DevicePrivateRegion>) -> Kind {
+        let page = migrate_pfn_to_page(self.arrays.src[i]);
+        // SAFETY: A page in `src` of a running operation is locked and referenced by it until
+        // finalize (the C side unlocks and puts every one there), and a guard lends `self`
+        // only while the operation runs.
+        if page.is_null() || !unsafe { ffi::svm_is_device_private_page(page) } {
+            return Kind::System;
+        }
+        // SAFETY: As above; a device-private page has a live pagemap.
+        let pgmap = unsafe { ffi::svm_page_pgmap(page) };
+        if region.is_some_and(|r| r.as_raw() == pgmap) {
+            return Kind::Own;
+        }
+        // SAFETY: `pgmap` is the live pagemap of a held page.
+        match unsafe { crate::device_private::has_our_ops(pgmap) } {
+            true => Kind::Ours,
+            false => Kind::Foreign,
+        }
     }
 
     /// Leaves source `i` where it is: clears its `MIGRATE_PFN_MIGRATE` bit.
