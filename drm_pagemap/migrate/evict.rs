@@ -78,15 +78,18 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
         // checked above), whose zone-device data the allocation keeps while `_pfns` is held.
         let mut migration = unsafe { MigrateDevice::collect(&mut pfns) }?;
         skip_retired(&mut migration.pfns());
-        let copied = copy_back(
-            &mut migration.pfns(),
-            &mut batch,
-            null_mut(),
-            0,
-            Some(&**devmem),
-            Direction::Eviction,
-            Folios::Huge,
-        );
+        // SAFETY: No VMA.
+        let copied = unsafe {
+            copy_back(
+                &mut migration.pfns(),
+                &mut batch,
+                null_mut(),
+                0,
+                Some(&**devmem),
+                Direction::Eviction,
+                Folios::Huge,
+            )
+        };
         // The batch named pages the migration is about to unlock.
         batch.clear();
         if copied.is_ok() {

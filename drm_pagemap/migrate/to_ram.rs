@@ -50,7 +50,8 @@ pub(super) unsafe fn vma_to_ram(
         flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
     }
     let batch = &mut bufs.batch;
-    // SAFETY: Per this function's contract.
+    // SAFETY: Per this function's contract, for `run_migrate_vma` and for `copy_back` in the
+    // closure (the same VMA and range).
     let (copied, moved) = unsafe {
         run_migrate_vma(
             vma,
@@ -60,6 +61,8 @@ pub(super) unsafe fn vma_to_ram(
             flags,
             fault_page,
             &mut bufs.pfns,
+            // Per this function's contract for `vma` and `[start, end)` (this closure runs
+            // inside the `unsafe` block above, whose SAFETY comment covers it).
             |pfns| copy_back(pfns, batch, vma, start, only, dir, folios),
         )
     }?;
@@ -120,7 +123,12 @@ unsafe fn vma_to_ram_chunked(
 /// A huge device folio goes to a transparent huge page for [`Folios::Huge`] if one can be had; else
 /// to base pages, and the core splits the device folio (which eviction, with no VMA, cannot:
 /// there it is `ENOMEM`).
-pub(super) fn copy_back<'p>(
+///
+/// # Safety
+///
+/// `vma` is null, or valid under the mmap (or VMA) lock the caller holds, with the range
+/// `pfns` covers from `start` inside it.
+pub(super) unsafe fn copy_back<'p>(
     pfns: &mut Pfns<'_>,
     batch: &mut KVVec<PageCopy<'p>>,
     vma: *mut ffi::vm_area_struct,
