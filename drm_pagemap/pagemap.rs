@@ -239,6 +239,8 @@ impl Pagemap {
     pub fn get_unless_zero(&self) -> Option<ARef<Self>> {
         let count = self.refcount.as_atomic();
         let mut old = count.load(Relaxed);
+        // Lock-free: a retry means another CPU changed the count meanwhile, so some CPU always
+        // makes progress; nothing here sleeps or depends on userspace.
         loop {
             if old <= 0 {
                 return None;

@@ -260,10 +260,7 @@ static inline long check_byte(const uint8_t *p, size_t size, uint8_t b)
 /* Index of the first non-zero byte, or -1. */
 static inline long check_zero(const uint8_t *p, size_t size)
 {
-	for (size_t i = 0; i < size; i++)
-		if (p[i])
-			return (long)i;
-	return -1;
+	return check_byte(p, size, 0);
 }
 
 #endif

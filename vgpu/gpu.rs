@@ -135,11 +135,16 @@ const RACE_DELAY_MAX_MS: u32 = 2000;
 
 /// Sets a race-widening delay, refusing anything above [`RACE_DELAY_MAX_MS`].
 fn store_delay(value: &Atomic<u32>, reader: &mut UserSliceReader) -> Result {
-    let ms = parse_u32(reader)?;
-    if ms > RACE_DELAY_MAX_MS {
+    store_at_most(value, reader, RACE_DELAY_MAX_MS)
+}
+
+/// Sets a knob to the number written, refusing (`EINVAL`) anything above `max`.
+fn store_at_most(value: &Atomic<u32>, reader: &mut UserSliceReader, max: u32) -> Result {
+    let v = parse_u32(reader)?;
+    if v > max {
         return Err(EINVAL);
     }
-    value.store(ms, Relaxed);
+    value.store(v, Relaxed);
     Ok(())
 }
 
@@ -160,20 +165,10 @@ fn parse_u32(reader: &mut UserSliceReader) -> Result<u32> {
 
 /// Sets a 0-or-1 knob.
 fn store_bool(value: &Atomic<u32>, reader: &mut UserSliceReader) -> Result {
-    let v = parse_u32(reader)?;
-    if v > 1 {
-        return Err(EINVAL);
-    }
-    value.store(v, Relaxed);
-    Ok(())
+    store_at_most(value, reader, 1)
 }
 
 /// Sets the timeslice bound, refusing anything above [`TIMESLICE_MAX_MS`].
 fn store_timeslice_max(value: &Atomic<u32>, reader: &mut UserSliceReader) -> Result {
-    let ms = parse_u32(reader)?;
-    if ms > TIMESLICE_MAX_MS {
-        return Err(EINVAL);
-    }
-    value.store(ms, Relaxed);
-    Ok(())
+    store_at_most(value, reader, TIMESLICE_MAX_MS)
 }

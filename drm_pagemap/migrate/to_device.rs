@@ -126,6 +126,8 @@ impl Placement<'_, '_> {
         alloc: impl FnOnce(usize) -> Result<Arc<Devmem>>,
     ) -> Result<Option<(Arc<Devmem>, usize)>> {
         let region = self.pagemap.region();
+        // At most the region's pages (`migrate_to_devmem` refuses more): the walks below are
+        // bounded whatever range a caller passes.
         let npages = pfns.len();
         // Pages already in this pagemap stay; everything else moves, or nothing does.
         let mut moving = 0;

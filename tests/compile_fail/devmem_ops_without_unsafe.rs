@@ -14,35 +14,36 @@ use kernel::prelude::*;
 /// A provider with no memory.
 pub struct Empty;
 
+/// Stands for the module this file would be built into; the file is only type-checked,
+/// never built into a module or run.
+// SAFETY: Never used: nothing here runs.
+static NOT_LOADED: ThisModule = unsafe { ThisModule::from_ptr(core::ptr::null_mut()) };
+
+/// The same methods for both variants: only the `unsafe` of the `impl` differs.
+macro_rules! empty_ops {
+    () => {
+        fn module(&self) -> &'static ThisModule {
+            &NOT_LOADED
+        }
+        fn populate_devmem_pfn(&self, _pfns: &mut [usize]) -> Result {
+            Err(ENOMEM)
+        }
+        fn copy_to_devmem(&self, _copies: &[PageCopy<'_>]) -> Result {
+            Err(EIO)
+        }
+        fn copy_to_ram(&self, _copies: &[PageCopy<'_>], _dir: Direction) -> Result {
+            Err(EIO)
+        }
+    };
+}
+
 #[cfg(not(svm_bad))]
 // SAFETY: `populate_devmem_pfn` hands out no pfn at all.
 unsafe impl DevmemOps for Empty {
-    fn module(&self) -> &'static ThisModule {
-        unimplemented!()
-    }
-    fn populate_devmem_pfn(&self, _pfns: &mut [usize]) -> Result {
-        Err(ENOMEM)
-    }
-    fn copy_to_devmem(&self, _copies: &[PageCopy<'_>]) -> Result {
-        Err(EIO)
-    }
-    fn copy_to_ram(&self, _copies: &[PageCopy<'_>], _dir: Direction) -> Result {
-        Err(EIO)
-    }
+    empty_ops!();
 }
 
 #[cfg(svm_bad)]
 impl DevmemOps for Empty {
-    fn module(&self) -> &'static ThisModule {
-        unimplemented!()
-    }
-    fn populate_devmem_pfn(&self, _pfns: &mut [usize]) -> Result {
-        Err(ENOMEM)
-    }
-    fn copy_to_devmem(&self, _copies: &[PageCopy<'_>]) -> Result {
-        Err(EIO)
-    }
-    fn copy_to_ram(&self, _copies: &[PageCopy<'_>], _dir: Direction) -> Result {
-        Err(EIO)
-    }
+    empty_ops!();
 }
