@@ -6,7 +6,11 @@
 #ifndef SVM_DRM_PAGEMAP_BINDINGS_H
 #define SVM_DRM_PAGEMAP_BINDINGS_H
 
+#include <linux/dma-direct.h>
+#include <linux/dma-map-ops.h>
+#include <linux/dma-mapping.h>
 #include <linux/highmem.h>
+#include <linux/iommu-dma.h>
 #include <linux/ioport.h>
 #include <linux/memremap.h>
 #include <linux/migrate.h>
@@ -49,8 +53,12 @@ bool svm_fault_may_retry(struct vm_fault *vmf);
 void svm_release_fault_lock(struct vm_fault *vmf);
 void svm_unlock_page(struct page *page);
 void svm_lock_page(struct page *page);
-void svm_copy_from_page(void *dst, struct page *page);
-void svm_copy_to_page(struct page *page, const void *src);
+int svm_dma_map_page(struct device *dev, struct page *page, size_t size,
+		     enum dma_data_direction dir, dma_addr_t *addr);
+void svm_dma_unmap_page(struct device *dev, dma_addr_t addr, size_t size,
+			enum dma_data_direction dir);
+int svm_dma_coerce_mask(struct device *dev, u64 mask);
+void *svm_dma_direct_virt(struct device *dev, dma_addr_t addr, size_t len);
 unsigned long svm_kunit_mmap_anon(unsigned long len);
 int svm_module_refcount(struct module *mod);
 

@@ -10,13 +10,10 @@
 //!
 //! C header: [`include/drm/drm_pagemap.h`](srctree/include/drm/drm_pagemap.h)
 
-use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
 use core::mem::MaybeUninit;
-use core::ptr::NonNull;
 
 use kernel::mm::Mm;
-use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Acquire;
@@ -35,97 +32,11 @@ use kernel::time::Monotonic;
 use kernel::workqueue::Work;
 use kernel::workqueue::WorkItem;
 
+use crate::copy::CopyFence;
+use crate::copy::CopyRun;
 use crate::ffi;
 use crate::pagemap::Pagemap;
 use crate::pending::module_ref::ModuleRef;
-
-/// A system page taking part in a migration: locked by the core mm for the duration of the
-/// copy callback that receives it, so it is neither freed nor moved while a [`PageCopy`]
-/// names it. The lifetime `'a` is that callback's: a provider cannot keep the page past it
-/// without `unsafe` code (see [`SystemPage::as_raw`]).
-#[derive(Clone, Copy)]
-pub struct SystemPage<'a> {
-    page: NonNull<ffi::page>,
-    _borrow: PhantomData<&'a ffi::page>,
-}
-
-// SAFETY: The page is locked and referenced by the migration for `'a`; its contents may be
-// accessed from any thread.
-unsafe impl Send for SystemPage<'_> {}
-// SAFETY: As above; reads and writes go through the kernel's page mapping helpers.
-unsafe impl Sync for SystemPage<'_> {}
-
-impl<'a> SystemPage<'a> {
-    /// Names `page` for `'a`.
-    ///
-    /// # Safety
-    ///
-    /// `page` is a system page (not device memory) that stays locked and referenced, and is
-    /// written by nothing but the holder of the returned value, for `'a`.
-    pub unsafe fn from_raw(page: NonNull<ffi::page>) -> Self {
-        Self {
-            page,
-            _borrow: PhantomData,
-        }
-    }
-
-    /// The `struct page`, for a provider whose copy engine runs asynchronously: the pointer is
-    /// valid only until the copy callback that received this page returns, so the callback
-    /// must wait for its engine; [`SystemPage::from_raw`] turns it back into a page.
-    pub fn as_raw(&self) -> NonNull<ffi::page> {
-        self.page
-    }
-
-    /// Copies the page's contents into `dst`.
-    pub fn read(&self, dst: &mut [u8; PAGE_SIZE]) {
-        // SAFETY: `dst` is a page's worth of memory we hold exclusively.
-        unsafe { self.read_raw(dst.as_mut_ptr()) };
-    }
-
-    /// Overwrites the page with `src`.
-    pub fn write(&self, src: &[u8; PAGE_SIZE]) {
-        // SAFETY: `src` is a page's worth of memory nothing writes while we hold it.
-        unsafe { self.write_raw(src.as_ptr()) };
-    }
-
-    /// Copies the page's contents to `dst`, a page's worth of memory, in one pass.
-    ///
-    /// # Safety
-    ///
-    /// `dst` is valid for writes of `PAGE_SIZE` bytes, not the page itself, and nothing else
-    /// accesses it meanwhile.
-    pub unsafe fn read_raw(&self, dst: *mut u8) {
-        // SAFETY: The page is valid for `'a`; `dst` per the contract.
-        unsafe { ffi::svm_copy_from_page(dst.cast(), self.page.as_ptr()) };
-    }
-
-    /// Overwrites the page with `PAGE_SIZE` bytes from `src`, in one pass.
-    ///
-    /// # Safety
-    ///
-    /// `src` is valid for reads of `PAGE_SIZE` bytes, not the page itself, and nothing
-    /// writes it meanwhile.
-    pub unsafe fn write_raw(&self, src: *const u8) {
-        // SAFETY: The page is valid for `'a`; `src` per the contract.
-        unsafe { ffi::svm_copy_to_page(self.page.as_ptr(), src.cast()) };
-    }
-
-    /// The page's frame number.
-    pub fn pfn(&self) -> usize {
-        crate::sys::page::page_to_pfn(self.page.as_ptr())
-    }
-}
-
-/// One page of a copy between system and device memory, valid for the copy callback that
-/// receives it.
-#[derive(Clone, Copy)]
-pub struct PageCopy<'a> {
-    /// Device-private page frame number, in the allocation's region.
-    pub device_pfn: usize,
-    /// The system page, or `None` when the source has no page yet (never touched, or the zero
-    /// page): the device page is then to be filled with zeroes.
-    pub system: Option<SystemPage<'a>>,
-}
 
 /// Why data moves, for statistics.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -198,6 +109,11 @@ impl Default for MigrationStats {
 /// already in use) and refuses with `EINVAL`, but cannot check ownership against a concurrent
 /// migration.
 ///
+/// A copy call's engine accesses the system memory of the call's runs, and writes device
+/// memory, only until it signals (or drops) the call's [`CopyFence`]; it writes no device page
+/// outside the runs. The fence signals in bounded time, as a `dma_fence` must: the core waits
+/// for it uninterruptibly, with the pages locked.
+///
 /// [`DevmemOps::module`] returns a module that stays loaded as long as any code of this
 /// implementation can run: the module of the crate that defines the type. Keep the type
 /// private to that crate: generic code instantiated with it (such as [`Devmem::new`] and the
@@ -212,13 +128,16 @@ pub unsafe trait DevmemOps: Send + Sync {
     /// `pfns.len()` pages, in order.
     fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result;
 
-    /// Copies each entry's system page (or zeroes) into its device page, and has finished
-    /// when it returns. On error nothing has been migrated: the data stays in system memory.
-    fn copy_to_devmem(&self, copies: &[PageCopy<'_>]) -> Result;
+    /// Starts copying each run's system memory (or zeroes, for a run without) into its device
+    /// pages, and signals `fence` with the result once the engine has finished; may return
+    /// before that. An error returned means the copy did not start (the core still waits for
+    /// `fence`, which dropping signals). On any error nothing has been migrated: the data stays
+    /// in system memory.
+    fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result;
 
-    /// Copies each entry's device page into its system page (`system` is always set), and has
-    /// finished when it returns.
-    fn copy_to_ram(&self, copies: &[PageCopy<'_>], dir: Direction) -> Result;
+    /// Starts copying each run's device pages into its system memory (`system` is always set),
+    /// as [`Self::copy_to_devmem`].
+    fn copy_to_ram(&self, runs: &[CopyRun], dir: Direction, fence: CopyFence) -> Result;
 
     /// Called once, in process context, for an allocation a migration accepted (see
     /// [`crate::migrate::migrate_to_devmem`]) when no device page refers to it any more.
@@ -638,11 +557,13 @@ mod tests {
             Ok(())
         }
 
-        fn copy_to_devmem(&self, _copies: &[PageCopy<'_>]) -> Result {
+        fn copy_to_devmem(&self, _runs: &[CopyRun], fence: CopyFence) -> Result {
+            fence.signal(Ok(()));
             Ok(())
         }
 
-        fn copy_to_ram(&self, _copies: &[PageCopy<'_>], _dir: Direction) -> Result {
+        fn copy_to_ram(&self, _runs: &[CopyRun], _dir: Direction, fence: CopyFence) -> Result {
+            fence.signal(Ok(()));
             Ok(())
         }
 

@@ -5,6 +5,7 @@
 
 use kernel::prelude::*;
 
+pub mod copy;
 mod deferred;
 pub mod device_private;
 pub mod devmem;

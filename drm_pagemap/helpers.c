@@ -224,17 +224,50 @@ int svm_page_ref_count(struct page *page)
 }
 EXPORT_SYMBOL_GPL(svm_page_ref_count);
 
-void svm_copy_from_page(void *dst, struct page *page)
+/* 0 or -EFAULT: dma_mapping_error() is a static inline. */
+int svm_dma_map_page(struct device *dev, struct page *page, size_t size,
+		     enum dma_data_direction dir, dma_addr_t *addr)
 {
-	memcpy_from_page(dst, page, 0, PAGE_SIZE);
+	/* dma_map_phys() WARNs for a device that never set a mask: refuse quietly instead. */
+	if (!dev->dma_mask)
+		return -EIO;
+	*addr = dma_map_page_attrs(dev, page, 0, size, dir, 0);
+	return dma_mapping_error(dev, *addr) ? -EFAULT : 0;
 }
-EXPORT_SYMBOL_GPL(svm_copy_from_page);
+EXPORT_SYMBOL_GPL(svm_dma_map_page);
 
-void svm_copy_to_page(struct page *page, const void *src)
+void svm_dma_unmap_page(struct device *dev, dma_addr_t addr, size_t size,
+			enum dma_data_direction dir)
 {
-	memcpy_to_page(page, 0, src, PAGE_SIZE);
+	dma_unmap_page_attrs(dev, addr, size, dir, 0);
 }
-EXPORT_SYMBOL_GPL(svm_copy_to_page);
+EXPORT_SYMBOL_GPL(svm_dma_unmap_page);
+
+int svm_dma_coerce_mask(struct device *dev, u64 mask)
+{
+	return dma_coerce_mask_and_coherent(dev, mask);
+}
+EXPORT_SYMBOL_GPL(svm_dma_coerce_mask);
+
+/*
+ * The kernel address of @len bytes at DMA address @addr of @dev, for a software copy engine,
+ * or NULL when @dev does not map system memory directly (an IOMMU or other DMA ops) or the
+ * bytes are not all in the kernel's linear map.
+ */
+void *svm_dma_direct_virt(struct device *dev, dma_addr_t addr, size_t len)
+{
+	phys_addr_t phys;
+
+	if (!len || get_dma_ops(dev) || use_dma_iommu(dev))
+		return NULL;
+	phys = dma_to_phys(dev, addr);
+	if (phys + len < phys || !pfn_valid(PHYS_PFN(phys)) ||
+	    !pfn_valid(PHYS_PFN(phys + len - 1)) ||
+	    PageHighMem(pfn_to_page(PHYS_PFN(phys))))
+		return NULL;
+	return phys_to_virt(phys);
+}
+EXPORT_SYMBOL_GPL(svm_dma_direct_virt);
 
 #if IS_ENABLED(CONFIG_KUNIT)
 int svm_module_refcount(struct module *mod)

@@ -27,17 +27,18 @@
 //! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h)
 
 use core::ptr::null_mut;
-use core::ptr::NonNull;
 
+use kernel::dma::DataDirection;
+use kernel::dma::DmaAddress;
 use kernel::mm::MmWithUser;
 use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
+use crate::copy::copy_and_wait;
+use crate::copy::CopyRun;
 use crate::devmem::Devmem;
 use crate::devmem::Direction;
-use crate::devmem::PageCopy;
-use crate::devmem::SystemPage;
 use crate::devmem::Zdd;
 use crate::ffi;
 use crate::owner::Owner;
@@ -46,6 +47,7 @@ use crate::pagemap::MigrateDetails;
 use crate::pagemap::Pagemap;
 use crate::pending::task::fatal_signal_pending;
 use crate::range::PageRange;
+use crate::sys::dma::DmaMappings;
 use crate::sys::migrate_vma::Kind;
 use crate::sys::migrate_vma::MigrateVma;
 use crate::sys::migrate_vma::PfnArrays;
@@ -166,6 +168,7 @@ use to_ram::copy_back;
 pub use to_ram::migrate_to_ram;
 use to_ram::vma_to_ram;
 use to_ram::BackBuffers;
+use to_ram::CopyBatch;
 
 #[kunit_tests(drm_pagemap_migrate)]
 mod tests {
@@ -177,6 +180,9 @@ mod tests {
     use crate::pagemap::MigrateDetails;
     use crate::pagemap::Pagemap;
     use crate::pagemap::PagemapOps;
+    use crate::copy::set_software_dma_mask;
+    use crate::copy::CopyFence;
+    use kernel::dma::DmaMask;
     use kernel::faux;
     use kernel::sync::aref::ARef;
     use kernel::sync::atomic::Atomic;
@@ -212,26 +218,99 @@ mod tests {
         Duplicate,
     }
 
+    /// How a test allocation's copy engine behaves.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Engine {
+        /// Copies before returning, and signals.
+        Sync,
+        /// Copies later, from a work item, and signals from there.
+        Async,
+        /// Copies, then signals `EIO`: the device pages hold data, but the copy failed.
+        FailAfterWrite,
+        /// Drops the fence without signalling it.
+        DropFence,
+        /// Refuses to start (`EBUSY`), touching nothing.
+        Refuse,
+    }
+
     /// Device memory of a test region: a real backing store, optional failures, and a count
     /// of releases.
     struct TestMem {
         first_pfn: usize,
+        dev: ARef<kernel::device::Device>,
         backing: Arc<SpinLock<KVVec<u8>>>,
         populate: Populate,
-        fail_copy: bool,
+        engine: Engine,
         released: Arc<Atomic<u32>>,
         done: Arc<Completion>,
     }
 
+    /// Runs `runs` between `backing` (device memory from `first_pfn` on) and the system
+    /// memory the runs' DMA addresses of `dev` name, as a CPU copy engine.
+    fn run_copies(
+        backing: &SpinLock<KVVec<u8>>,
+        first_pfn: usize,
+        dev: &kernel::device::Device,
+        runs: &[CopyRun],
+        to_device: bool,
+    ) -> Result {
+        let mut vram = backing.lock();
+        for run in runs {
+            let off = (run.device_pfn - first_pfn) * PAGE_SIZE;
+            let dst = vram.get_mut(off..off + run.bytes()).ok_or(EINVAL)?;
+            let Some(addr) = run.system else {
+                if !to_device {
+                    return Err(EINVAL);
+                }
+                dst.fill(0);
+                continue;
+            };
+            let sys = crate::copy::system_ptr(dev, addr, run.bytes())?;
+            // SAFETY: The run's system memory, mapped for `dev` and held by the migration
+            // until the fence of this copy is signalled, which comes after this.
+            let sys = unsafe { core::slice::from_raw_parts_mut(sys.as_ptr(), run.bytes()) };
+            if to_device {
+                dst.copy_from_slice(sys);
+            } else {
+                sys.copy_from_slice(dst);
+            }
+        }
+        Ok(())
+    }
+
     impl TestMem {
-        fn offset(&self, pfn: usize) -> usize {
-            (pfn - self.first_pfn) * PAGE_SIZE
+        fn copy(&self, runs: &[CopyRun], fence: CopyFence, to_device: bool) -> Result {
+            let run = |runs: &[CopyRun]| {
+                run_copies(&self.backing, self.first_pfn, &self.dev, runs, to_device)
+            };
+            match self.engine {
+                Engine::Sync => fence.signal(run(runs)),
+                Engine::FailAfterWrite => {
+                    run(runs)?;
+                    fence.signal(Err(EIO));
+                }
+                Engine::DropFence => drop(fence),
+                Engine::Refuse => return Err(EBUSY),
+                Engine::Async => {
+                    let mut list = KVVec::with_capacity(runs.len(), GFP_KERNEL)?;
+                    list.extend_from_slice(runs, GFP_KERNEL)?;
+                    let (backing, first, dev) =
+                        (self.backing.clone(), self.first_pfn, self.dev.clone());
+                    kernel::workqueue::system().try_spawn(GFP_KERNEL, move || {
+                        // Late, so that the submitter surely waits.
+                        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(20));
+                        fence.signal(run_copies(&backing, first, &dev, &list, to_device));
+                    })?;
+                }
+            }
+            Ok(())
         }
     }
 
     // SAFETY: Each test allocation owns a region of its own (one `Gpu` per allocation at a
-    // time) and hands out its first pages in order. `Populate::Duplicate` breaks the contract
-    // on purpose, to check that the core refuses what it can see.
+    // time) and hands out its first pages in order; its engine touches the runs' memory only
+    // before it signals or drops the fence. `Populate::Duplicate` breaks the contract on
+    // purpose, to check that the core refuses what it can see.
     unsafe impl DevmemOps for TestMem {
         fn module(&self) -> &'static ThisModule {
             kernel::module::this_module::<crate::LocalModule>()
@@ -250,33 +329,12 @@ mod tests {
             Ok(())
         }
 
-        fn copy_to_devmem(&self, copies: &[PageCopy<'_>]) -> Result {
-            let mut page = [0u8; PAGE_SIZE];
-            for c in copies {
-                match &c.system {
-                    Some(s) => s.read(&mut page),
-                    None => page.fill(0),
-                }
-                let off = self.offset(c.device_pfn);
-                self.backing.lock()[off..off + PAGE_SIZE].copy_from_slice(&page);
-            }
-            // A copy engine that fails after writing: the device pages hold garbage then.
-            if self.fail_copy {
-                return Err(EIO);
-            }
-            Ok(())
+        fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result {
+            self.copy(runs, fence, true)
         }
 
-        fn copy_to_ram(&self, copies: &[PageCopy<'_>], _dir: Direction) -> Result {
-            let mut page = [0u8; PAGE_SIZE];
-            for c in copies {
-                let off = self.offset(c.device_pfn);
-                page.copy_from_slice(&self.backing.lock()[off..off + PAGE_SIZE]);
-                if let Some(s) = &c.system {
-                    s.write(&page);
-                }
-            }
-            Ok(())
+        fn copy_to_ram(&self, runs: &[CopyRun], _dir: Direction, fence: CopyFence) -> Result {
+            self.copy(runs, fence, false)
         }
 
         fn release(&self) {
@@ -296,6 +354,8 @@ mod tests {
     /// only by the tests' GPUs that are meant to see each other's pages.
     fn gpu(name: &'static CStr, owner: &'static u8) -> Result<Gpu> {
         let fdev = faux::Registration::new(name, None)?;
+        // SAFETY: The device is new: nothing maps for it yet.
+        unsafe { set_software_dma_mask(fdev.as_ref().as_ref(), DmaMask::new::<64>()) }?;
         // SAFETY: Per this function's doc: no other driver's owner.
         let owner = unsafe { Owner::of(owner) };
         let region = Arc::pin_init(
@@ -320,7 +380,7 @@ mod tests {
         first: usize,
         npages: usize,
         populate: Populate,
-        fail_copy: bool,
+        engine: Engine,
     ) -> Result<TestAlloc> {
         let released = Arc::new(Atomic::new(0), GFP_KERNEL)?;
         let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
@@ -335,9 +395,10 @@ mod tests {
             Arc::new(MigrationStats::new(), GFP_KERNEL)?,
             TestMem {
                 first_pfn: gpu.region.pfn_first() + first,
+                dev: gpu.pagemap.device().into(),
                 backing,
                 populate,
-                fail_copy,
+                engine,
                 released: released.clone(),
                 done: done.clone(),
             },
@@ -350,9 +411,9 @@ mod tests {
         gpu: &Gpu,
         mm: &kernel::mm::Mm,
         populate: Populate,
-        fail_copy: bool,
+        engine: Engine,
     ) -> Result<TestAlloc> {
-        alloc_at(gpu, mm, 0, PAGES, populate, fail_copy)
+        alloc_at(gpu, mm, 0, PAGES, populate, engine)
     }
 
     /// `PAGES` pages of private anonymous memory in the test's own address space, filled
@@ -416,23 +477,62 @@ mod tests {
         migrate_pages(devmem, addr, PAGES, &MigrateDetails::default()).map(|_| ())
     }
 
-    #[test]
-    fn round_trip() -> Result {
-        let a = gpu(c"drm_pagemap_kunit_mig_a", &OWNER_A)?;
-        let addr = user_range(1)?;
+    /// Migrates `PAGES` pages to a test GPU whose engine is `engine`, and back through CPU
+    /// faults: every byte survives, and the allocation is released once.
+    fn round_trip_with(name: &'static CStr, engine: Engine, seed: u8) -> Result {
+        let a = gpu(name, &OWNER_A)?;
+        let addr = user_range(seed)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (devmem, released, done) = alloc(&a, mm, Populate::Good, false)?;
+        let (devmem, released, done) = alloc(&a, mm, Populate::Good, engine)?;
         migrate(&devmem, addr)?;
         assert_eq!(devmem.stats().pages_to_device.load(Relaxed), PAGES as u64);
         assert!(!devmem.is_detached());
         // The CPU reads every byte back, faulting the pages home.
-        assert!(intact(addr, 1)?);
+        assert!(intact(addr, seed)?);
         assert_eq!(devmem.stats().cpu_faults.load(Relaxed), 1);
         devmem.wait_detached();
         done.wait_for_completion();
         assert_eq!(released.load(Relaxed), 1);
         Ok(())
+    }
+
+    #[test]
+    fn round_trip() -> Result {
+        round_trip_with(c"drm_pagemap_kunit_mig_a", Engine::Sync, 1)
+    }
+
+    /// The engine signals from a work item, after the provider returned: the core waits for
+    /// the fence before it remaps (and before the CPU can see) the pages.
+    #[test]
+    fn asynchronous_engine_round_trip() -> Result {
+        round_trip_with(c"drm_pagemap_kunit_mig_as", Engine::Async, 11)
+    }
+
+    /// A copy that fails by its fence (dropped unsignalled) or before it starts moves nothing.
+    fn failed_copy_moves_nothing(name: &'static CStr, engine: Engine, err: Error) -> Result {
+        let a = gpu(name, &OWNER_A)?;
+        let addr = user_range(12)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let (devmem, released, done) = alloc(&a, mm, Populate::Good, engine)?;
+        assert_eq!(migrate(&devmem, addr), Err(err));
+        done.wait_for_completion();
+        assert_eq!(released.load(Relaxed), 1);
+        assert_eq!(devmem.stats().pages_to_device.load(Relaxed), 0);
+        assert!(intact(addr, 12)?);
+        assert_eq!(devmem.stats().cpu_faults.load(Relaxed), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn dropped_fence_fails_the_copy() -> Result {
+        failed_copy_moves_nothing(c"drm_pagemap_kunit_mig_df", Engine::DropFence, EIO)
+    }
+
+    #[test]
+    fn refused_copy_moves_nothing() -> Result {
+        failed_copy_moves_nothing(c"drm_pagemap_kunit_mig_rf", Engine::Refuse, EBUSY)
     }
 
     /// A failing, half-failing or contract-breaking `populate_devmem_pfn`: the migration fails
@@ -443,7 +543,7 @@ mod tests {
         let addr = user_range(seed)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (devmem, released, done) = alloc(&a, mm, populate, false)?;
+        let (devmem, released, done) = alloc(&a, mm, populate, Engine::Sync)?;
         assert_eq!(migrate(&devmem, addr), Err(err));
         done.wait_for_completion();
         assert!(devmem.is_detached());
@@ -475,7 +575,7 @@ mod tests {
         let addr = user_range(3)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (devmem, released, done) = alloc(&a, mm, Populate::Good, true)?;
+        let (devmem, released, done) = alloc(&a, mm, Populate::Good, Engine::FailAfterWrite)?;
         assert_eq!(migrate(&devmem, addr), Err(EIO));
         // The device pages set up for the copy were freed; nothing moved.
         done.wait_for_completion();
@@ -496,9 +596,9 @@ mod tests {
         let addr = user_range(seed)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (on_b, _b_released, b_done) = alloc(b, mm, Populate::Good, false)?;
+        let (on_b, _b_released, b_done) = alloc(b, mm, Populate::Good, Engine::Sync)?;
         migrate_pages(&on_b, addr + 3 * PAGE_SIZE, 1, &MigrateDetails::default())?;
-        let (devmem, released, _done) = alloc(a, mm, Populate::Good, false)?;
+        let (devmem, released, _done) = alloc(a, mm, Populate::Good, Engine::Sync)?;
         assert_eq!(migrate(&devmem, addr), Err(EBUSY));
         // Refused before any device memory was asked for: the allocation was never used.
         assert_eq!(released.load(Relaxed), 0);
@@ -555,13 +655,13 @@ mod tests {
         let addr = user_range(9)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (first, _r1, done1) = alloc_at(&a, mm, 0, PAGES / 2, Populate::Good, false)?;
+        let (first, _r1, done1) = alloc_at(&a, mm, 0, PAGES / 2, Populate::Good, Engine::Sync)?;
         // Half the range moves first.
         assert_eq!(
             migrate_pages(&first, addr, PAGES / 2, &MigrateDetails::default())?,
             PAGES / 2
         );
-        let (second, _r2, done2) = alloc_at(&a, mm, PAGES / 2, PAGES / 2, Populate::Good, false)?;
+        let (second, _r2, done2) = alloc_at(&a, mm, PAGES / 2, PAGES / 2, Populate::Good, Engine::Sync)?;
         let mut asked = KVec::new();
         {
             let mmap = mm.mmap_read_lock();
@@ -607,7 +707,7 @@ mod tests {
         let addr = user_range(11)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (devmem, _released, done) = alloc(&a, mm, Populate::Good, false)?;
+        let (devmem, _released, done) = alloc(&a, mm, Populate::Good, Engine::Sync)?;
         migrate(&devmem, addr)?;
         // SAFETY: The allocation's first page, mapped at `addr`, in use; locked around the
         // marking as a migration would hold it.
@@ -639,7 +739,7 @@ mod tests {
         let half = PAGES / 2;
         // `first` takes the whole range, then its upper half goes back and `second` takes it:
         // `first`'s address range now covers `second`'s pages.
-        let (first, _r1, done1) = alloc_at(&a, mm, 0, PAGES, Populate::Good, false)?;
+        let (first, _r1, done1) = alloc_at(&a, mm, 0, PAGES, Populate::Good, Engine::Sync)?;
         migrate(&first, addr)?;
         {
             let mmap = mm.mmap_read_lock();
@@ -653,7 +753,7 @@ mod tests {
             assert_eq!(moved, half);
         }
         // `first` still owns all its pages; `second` gets pages of its own.
-        let (second, _r2, done2) = alloc_at(&a, mm, PAGES, half, Populate::Good, false)?;
+        let (second, _r2, done2) = alloc_at(&a, mm, PAGES, half, Populate::Good, Engine::Sync)?;
         let upper = addr + half * PAGE_SIZE;
         assert_eq!(
             migrate_pages(&second, upper, half, &MigrateDetails::default())?,
@@ -679,7 +779,7 @@ mod tests {
         let addr = user_range(11)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let (devmem, _released, done) = alloc(&a, mm, Populate::Good, false)?;
+        let (devmem, _released, done) = alloc(&a, mm, Populate::Good, Engine::Sync)?;
         let details = MigrateDetails {
             timeslice_ms: u32::MAX,
             folios: Folios::Huge,

@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The copy engine: moves pages between system memory and VRAM asynchronously, one job at a
-//! time in submission order on the GPU's own ordered workqueue, like a DMA engine would.
+//! The copy engine: moves runs of pages between system memory (by DMA address) and VRAM
+//! asynchronously, one job at a time in submission order on the GPU's own ordered workqueue,
+//! and signals each job's fence when done, like a DMA engine would.
 
 use core::ptr::NonNull;
 
-use drm_pagemap::devmem::PageCopy;
-use drm_pagemap::devmem::SystemPage;
+use kernel::device::Device;
+use kernel::sync::aref::ARef;
+
+use drm_pagemap::copy;
+use drm_pagemap::copy::CopyFence;
+use drm_pagemap::copy::CopyRun;
 use drm_pagemap::pending::workqueue::Order;
 use drm_pagemap::pending::workqueue::OwnedQueue;
 use kernel::page::PAGE_SIZE;
@@ -14,7 +19,6 @@ use kernel::prelude::*;
 use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Relaxed;
 use kernel::sync::Arc;
-use kernel::sync::Completion;
 use kernel::time::delay::fsleep;
 use kernel::time::Delta;
 use kernel::workqueue::Work;
@@ -66,24 +70,14 @@ impl Backing {
         Ok(())
     }
 
-    /// Copies system page `sys` straight into VRAM page `index` (no bounce).
-    fn fill_from(&self, index: usize, sys: &SystemPage<'_>) -> Result {
-        let dst = self.page(index)?;
-        // `dst` is the destination of a migration: its device page is locked and mapped
-        // nowhere, so nothing else touches it meanwhile.
-        // SAFETY: `dst` is a whole page of our buffer, distinct from any system page.
-        unsafe { sys.read_raw(dst.cast()) };
-        Ok(())
-    }
-
-    /// Copies VRAM page `index` straight into system page `sys` (no bounce).
-    fn drain_to(&self, index: usize, sys: &SystemPage<'_>) -> Result {
-        let src = self.page(index)?;
-        // `src` is the source of a migration: its device page is locked and unmapped (GPU
-        // mappings were invalidated first), so nothing writes it meanwhile.
-        // SAFETY: `src` is a whole page of our buffer, distinct from any system page.
-        unsafe { sys.write_raw(src.cast()) };
-        Ok(())
+    /// The `bytes` of VRAM from page `index` on, if inside the buffer.
+    fn span(&self, index: usize, bytes: usize) -> Result<*mut u8> {
+        let offset = index.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
+        if offset.checked_add(bytes).is_none_or(|end| end > self.len) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `offset + bytes <= len`, inside the buffer.
+        Ok(unsafe { self.ptr.as_ptr().add(offset) })
     }
 
     /// Overwrites VRAM page `index` with `src`, or zeroes.
@@ -113,30 +107,17 @@ pub(crate) enum CopyDir {
     ToRam,
 }
 
-/// One submitted copy.
-/// A [`PageCopy`] handed to the engine's worker: the system page as a raw pointer, valid
-/// because [`CopyEngine::copy`] waits for the job before its caller's borrow ends.
-#[derive(Clone, Copy)]
-struct RawCopy {
-    device_pfn: usize,
-    system: Option<NonNull<kernel::bindings::page>>,
-}
-
-// SAFETY: The page is locked by the migration until the job has finished.
-unsafe impl Send for RawCopy {}
-// SAFETY: As above.
-unsafe impl Sync for RawCopy {}
-
+/// One submitted copy: the runs, and the fence that reports it done.
 #[pin_data]
 struct CopyJob {
     #[pin]
     work: Work<CopyJob>,
-    #[pin]
-    done: Completion,
-    copies: KVVec<RawCopy>,
+    runs: KVVec<CopyRun>,
     dir: CopyDir,
     vram: Arc<VramPages>,
-    result: Atomic<i32>,
+    /// The device the runs' DMA addresses are for.
+    dev: ARef<Device>,
+    fence: Option<CopyFence>,
 }
 
 kernel::impl_has_work! {
@@ -158,46 +139,57 @@ impl VramPages {
         pfn.checked_sub(self.pfn_first).ok_or(EINVAL)
     }
 
-    /// Runs the copies of one job.
+    /// Runs the copies of one job: `runs`' system memory is at DMA addresses of `dev`.
     ///
     /// # Safety
     ///
-    /// The system pages of `copies` are valid and locked by a migration (as in the
-    /// [`PageCopy`]s they came from) until this returns.
-    unsafe fn run(&self, copies: &[RawCopy], dir: CopyDir) -> Result {
-        for c in copies {
-            let index = self.index(c.device_pfn)?;
-            // SAFETY: Per this function's contract, for its duration.
-            let system = c.system.map(|p| unsafe { SystemPage::from_raw(p) });
+    /// The system memory of `runs` stays mapped for `dev` (the fence of the copy is not
+    /// signalled) until this returns.
+    unsafe fn run(&self, dev: &Device, runs: &[CopyRun], dir: CopyDir) -> Result {
+        for run in runs {
+            let bytes = run.bytes();
+            let vram = self.backing.span(self.index(run.device_pfn)?, bytes)?;
+            let system = run
+                .system
+                .map(|addr| copy::system_ptr(dev, addr, bytes))
+                .transpose()?;
+            // `vram` belongs to the migration's device pages, locked and mapped nowhere (GPU
+            // mappings were invalidated first), so nothing else touches them meanwhile.
             match (dir, system) {
-                (CopyDir::ToVram, Some(sys)) => self.backing.fill_from(index, &sys)?,
-                (CopyDir::ToVram, None) => self.backing.write_page(index, None)?,
-                (CopyDir::ToRam, Some(sys)) => self.backing.drain_to(index, &sys)?,
+                // SAFETY: `sys` is the run's system memory, valid per the contract; `vram` is
+                // `bytes` of our buffer, distinct from any system page.
+                (CopyDir::ToVram, Some(sys)) => unsafe {
+                    core::ptr::copy_nonoverlapping(sys.as_ptr(), vram, bytes)
+                },
+                // SAFETY: As above.
+                (CopyDir::ToVram, None) => unsafe { core::ptr::write_bytes(vram, 0, bytes) },
+                // SAFETY: As above.
+                (CopyDir::ToRam, Some(sys)) => unsafe {
+                    core::ptr::copy_nonoverlapping(vram, sys.as_ptr(), bytes)
+                },
                 (CopyDir::ToRam, None) => return Err(EINVAL),
             }
-            self.bytes_copied.fetch_add(PAGE_SIZE as u64, Relaxed);
+            self.bytes_copied.fetch_add(bytes as u64, Relaxed);
         }
         Ok(())
     }
 }
 
 impl WorkItem for CopyJob {
-    type Pointer = Arc<CopyJob>;
+    type Pointer = Pin<KBox<CopyJob>>;
 
-    fn run(this: Arc<CopyJob>) {
+    fn run(mut this: Pin<KBox<CopyJob>>) {
         let delay = this.vram.copy_delay_ms.load(Relaxed);
         if delay > 0 {
-            // Bounded by the knob's maximum; the submitter waits for the job anyway.
+            // Bounded by the knob's maximum.
             fsleep(Delta::from_millis(delay.into()));
         }
-        // SAFETY: `CopyEngine::copy` queued the job with pages its caller's migration holds
-        // locked, and waits for the job to finish before returning.
-        let ret = match unsafe { this.vram.run(&this.copies, this.dir) } {
-            Ok(()) => 0,
-            Err(e) => e.to_errno(),
-        };
-        this.result.store(ret, Relaxed);
-        this.done.complete_all();
+        // SAFETY: The migration that submitted the job keeps the runs' memory mapped until
+        // the job's fence is signalled, below.
+        let result = unsafe { this.vram.run(&this.dev, &this.runs, this.dir) };
+        if let Some(fence) = this.as_mut().project().fence.take() {
+            fence.signal(result);
+        }
     }
 }
 
@@ -220,40 +212,31 @@ impl CopyEngine {
         &self.vram
     }
 
-    /// Runs `copies` as one job and waits for it: migration needs the data in place before it
-    /// remaps the pages, and the caller holds the pages locked meanwhile.
-    pub(crate) fn copy(&self, copies: &[PageCopy<'_>], dir: CopyDir) -> Result {
-        if copies.is_empty() {
-            return Ok(());
-        }
+    /// Queues `runs`, whose system memory is at DMA addresses of `dev`, as one job that
+    /// signals `fence` when done; returns at once.
+    pub(crate) fn copy(
+        &self,
+        dev: &Device,
+        runs: &[CopyRun],
+        dir: CopyDir,
+        fence: CopyFence,
+    ) -> Result {
         // As long as the migration's batch: virtually contiguous if need be.
-        let mut list = KVVec::with_capacity(copies.len(), GFP_KERNEL)?;
-        for c in copies {
-            list.push(
-                RawCopy {
-                    device_pfn: c.device_pfn,
-                    system: c.system.map(|s| s.as_raw()),
-                },
-                GFP_KERNEL,
-            )?;
-        }
-        let job = Arc::pin_init(
+        let mut list = KVVec::with_capacity(runs.len(), GFP_KERNEL)?;
+        list.extend_from_slice(runs, GFP_KERNEL)?;
+        let job = KBox::pin_init(
             try_pin_init!(CopyJob {
                 work <- kernel::new_work!("CopyJob::work"),
-                done <- Completion::new(),
-                copies: list,
+                runs: list,
                 dir,
                 vram: self.vram.clone(),
-                result: Atomic::new(0),
+                dev: dev.into(),
+                fence: Some(fence),
             }),
             GFP_KERNEL,
         )?;
         // A new job cannot be queued already.
-        let _ = self.queue.enqueue(job.clone());
-        job.done.wait_for_completion();
-        match job.result.load(Relaxed) {
-            0 => Ok(()),
-            e => Err(Error::from_errno(e)),
-        }
+        let _ = self.queue.enqueue(job);
+        Ok(())
     }
 }

@@ -2,9 +2,11 @@
 
 //! One virtual GPU: a faux device with a DRM device registered on it, and its debugfs knobs.
 
+use drm_pagemap::copy;
 use drm_pagemap::owner::Owner;
 use kernel::debugfs;
 use kernel::device::Bound;
+use kernel::dma::DmaMask;
 use kernel::drm;
 use kernel::faux;
 use kernel::fmt;
@@ -53,6 +55,10 @@ impl Gpu {
         // field order puts after the DRM registration that borrows it; `Gpu` is never forgotten.
         // SAFETY: So the device outlives every use of this reference.
         let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
+        // The copy engine reaches system memory at the DMA addresses the core maps for this
+        // device: a CPU engine, so any address will do.
+        // SAFETY: The device is new: nothing maps for it yet.
+        unsafe { copy::set_software_dma_mask(fdev.as_ref(), DmaMask::new::<64>()) }?;
         // The device's own address is a unique device-private owner cookie for its pages.
         // SAFETY: The faux device is this GPU's own, and outlives the region and the pagemaps
         // that use its address (they hold the device, or die with its DRM device's data).

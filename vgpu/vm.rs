@@ -666,6 +666,13 @@ mod tests {
         // SAFETY: `TestGpu` drops the DRM registration borrowing the device before `faux`,
         // and is never forgotten.
         let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
+        // SAFETY: The device is new: nothing maps for it yet.
+        unsafe {
+            drm_pagemap::copy::set_software_dma_mask(
+                fdev.as_ref(),
+                kernel::dma::DmaMask::new::<64>(),
+            )
+        }?;
         // SAFETY: As for a GPU (`Gpu::new`): the test's own faux device, which outlives it.
         let owner = unsafe { Owner::of(fdev) };
         let data = try_pin_init!(GpuData {

@@ -8,7 +8,8 @@ use drm_pagemap::devmem::Devmem;
 use drm_pagemap::devmem::DevmemOps;
 use drm_pagemap::devmem::Direction;
 use drm_pagemap::devmem::MigrationStats;
-use drm_pagemap::devmem::PageCopy;
+use drm_pagemap::copy::CopyFence;
+use drm_pagemap::copy::CopyRun;
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::migrate_to_devmem;
 use drm_pagemap::owner::Owner;
@@ -340,6 +341,7 @@ impl VramPagemap {
                 id,
                 blocks,
                 vram: self.vram.clone(),
+                dev: pagemap.device().into(),
             },
         )?;
         // Listed before the migration accepts it: from then on its release op, which takes
@@ -357,15 +359,17 @@ struct VramAllocation {
     id: u64,
     blocks: Pin<KBox<AllocatedBlocks>>,
     vram: Arc<Vram>,
+    /// The pagemap's device: the one the core maps system memory for.
+    dev: ARef<Device>,
 }
 
 impl VramAllocation {
-    fn copy(&self, copies: &[PageCopy<'_>], dir: CopyDir) -> Result {
+    fn copy(&self, runs: &[CopyRun], dir: CopyDir, fence: CopyFence) -> Result {
         let vram = &self.vram;
         if inject(&vram.fail_copies) {
             return Err(EIO);
         }
-        vram.engine.copy(copies, dir)
+        vram.engine.copy(&self.dev, runs, dir, fence)
     }
 }
 
@@ -396,12 +400,12 @@ unsafe impl DevmemOps for VramAllocation {
         Ok(())
     }
 
-    fn copy_to_devmem(&self, copies: &[PageCopy<'_>]) -> Result {
-        self.copy(copies, CopyDir::ToVram)
+    fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result {
+        self.copy(runs, CopyDir::ToVram, fence)
     }
 
-    fn copy_to_ram(&self, copies: &[PageCopy<'_>], _dir: Direction) -> Result {
-        self.copy(copies, CopyDir::ToRam)
+    fn copy_to_ram(&self, runs: &[CopyRun], _dir: Direction, fence: CopyFence) -> Result {
+        self.copy(runs, CopyDir::ToRam, fence)
     }
 
     fn release(&self) {
@@ -432,10 +436,14 @@ mod tests {
         huge: bool,
     ) -> Result<(KVec<usize>, VramAllocation)> {
         let blocks = vram.alloc_blocks((pages * PAGE_SIZE) as u64, huge)?;
+        // Only for copies, which these tests do not make: a device that outlives its
+        // registration is enough.
+        let fdev = kernel::faux::Registration::new(c"vgpu_kunit_vram", None)?;
         let alloc = VramAllocation {
             id: 0,
             blocks,
             vram: vram.clone(),
+            dev: fdev.as_ref().as_ref().into(),
         };
         let mut pfns = KVec::from_elem(0usize, pages, GFP_KERNEL)?;
         alloc.populate_devmem_pfn(&mut pfns)?;

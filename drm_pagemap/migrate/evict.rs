@@ -43,7 +43,7 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
             sleep_killable(wait);
         }
         let mut pfns = PfnArrays::new(npages)?;
-        let mut batch = KVVec::with_capacity(npages, GFP_KERNEL)?;
+        let mut batch = CopyBatch::new(npages)?;
         // Keep the address space, if it still has users, from being torn down meanwhile (its
         // last user reference is never dropped here but from a work item), and its mappings
         // from being unmapped: `migrate_device_finalize` walks the pages' `anon_vma`s, which
@@ -90,8 +90,6 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
                 Folios::Huge,
             )
         };
-        // The batch named pages the migration is about to unlock.
-        batch.clear();
         if copied.is_ok() {
             migration.commit(retire_moved);
         } else {

@@ -50,6 +50,8 @@ pub fn migrate_to_devmem(
     let mut device_pfns = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
     let mut sorted = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
     let mut copies = KVVec::with_capacity(npages, GFP_KERNEL)?;
+    // At most one mapping per source folio.
+    let mut maps = DmaMappings::new(npages, DataDirection::ToDevice)?;
     let zdd = Zdd::reserve()?;
     // The allocation the migration claims, marked populated once it has finished.
     let mut claimed = None;
@@ -59,15 +61,6 @@ pub fn migrate_to_devmem(
     if details.folios == Folios::Huge {
         flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
     }
-    let placement = Placement {
-        pagemap,
-        device_pfns: &mut device_pfns,
-        sorted: &mut sorted,
-        copies: &mut copies,
-        file_backed,
-        details,
-        claimed: &mut claimed,
-    };
     // SAFETY: The VMA is valid under the mmap lock and the range lies inside it.
     let result = unsafe {
         run_migrate_vma(
@@ -78,7 +71,23 @@ pub fn migrate_to_devmem(
             flags,
             null_mut(),
             &mut pfns,
-            |pfns| placement.place(pfns, start, end, zdd, alloc),
+            |pfns| {
+                let placed = Placement {
+                    pagemap,
+                    device_pfns: &mut device_pfns,
+                    sorted: &mut sorted,
+                    copies: &mut copies,
+                    maps: &mut maps,
+                    file_backed,
+                    details,
+                    claimed: &mut claimed,
+                }
+                .place(pfns, start, end, zdd, alloc);
+                // The copy is over, or never started: the device loses access to the sources
+                // before `migrate_vma_pages` frees them.
+                maps.unmap_all();
+                placed
+            },
         )
     };
     if let Some(devmem) = claimed {
@@ -98,17 +107,18 @@ pub fn migrate_to_devmem(
 }
 
 /// What placing a range in device memory needs besides the collected pages.
-struct Placement<'a, 'p> {
+struct Placement<'a> {
     pagemap: &'a Pagemap,
     device_pfns: &'a mut KVVec<usize>,
     sorted: &'a mut KVVec<usize>,
-    copies: &'a mut KVVec<PageCopy<'p>>,
+    copies: &'a mut KVVec<CopyRun>,
+    maps: &'a mut DmaMappings,
     file_backed: bool,
     details: &'a MigrateDetails,
     claimed: &'a mut Option<Arc<Devmem>>,
 }
 
-impl Placement<'_, '_> {
+impl Placement<'_> {
     /// Sets up `pfns.dst` with device pages of an allocation from `alloc` and copies the data
     /// there. Returns the allocation and how many pages are to move, or `None` if every page
     /// already is in the pagemap's memory; on error no destination page is set up any more
@@ -187,6 +197,7 @@ impl Placement<'_, '_> {
         }
         devmem.set_va_range(start, end);
 
+        let dev = self.pagemap.device();
         let mut next = 0;
         let mut i = 0;
         while i < npages {
@@ -202,6 +213,15 @@ impl Placement<'_, '_> {
             let first = run[0];
             let huge = n > 1 && first % n == 0 && (1..n).all(|k| run[k] == first + k);
             let (folios, order) = if huge { (1, huge_order()) } else { (n, 0) };
+            // The source folio, mapped whole for the device: one address for its `n` pages.
+            let system = if spage.is_null() {
+                None
+            } else {
+                let source_order = if n > 1 { huge_order() } else { 0 };
+                // SAFETY: `spage` heads a collected system folio of `n` pages, locked and
+                // referenced until finalize, which comes after `place` unmapped it.
+                Some(unsafe { self.maps.map(dev, spage, source_order) }?)
+            };
             for (f, &pfn) in run.iter().enumerate().take(folios) {
                 // A page of the region (checked above).
                 let dpage = pfn_to_page(pfn);
@@ -220,28 +240,19 @@ impl Placement<'_, '_> {
                     Zdd::attach(&zdd, dpage);
                     pfns.set_dst(i + f, dpage, huge, s & WRITE != 0);
                 }
-                let pages = if huge { 0..n } else { f..f + 1 };
-                for k in pages {
-                    let system = NonNull::new(spage).map(|p| {
-                        // SAFETY: `p` heads the collected folio the `n` entries stand for.
-                        let page = unsafe { ffi::svm_folio_nth_page(p.as_ptr(), k) };
-                        // SAFETY: A page of a collected, locked system folio, valid until
-                        // finalize, which comes after the copy callback.
-                        unsafe { SystemPage::from_raw(NonNull::new_unchecked(page)) }
-                    });
-                    // Cannot fail: reserved for `npages` entries.
-                    self.copies.push(
-                        PageCopy {
-                            device_pfn: pfn + k - f,
-                            system,
-                        },
-                        GFP_KERNEL,
-                    )?;
-                }
+                // Cannot fail: reserved for `npages` runs.
+                self.copies.push(
+                    CopyRun {
+                        device_pfn: pfn,
+                        system: system.map(|addr| addr + (f * PAGE_SIZE) as DmaAddress),
+                        order,
+                    },
+                    GFP_KERNEL,
+                )?;
             }
             i += n;
         }
-        devmem.ops().copy_to_devmem(self.copies)?;
+        copy_and_wait(|fence| devmem.ops().copy_to_devmem(self.copies, fence))?;
         // The timeslice starts once the data is there, before the pages become visible to
         // CPU faults (`migrate_vma_pages` comes next).
         devmem.start_timeslice(self.details.timeslice_ms);

@@ -5,18 +5,52 @@
 
 use super::*;
 
-/// The arrays one migration back to system memory works with, allocated once for all its
-/// chunks.
-pub(super) struct BackBuffers<'p> {
-    pfns: PfnArrays,
-    batch: KVVec<PageCopy<'p>>,
+/// The runs of one copy back to system memory and the DMA mappings they use, for at most a
+/// given number of pages: empty, and unmapped, between operations.
+pub(super) struct CopyBatch {
+    runs: KVVec<CopyRun>,
+    maps: DmaMappings,
 }
 
-impl BackBuffers<'_> {
+impl CopyBatch {
+    pub(super) fn new(npages: usize) -> Result<Self> {
+        Ok(Self {
+            runs: KVVec::with_capacity(npages, GFP_KERNEL)?,
+            maps: DmaMappings::new(npages, DataDirection::FromDevice)?,
+        })
+    }
+
+    /// Has `owner`'s engine copy the batch and waits for it, then lets the device go of the
+    /// system pages.
+    fn flush(&mut self, owner: &Devmem, dir: Direction) -> Result {
+        let runs = &self.runs;
+        let pages = runs.iter().map(CopyRun::pages).sum();
+        let copied = copy_and_wait(|fence| owner.ops().copy_to_ram(runs, dir, fence));
+        self.clear();
+        copied?;
+        owner.stats().count(dir, pages);
+        Ok(())
+    }
+
+    /// Drops the runs and the mappings without copying.
+    fn clear(&mut self) {
+        self.runs.clear();
+        self.maps.unmap_all();
+    }
+}
+
+/// The arrays one migration back to system memory works with, allocated once for all its
+/// chunks.
+pub(super) struct BackBuffers {
+    pfns: PfnArrays,
+    batch: CopyBatch,
+}
+
+impl BackBuffers {
     pub(super) fn new(npages: usize) -> Result<Self> {
         Ok(Self {
             pfns: PfnArrays::new(npages)?,
-            batch: KVVec::with_capacity(npages, GFP_KERNEL)?,
+            batch: CopyBatch::new(npages)?,
         })
     }
 }
@@ -32,7 +66,7 @@ impl BackBuffers<'_> {
 /// range.
 #[expect(clippy::too_many_arguments)]
 pub(super) unsafe fn vma_to_ram(
-    bufs: &mut BackBuffers<'_>,
+    bufs: &mut BackBuffers,
     vma: *mut ffi::vm_area_struct,
     start: usize,
     end: usize,
@@ -44,7 +78,6 @@ pub(super) unsafe fn vma_to_ram(
 ) -> Result<usize> {
     let npages = (end - start) / PAGE_SIZE;
     bufs.pfns.reset(npages)?;
-    bufs.batch.clear();
     let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
     if folios == Folios::Huge {
         flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
@@ -66,8 +99,6 @@ pub(super) unsafe fn vma_to_ram(
             |pfns| copy_back(pfns, batch, vma, start, only, dir, folios),
         )
     }?;
-    // The batch named pages the migration has now unlocked.
-    bufs.batch.clear();
     copied?;
     Ok(moved)
 }
@@ -118,7 +149,7 @@ unsafe fn vma_to_ram_chunked(
 /// Allocates system pages for the collected device pages of `pfns.src` that are ours (and
 /// `only`'s, if given) and copies the data into them, one batch per device allocation through
 /// that allocation's own ops. Other pages are left where they are. `vma` may be null
-/// (eviction).
+/// (eviction). `batch` is empty and unmapped when this returns.
 ///
 /// A huge device folio goes to a transparent huge page for [`Folios::Huge`] if one can be had; else
 /// to base pages, and the core splits the device folio (which eviction, with no VMA, cannot:
@@ -128,9 +159,31 @@ unsafe fn vma_to_ram_chunked(
 ///
 /// `vma` is null, or valid under the mmap (or VMA) lock the caller holds, with the range
 /// `pfns` covers from `start` inside it.
-pub(super) unsafe fn copy_back<'p>(
+pub(super) unsafe fn copy_back(
     pfns: &mut Pfns<'_>,
-    batch: &mut KVVec<PageCopy<'p>>,
+    batch: &mut CopyBatch,
+    vma: *mut ffi::vm_area_struct,
+    start: usize,
+    only: Option<&Devmem>,
+    dir: Direction,
+    folios: Folios,
+) -> Result {
+    // SAFETY: Per this function's contract.
+    let copied = unsafe { fill_and_copy(pfns, batch, vma, start, only, dir, folios) };
+    // What is left was not copied (an error): the device loses access before the migration
+    // abandons the destinations.
+    batch.clear();
+    copied
+}
+
+/// [`copy_back`]'s work, which may leave `batch` filled on error.
+///
+/// # Safety
+///
+/// As [`copy_back`].
+unsafe fn fill_and_copy(
+    pfns: &mut Pfns<'_>,
+    batch: &mut CopyBatch,
     vma: *mut ffi::vm_area_struct,
     start: usize,
     only: Option<&Devmem>,
@@ -157,12 +210,10 @@ pub(super) unsafe fn copy_back<'p>(
         }
         if let Some(owner) = &batch_owner {
             if !Arc::ptr_eq(owner, &devmem) {
-                owner.ops().copy_to_ram(batch, dir)?;
-                owner.stats().count(dir, batch.len());
-                batch.clear();
+                batch.flush(owner, dir)?;
             }
         }
-        batch_owner = Some(devmem);
+        let dev = devmem.pagemap().device();
         let n = span(s);
         let addr = if vma.is_null() {
             0
@@ -180,41 +231,49 @@ pub(super) unsafe fn copy_back<'p>(
         if n > 1 && thp.is_null() && vma.is_null() {
             return Err(ENOMEM);
         }
-        for k in 0..n {
-            let dpage = if thp.is_null() {
+        if thp.is_null() {
+            for k in 0..n {
                 // SAFETY: As above.
                 let page = unsafe { ffi::svm_alloc_locked_page(vma, addr + k * PAGE_SIZE) };
                 if page.is_null() {
                     return Err(ENOMEM);
                 }
-                // SAFETY: A page just allocated and locked for this migration.
+                // SAFETY: A page just allocated and locked for this migration: the migration
+                // owns it from here (and frees it if abandoned).
                 unsafe { pfns.set_dst(i + k, page, false, false) };
-                page
-            } else {
-                // SAFETY: `thp` heads a folio of `n` pages.
-                unsafe { ffi::svm_folio_nth_page(thp, k) }
-            };
-            batch.push(
-                PageCopy {
-                    device_pfn: device_pfn + k,
-                    // SAFETY: A destination page allocated and locked above, not mapped
-                    // anywhere until the migration installs it after the copy.
-                    system: Some(unsafe { SystemPage::from_raw(NonNull::new_unchecked(dpage)) }),
+                // SAFETY: A destination page, allocated until finalize, which comes after
+                // `copy_back` unmapped it.
+                let system = unsafe { batch.maps.map(dev, page, 0) }?;
+                // Cannot fail: room for `npages` runs.
+                batch.runs.push(
+                    CopyRun {
+                        device_pfn: device_pfn + k,
+                        system: Some(system),
+                        order: 0,
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+        } else {
+            // SAFETY: A huge page just allocated and locked for this migration.
+            unsafe { pfns.set_dst(i, thp, true, false) };
+            // SAFETY: As above, for the huge page.
+            let system = unsafe { batch.maps.map(dev, thp, huge_order()) }?;
+            // Cannot fail: as above.
+            batch.runs.push(
+                CopyRun {
+                    device_pfn,
+                    system: Some(system),
+                    order: huge_order(),
                 },
                 GFP_KERNEL,
             )?;
         }
-        if !thp.is_null() {
-            // SAFETY: A huge page just allocated and locked for this migration.
-            unsafe { pfns.set_dst(i, thp, true, false) };
-        }
+        batch_owner = Some(devmem);
         i += n;
     }
     if let Some(owner) = batch_owner {
-        if !batch.is_empty() {
-            owner.ops().copy_to_ram(batch, dir)?;
-            owner.stats().count(dir, batch.len());
-        }
+        batch.flush(&owner, dir)?;
     }
     Ok(())
 }

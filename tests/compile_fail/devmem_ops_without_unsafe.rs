@@ -6,9 +6,10 @@
 //!
 //! expect: error[E0200]
 
+use drm_pagemap::copy::CopyFence;
+use drm_pagemap::copy::CopyRun;
 use drm_pagemap::devmem::DevmemOps;
 use drm_pagemap::devmem::Direction;
-use drm_pagemap::devmem::PageCopy;
 use kernel::prelude::*;
 
 /// A provider with no memory.
@@ -28,10 +29,10 @@ macro_rules! empty_ops {
         fn populate_devmem_pfn(&self, _pfns: &mut [usize]) -> Result {
             Err(ENOMEM)
         }
-        fn copy_to_devmem(&self, _copies: &[PageCopy<'_>]) -> Result {
+        fn copy_to_devmem(&self, _runs: &[CopyRun], _fence: CopyFence) -> Result {
             Err(EIO)
         }
-        fn copy_to_ram(&self, _copies: &[PageCopy<'_>], _dir: Direction) -> Result {
+        fn copy_to_ram(&self, _runs: &[CopyRun], _dir: Direction, _fence: CopyFence) -> Result {
             Err(EIO)
         }
     };

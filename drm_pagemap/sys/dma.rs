@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Streaming DMA mappings of the system folios a migration copies, for the copying device.
+//!
+//! C header: [`include/linux/dma-mapping.h`](srctree/include/linux/dma-mapping.h)
+
+use kernel::device::Device;
+use kernel::dma::DataDirection;
+use kernel::dma::DmaAddress;
+use kernel::dma::DmaMask;
+use kernel::page::PAGE_SIZE;
+use kernel::prelude::*;
+use kernel::sync::aref::ARef;
+
+use crate::ffi;
+
+/// The C device behind `dev` (`Device::as_raw` is private to the kernel crate).
+fn raw(dev: &Device) -> *mut ffi::device {
+    // `Device` is a `#[repr(transparent)]` wrapper around `Opaque<struct device>`.
+    core::ptr::from_ref(dev).cast_mut().cast()
+}
+
+/// The streaming DMA mappings of one copy, all for one device and direction, undone together
+/// by [`DmaMappings::unmap_all`] or on drop.
+///
+/// # Invariants
+///
+/// Every entry of `maps` is a live mapping of `dev`, in direction `dir`, of the given size;
+/// `dev` is `Some` whenever `maps` is not empty.
+pub(crate) struct DmaMappings {
+    dev: Option<ARef<Device>>,
+    dir: DataDirection,
+    maps: KVVec<(DmaAddress, usize)>,
+}
+
+impl DmaMappings {
+    /// Room for `capacity` mappings, allocated now so that mapping never allocates.
+    pub(crate) fn new(capacity: usize, dir: DataDirection) -> Result<Self> {
+        Ok(Self {
+            dev: None,
+            dir,
+            maps: KVVec::with_capacity(capacity, GFP_KERNEL)?,
+        })
+    }
+
+    /// Maps the `PAGE_SIZE << order` bytes of the folio headed by `page` for `dev`.
+    ///
+    /// `EIO` if `dev` never set a DMA mask, `EFAULT` if the mapping failed, `EINVAL` for a
+    /// second device before [`Self::unmap_all`], `ENOMEM` past the capacity.
+    ///
+    /// # Safety
+    ///
+    /// `page` heads a system folio of at least that order that stays allocated until the
+    /// mapping is undone.
+    pub(crate) unsafe fn map(
+        &mut self,
+        dev: &Device,
+        page: *mut ffi::page,
+        order: u32,
+    ) -> Result<DmaAddress> {
+        if self.maps.len() == self.maps.capacity() {
+            return Err(ENOMEM);
+        }
+        match &self.dev {
+            Some(d) if !core::ptr::eq(raw(d), raw(dev)) => return Err(EINVAL),
+            _ => {}
+        }
+        let size = PAGE_SIZE << order;
+        let mut addr: DmaAddress = 0;
+        // SAFETY: `dev` is a valid device; `page` heads `size` bytes per the contract.
+        kernel::error::to_result(unsafe {
+            ffi::svm_dma_map_page(raw(dev), page, size, self.dir.into(), &mut addr)
+        })?;
+        if self.dev.is_none() {
+            self.dev = Some(dev.into());
+        }
+        // INVARIANT: A live mapping of `dev` (now `self.dev`); cannot fail (room checked
+        // above).
+        self.maps.push((addr, size), GFP_KERNEL)?;
+        Ok(addr)
+    }
+
+    /// Undoes every mapping: the device must not access them any more.
+    pub(crate) fn unmap_all(&mut self) {
+        if let Some(dev) = &self.dev {
+            for &(addr, size) in self.maps.iter() {
+                // SAFETY: By the type invariant, a live mapping of `dev` in `dir`.
+                unsafe { ffi::svm_dma_unmap_page(raw(dev), addr, size, self.dir.into()) };
+            }
+        }
+        self.maps.clear();
+        self.dev = None;
+    }
+}
+
+impl Drop for DmaMappings {
+    fn drop(&mut self) {
+        self.unmap_all();
+    }
+}
+
+/// Gives `dev`, a device on a bus that sets no DMA mask (a faux device standing in for a
+/// copy engine), the mask `mask` for streaming and coherent mappings.
+///
+/// # Safety
+///
+/// No DMA allocation or mapping of `dev` runs concurrently.
+pub(crate) unsafe fn coerce_mask(dev: &Device, mask: DmaMask) -> Result {
+    // SAFETY: `dev` is valid; no concurrent mapping per the contract.
+    kernel::error::to_result(unsafe { ffi::svm_dma_coerce_mask(raw(dev), mask.value()) })
+}
+
+/// The kernel address of `len` bytes at `addr`, a DMA address of `dev`, if `dev` maps system
+/// memory directly (no IOMMU) and the bytes are in the linear map (not dereferenced).
+pub(crate) fn direct_virt(dev: &Device, addr: DmaAddress, len: usize) -> Option<*mut u8> {
+    // SAFETY: `dev` is valid; the helper only converts numbers and reads the memory map.
+    let ptr = unsafe { ffi::svm_dma_direct_virt(raw(dev), addr, len) };
+    (!ptr.is_null()).then_some(ptr.cast())
+}
