@@ -57,6 +57,7 @@ int svm_dma_map_page(struct device *dev, struct page *page, size_t size,
 		     enum dma_data_direction dir, dma_addr_t *addr);
 void svm_dma_unmap_page(struct device *dev, dma_addr_t addr, size_t size,
 			enum dma_data_direction dir);
+size_t svm_dma_max_mapping_size(struct device *dev);
 int svm_dma_coerce_mask(struct device *dev, u64 mask);
 void *svm_dma_direct_virt(struct device *dev, dma_addr_t addr, size_t len);
 unsigned long svm_kunit_mmap_anon(unsigned long len);

@@ -21,8 +21,9 @@ use kernel::dma::DmaAddress;
 use kernel::dma::DmaMask;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
+use kernel::sync::atomic::Acquire;
 use kernel::sync::atomic::Atomic;
-use kernel::sync::atomic::Relaxed;
+use kernel::sync::atomic::Release;
 use kernel::sync::Arc;
 use kernel::sync::Completion;
 
@@ -74,14 +75,13 @@ impl CopyFence {
             Ok(()) => 0,
             Err(e) => e.to_errno(),
         };
-        self.0.result.store(errno, Relaxed);
+        self.0.result.store(errno, Release);
         // Dropping completes the fence.
     }
 }
 
 impl Drop for CopyFence {
     fn drop(&mut self) {
-        // The completion orders the result's store before the waiter's load.
         self.0.done.complete_all();
     }
 }
@@ -105,19 +105,21 @@ pub(crate) fn copy_and_wait(submit: impl FnOnce(CopyFence) -> Result) -> Result 
     // Also after an error: the engine may hold the fence.
     state.done.wait_for_completion();
     submitted?;
-    match state.result.load(Relaxed) {
+    match state.result.load(Acquire) {
         0 => Ok(()),
         errno => Err(Error::from_errno(errno)),
     }
 }
 
 /// Gives `dev`, a device on a bus that sets no DMA mask (a faux device standing in for a copy
-/// engine), the mask `mask`, so that the core can map system memory for it.
+/// engine), the mask `mask`, so that the core can map system memory for it, and makes it
+/// cache-coherent: its "DMA" is the CPU's own accesses through [`system_ptr`].
 ///
 /// # Safety
 ///
-/// No DMA allocation or mapping of `dev` runs concurrently (set it before the device's first
-/// pagemap exists).
+/// `dev` does no DMA of its own (no hardware masters the bus through it: the mask and
+/// coherency would be lies to it), and no DMA allocation or mapping of `dev` runs
+/// concurrently (set it before the device's first pagemap exists).
 pub unsafe fn set_software_dma_mask(dev: &Device, mask: DmaMask) -> Result {
     // SAFETY: Per this function's contract.
     unsafe { dma::coerce_mask(dev, mask) }

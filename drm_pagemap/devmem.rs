@@ -34,9 +34,12 @@ use kernel::workqueue::WorkItem;
 
 use crate::copy::CopyFence;
 use crate::copy::CopyRun;
+use crate::device_private::DevicePrivateRegion;
 use crate::ffi;
 use crate::pagemap::Pagemap;
 use crate::pending::module_ref::ModuleRef;
+use crate::sys::migrate_vma::MigrateDevice;
+use crate::sys::migrate_vma::PfnArrays;
 
 /// Why data moves, for statistics.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -111,8 +114,11 @@ impl Default for MigrationStats {
 ///
 /// A copy call's engine accesses the system memory of the call's runs, and writes device
 /// memory, only until it signals (or drops) the call's [`CopyFence`]; it writes no device page
-/// outside the runs. The fence signals in bounded time, as a `dma_fence` must: the core waits
-/// for it uninterruptibly, with the pages locked.
+/// outside the runs. The fence follows the `dma_fence` signalling rules: it signals in
+/// bounded time, and the path that signals it takes no lock a migration may hold while it
+/// waits (the mmap lock, page locks, this crate's locks, locks the provider holds around its
+/// own migrations) and does not allocate memory with direct reclaim, which could wait on
+/// those pages. The core waits for it uninterruptibly, holding them.
 ///
 /// [`DevmemOps::module`] returns a module that stays loaded as long as any code of this
 /// implementation can run: the module of the crate that defines the type. Keep the type
@@ -143,6 +149,41 @@ pub unsafe trait DevmemOps: Send + Sync {
     /// [`crate::migrate::migrate_to_devmem`]) when no device page refers to it any more.
     /// Dropping the last [`Arc<Devmem>`] frees the allocation after that.
     fn release(&self) {}
+}
+
+/// [`Devmem::lock_pfns`]: while held, the provider's pfns are the allocation's (its
+/// `release` waits).
+pub(crate) struct PfnsLock<'a> {
+    devmem: &'a Devmem,
+    _guard: kernel::sync::MutexGuard<'a, ()>,
+}
+
+/// Device pages an allocation handed out for a migration ([`Devmem::populate`]).
+///
+/// # Invariants
+///
+/// Every pfn is a page of `region`, none twice, and the allocation's own (by [`DevmemOps`]'
+/// contract).
+pub(crate) struct DevicePages<'a> {
+    pfns: &'a [usize],
+    region: &'a DevicePrivateRegion,
+}
+
+impl DevicePages<'_> {
+    /// The `index`th page's frame number.
+    pub(crate) fn pfn(&self, index: usize) -> Option<usize> {
+        self.pfns.get(index).copied()
+    }
+
+    /// All of them, in order.
+    pub(crate) fn pfns(&self) -> &[usize] {
+        self.pfns
+    }
+
+    /// The region they belong to.
+    pub(crate) fn region(&self) -> &DevicePrivateRegion {
+        self.region
+    }
 }
 
 /// Longest timeslice a migration may ask for, whatever the provider allows: a CPU fault on a
@@ -326,8 +367,66 @@ impl Devmem {
     }
 
     /// Locks out `release` (see the type's invariants).
-    pub(crate) fn lock_pfns(&self) -> kernel::sync::MutexGuard<'_, ()> {
-        self.pfns_lock.lock()
+    pub(crate) fn lock_pfns(&self) -> PfnsLock<'_> {
+        PfnsLock {
+            devmem: self,
+            _guard: self.pfns_lock.lock(),
+        }
+    }
+
+    /// Asks the provider for the device pages backing the allocation's first `pfns.len()`
+    /// pages, and checks what the core cheaply can of [`DevmemOps`]' contract: every page in
+    /// the pagemap's region, none twice (`EINVAL` otherwise). `sorted` is scratch space of
+    /// the same length.
+    pub(crate) fn populate<'a>(
+        &'a self,
+        pfns: &'a mut [usize],
+        sorted: &mut [usize],
+    ) -> Result<DevicePages<'a>> {
+        let region = self.pagemap.region();
+        self.ops.populate_devmem_pfn(pfns)?;
+        if let Some(bad) = pfns.iter().find(|pfn| !region.contains_pfn(**pfn)) {
+            pr_err!("device pfn {bad:#x} is outside the pagemap's region\n");
+            return Err(EINVAL);
+        }
+        // No pfn twice (a huge run's tail pages included): checked on a sorted copy.
+        let sorted = sorted.get_mut(..pfns.len()).ok_or(EINVAL)?;
+        sorted.copy_from_slice(pfns);
+        sorted.sort_unstable();
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+            pr_err!("device pfn {:#x} is handed out twice\n", pair[0]);
+            return Err(EINVAL);
+        }
+        // INVARIANT: Checked above; the allocation's own per `DevmemOps`' contract.
+        Ok(DevicePages { pfns, region })
+    }
+
+    /// Locks and unmaps the allocation's device pages for an eviction (the provider's pfns,
+    /// into `pfns.src`; those that cannot be locked are left out). `held` is this
+    /// allocation's pfns lock, which keeps the pages the allocation's while the operation
+    /// runs. `EINVAL` for a lock of another allocation or a pfn outside the region.
+    pub(crate) fn collect_for_eviction<'a>(
+        &self,
+        held: &PfnsLock<'_>,
+        pfns: &'a mut PfnArrays,
+    ) -> Result<MigrateDevice<'a>> {
+        if !core::ptr::eq(held.devmem, self) {
+            return Err(EINVAL);
+        }
+        self.ops.populate_devmem_pfn(pfns.plain_pfns())?;
+        // `migrate_device_pfns` wants plain pfns in `src`; any pfn outside our region would
+        // be the provider breaking `DevmemOps`' contract: refuse it before the core sees it.
+        let region = self.pagemap.region();
+        if pfns
+            .plain_pfns()
+            .iter()
+            .any(|pfn| !region.contains_pfn(*pfn))
+        {
+            return Err(EINVAL);
+        }
+        // SAFETY: `src` holds pfns of the allocation's device pages (in our region, checked
+        // above), whose zone-device data the allocation keeps while `held` is held.
+        unsafe { MigrateDevice::collect(pfns) }
     }
 
     /// Records where in the address space the allocation's data went.

@@ -224,15 +224,17 @@ int svm_page_ref_count(struct page *page)
 }
 EXPORT_SYMBOL_GPL(svm_page_ref_count);
 
-/* 0 or -EFAULT: dma_mapping_error() is a static inline. */
+/* 0 or a negative errno: dma_mapping_error() is a static inline. */
 int svm_dma_map_page(struct device *dev, struct page *page, size_t size,
 		     enum dma_data_direction dir, dma_addr_t *addr)
 {
-	/* dma_map_phys() WARNs for a device that never set a mask: refuse quietly instead. */
-	if (!dev->dma_mask)
-		return -EIO;
+	/* dma_map_phys() WARNs for a device that never set a mask: a provider's set-up bug. */
+	if (!dev->dma_mask) {
+		dev_err_once(dev, "drm_pagemap: the pagemap's device has no DMA mask\n");
+		return -EINVAL;
+	}
 	*addr = dma_map_page_attrs(dev, page, 0, size, dir, 0);
-	return dma_mapping_error(dev, *addr) ? -EFAULT : 0;
+	return dma_mapping_error(dev, *addr) ? -ENOMEM : 0;
 }
 EXPORT_SYMBOL_GPL(svm_dma_map_page);
 
@@ -243,28 +245,47 @@ void svm_dma_unmap_page(struct device *dev, dma_addr_t addr, size_t size,
 }
 EXPORT_SYMBOL_GPL(svm_dma_unmap_page);
 
+size_t svm_dma_max_mapping_size(struct device *dev)
+{
+	return dma_max_mapping_size(dev);
+}
+EXPORT_SYMBOL_GPL(svm_dma_max_mapping_size);
+
+/*
+ * For a device whose DMA engine is the CPU: any address will do, and its accesses are
+ * cache-coherent by nature (no cache maintenance at map and unmap time).
+ */
 int svm_dma_coerce_mask(struct device *dev, u64 mask)
 {
+#if defined(CONFIG_ARCH_HAS_SYNC_DMA_FOR_DEVICE) || \
+	defined(CONFIG_ARCH_HAS_SYNC_DMA_FOR_CPU) || \
+	defined(CONFIG_ARCH_HAS_SYNC_DMA_FOR_CPU_ALL)
+	dev->dma_coherent = true;
+#endif
 	return dma_coerce_mask_and_coherent(dev, mask);
 }
 EXPORT_SYMBOL_GPL(svm_dma_coerce_mask);
 
 /*
  * The kernel address of @len bytes at DMA address @addr of @dev, for a software copy engine,
- * or NULL when @dev does not map system memory directly (an IOMMU or other DMA ops) or the
- * bytes are not all in the kernel's linear map.
+ * or NULL when @dev does not map system memory directly and coherently (an IOMMU, other DMA
+ * ops, cache maintenance the CPU would bypass) or the bytes are not all in the kernel's
+ * linear map.
  */
 void *svm_dma_direct_virt(struct device *dev, dma_addr_t addr, size_t len)
 {
+	unsigned long pfn, last;
 	phys_addr_t phys;
 
-	if (!len || get_dma_ops(dev) || use_dma_iommu(dev))
+	if (!len || get_dma_ops(dev) || use_dma_iommu(dev) || !dev_is_dma_coherent(dev))
 		return NULL;
 	phys = dma_to_phys(dev, addr);
-	if (phys + len < phys || !pfn_valid(PHYS_PFN(phys)) ||
-	    !pfn_valid(PHYS_PFN(phys + len - 1)) ||
-	    PageHighMem(pfn_to_page(PHYS_PFN(phys))))
+	if (phys + len < phys)
 		return NULL;
+	last = PHYS_PFN(phys + len - 1);
+	for (pfn = PHYS_PFN(phys); pfn <= last; pfn++)
+		if (!pfn_valid(pfn) || PageHighMem(pfn_to_page(pfn)))
+			return NULL;
 	return phys_to_virt(phys);
 }
 EXPORT_SYMBOL_GPL(svm_dma_direct_virt);

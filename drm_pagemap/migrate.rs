@@ -26,10 +26,8 @@
 //!
 //! C header: [`include/linux/migrate.h`](srctree/include/linux/migrate.h)
 
-use core::ptr::null_mut;
-
-use kernel::dma::DataDirection;
 use kernel::dma::DmaAddress;
+use kernel::mm::virt::VmaRef;
 use kernel::mm::MmWithUser;
 use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
@@ -47,35 +45,27 @@ use crate::pagemap::MigrateDetails;
 use crate::pagemap::Pagemap;
 use crate::pending::task::fatal_signal_pending;
 use crate::range::PageRange;
-use crate::sys::dma::DmaMappings;
+use crate::sys::dma::maps_whole;
+use crate::sys::fault::VmFault;
 use crate::sys::migrate_vma::Kind;
 use crate::sys::migrate_vma::MigrateVma;
 use crate::sys::migrate_vma::PfnArrays;
 use crate::sys::migrate_vma::Pfns;
+use crate::sys::migrate_vma::Select;
 use crate::sys::page::huge_nr;
 use crate::sys::page::huge_order;
-use crate::sys::page::migrate_pfn_to_page;
-use crate::sys::page::page_to_pfn;
-use crate::sys::page::pfn_to_page;
+use crate::sys::page::vma_is_anonymous;
+use crate::sys::page::NewPage;
+use crate::sys::page::COMPOUND;
+use crate::sys::page::MIGRATE;
+use crate::sys::page::WRITE;
 use kernel::page::PAGE_SIZE;
 
 /// Pages one `migrate_vma` operation back to system memory covers at most (16 MiB, a
 /// multiple of a huge page): bounds the memory a call allocates, whatever range it is given.
 pub const CHUNK_PAGES: usize = 4096;
 
-const MIGRATE: usize = ffi::MIGRATE_PFN_MIGRATE as usize;
-const WRITE: usize = ffi::MIGRATE_PFN_WRITE as usize;
-const COMPOUND: usize = ffi::MIGRATE_PFN_COMPOUND as usize;
-
-/// Number of entries of a `src` array the entry `mpfn` stands for: a huge folio (or a huge
-/// hole) is one entry followed by zeroes.
-fn span(mpfn: usize) -> usize {
-    if mpfn & COMPOUND != 0 {
-        huge_nr()
-    } else {
-        1
-    }
-}
+use crate::sys::migrate_vma::span_of as span;
 
 /// Pages that moved, once `migrate_*_pages` ran: a huge source that moved whole into a huge
 /// destination counts all its pages.
@@ -99,30 +89,20 @@ fn moved_pages(pfns: &Pfns<'_>) -> usize {
     moved
 }
 
-/// Runs one `migrate_vma` operation over `[start, end)` of `vma`: collects the pages, lets
-/// `fill` set up and fill the destinations, and moves what it set up. If `fill` fails, every
-/// destination is abandoned so that nothing moves. Returns `fill`'s result and the number of
-/// pages that moved.
-///
-/// # Safety
-///
-/// `vma` is valid under the mmap (or VMA) lock the caller holds, `[start, end)` is inside it,
-/// page-aligned and `pfns` sized for it; `fault_page` is null or the locked faulting page,
-/// inside the range.
-#[expect(clippy::too_many_arguments)]
-unsafe fn run_migrate_vma<T>(
-    vma: *mut ffi::vm_area_struct,
-    start: usize,
-    end: usize,
+/// Runs one `migrate_vma` operation over `range` of `vma`: collects the pages, lets `fill` set
+/// up and fill the destinations, and moves what it set up. If `fill` fails, every destination
+/// is abandoned so that nothing moves. Returns `fill`'s result and the number of pages that
+/// moved. `fault` is the CPU fault this serves, if any (its page inside the range).
+fn run_migrate_vma<T>(
+    vma: &VmaRef,
+    range: PageRange,
     owner: Owner,
-    flags: u32,
-    fault_page: *mut ffi::page,
+    select: Select,
+    fault: Option<&VmFault<'_>>,
     pfns: &mut PfnArrays,
     fill: impl FnOnce(&mut Pfns<'_>) -> Result<T>,
 ) -> Result<(Result<T>, usize)> {
-    // SAFETY: Per this function's contract.
-    let mut migration =
-        unsafe { MigrateVma::setup(vma, start, end, owner, flags, fault_page, pfns) }?;
+    let mut migration = MigrateVma::setup(vma, range, owner, select, fault, pfns)?;
     // From here on, every path goes through `migrate_vma_pages` and `migrate_vma_finalize`:
     // dropping `migration` abandons the destinations first, so that nothing moves.
     let filled = fill(&mut migration.pfns());
@@ -142,17 +122,11 @@ fn retire_moved(pfns: &Pfns<'_>) {
     let mut i = 0;
     while i < pfns.len() {
         let s = pfns.src()[i];
-        let page = page_of(s);
-        if s & MIGRATE != 0 && pfns.dst()[i] != 0 && pfns.kind(i, None) == Kind::Ours {
-            // SAFETY: A collected (locked) device page of ours whose data just moved.
-            unsafe { Zdd::retire(page) };
+        if s & MIGRATE != 0 && pfns.dst()[i] != 0 {
+            pfns.retire(i);
         }
         i += span(s);
     }
-}
-
-fn page_of(mpfn: usize) -> *mut ffi::page {
-    migrate_pfn_to_page(mpfn)
 }
 
 mod evict;
@@ -173,6 +147,8 @@ use to_ram::CopyBatch;
 #[kunit_tests(drm_pagemap_migrate)]
 mod tests {
     use super::*;
+    use crate::copy::set_software_dma_mask;
+    use crate::copy::CopyFence;
     use crate::device_private::DevicePrivateRegion;
     use crate::devmem::DevmemOps;
     use crate::devmem::MigrationStats;
@@ -180,8 +156,8 @@ mod tests {
     use crate::pagemap::MigrateDetails;
     use crate::pagemap::Pagemap;
     use crate::pagemap::PagemapOps;
-    use crate::copy::set_software_dma_mask;
-    use crate::copy::CopyFence;
+    use crate::pending::workqueue::Order;
+    use crate::pending::workqueue::OwnedQueue;
     use kernel::dma::DmaMask;
     use kernel::faux;
     use kernel::sync::aref::ARef;
@@ -241,6 +217,9 @@ mod tests {
         backing: Arc<SpinLock<KVVec<u8>>>,
         populate: Populate,
         engine: Engine,
+        /// Where `Engine::Async` copies: drained when the allocation goes, so that no work
+        /// item of this module outlives it.
+        queue: Option<OwnedQueue>,
         released: Arc<Atomic<u32>>,
         done: Arc<Completion>,
     }
@@ -266,13 +245,16 @@ mod tests {
                 continue;
             };
             let sys = crate::copy::system_ptr(dev, addr, run.bytes())?;
-            // SAFETY: The run's system memory, mapped for `dev` and held by the migration
-            // until the fence of this copy is signalled, which comes after this.
-            let sys = unsafe { core::slice::from_raw_parts_mut(sys.as_ptr(), run.bytes()) };
             if to_device {
-                dst.copy_from_slice(sys);
+                // SAFETY: The run's system memory, mapped for `dev` (to be read) and held by
+                // the migration until the fence of this copy is signalled, after this.
+                dst.copy_from_slice(unsafe {
+                    core::slice::from_raw_parts(sys.as_ptr(), run.bytes())
+                });
             } else {
-                sys.copy_from_slice(dst);
+                // SAFETY: As above, to be written, and nothing else accesses it meanwhile.
+                unsafe { core::slice::from_raw_parts_mut(sys.as_ptr(), run.bytes()) }
+                    .copy_from_slice(dst);
             }
         }
         Ok(())
@@ -296,7 +278,8 @@ mod tests {
                     list.extend_from_slice(runs, GFP_KERNEL)?;
                     let (backing, first, dev) =
                         (self.backing.clone(), self.first_pfn, self.dev.clone());
-                    kernel::workqueue::system().try_spawn(GFP_KERNEL, move || {
+                    let queue = self.queue.as_ref().ok_or(EINVAL)?;
+                    queue.try_spawn(GFP_KERNEL, move || {
                         // Late, so that the submitter surely waits.
                         kernel::time::delay::fsleep(kernel::time::Delta::from_millis(20));
                         fence.signal(run_copies(&backing, first, &dev, &list, to_device));
@@ -399,6 +382,12 @@ mod tests {
                 backing,
                 populate,
                 engine,
+                queue: match engine {
+                    Engine::Async => {
+                        Some(OwnedQueue::new(c"drm_pagemap_kunit_copy", Order::Ordered)?)
+                    }
+                    _ => None,
+                },
                 released: released.clone(),
                 done: done.clone(),
             },
@@ -661,7 +650,8 @@ mod tests {
             migrate_pages(&first, addr, PAGES / 2, &MigrateDetails::default())?,
             PAGES / 2
         );
-        let (second, _r2, done2) = alloc_at(&a, mm, PAGES / 2, PAGES / 2, Populate::Good, Engine::Sync)?;
+        let (second, _r2, done2) =
+            alloc_at(&a, mm, PAGES / 2, PAGES / 2, Populate::Good, Engine::Sync)?;
         let mut asked = KVec::new();
         {
             let mmap = mm.mmap_read_lock();

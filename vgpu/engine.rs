@@ -108,6 +108,10 @@ pub(crate) enum CopyDir {
 }
 
 /// One submitted copy: the runs, and the fence that reports it done.
+///
+/// # Invariants
+///
+/// The system memory of `runs` is mapped for `dev` until `fence` is signalled (or dropped).
 #[pin_data]
 struct CopyJob {
     #[pin]
@@ -184,8 +188,8 @@ impl WorkItem for CopyJob {
             // Bounded by the knob's maximum.
             fsleep(Delta::from_millis(delay.into()));
         }
-        // SAFETY: The migration that submitted the job keeps the runs' memory mapped until
-        // the job's fence is signalled, below.
+        // SAFETY: By the type invariant the runs' memory stays mapped until the job's fence is
+        // signalled, below.
         let result = unsafe { this.vram.run(&this.dev, &this.runs, this.dir) };
         if let Some(fence) = this.as_mut().project().fence.take() {
             fence.signal(result);
@@ -214,7 +218,12 @@ impl CopyEngine {
 
     /// Queues `runs`, whose system memory is at DMA addresses of `dev`, as one job that
     /// signals `fence` when done; returns at once.
-    pub(crate) fn copy(
+    ///
+    /// # Safety
+    ///
+    /// The system memory of `runs` stays mapped for `dev` until `fence` is signalled: they
+    /// came together from one [`drm_pagemap::devmem::DevmemOps`] copy call on `dev`'s pagemap.
+    pub(crate) unsafe fn copy(
         &self,
         dev: &Device,
         runs: &[CopyRun],
@@ -224,6 +233,7 @@ impl CopyEngine {
         // As long as the migration's batch: virtually contiguous if need be.
         let mut list = KVVec::with_capacity(runs.len(), GFP_KERNEL)?;
         list.extend_from_slice(runs, GFP_KERNEL)?;
+        // INVARIANT: Per this function's contract.
         let job = KBox::pin_init(
             try_pin_init!(CopyJob {
                 work <- kernel::new_work!("CopyJob::work"),

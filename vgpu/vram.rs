@@ -3,13 +3,13 @@
 //! A virtual GPU's device memory: a device-private region, its allocator, its real backing
 //! pages, its copy engine and its pagemap.
 
+use drm_pagemap::copy::CopyFence;
+use drm_pagemap::copy::CopyRun;
 use drm_pagemap::device_private::DevicePrivateRegion;
 use drm_pagemap::devmem::Devmem;
 use drm_pagemap::devmem::DevmemOps;
 use drm_pagemap::devmem::Direction;
 use drm_pagemap::devmem::MigrationStats;
-use drm_pagemap::copy::CopyFence;
-use drm_pagemap::copy::CopyRun;
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::migrate_to_devmem;
 use drm_pagemap::owner::Owner;
@@ -364,12 +364,19 @@ struct VramAllocation {
 }
 
 impl VramAllocation {
-    fn copy(&self, runs: &[CopyRun], dir: CopyDir, fence: CopyFence) -> Result {
+    /// Queues the copy of `runs` on the GPU's engine.
+    ///
+    /// # Safety
+    ///
+    /// `runs` and `fence` come from one copy call of the core on this allocation.
+    unsafe fn copy(&self, runs: &[CopyRun], dir: CopyDir, fence: CopyFence) -> Result {
         let vram = &self.vram;
         if inject(&vram.fail_copies) {
             return Err(EIO);
         }
-        vram.engine.copy(&self.dev, runs, dir, fence)
+        // SAFETY: Per this function's contract: the core maps the runs' system memory for our
+        // pagemap's device, `dev`, until the fence is signalled.
+        unsafe { vram.engine.copy(&self.dev, runs, dir, fence) }
     }
 }
 
@@ -401,11 +408,13 @@ unsafe impl DevmemOps for VramAllocation {
     }
 
     fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result {
-        self.copy(runs, CopyDir::ToVram, fence)
+        // SAFETY: The core's call, with its runs and fence.
+        unsafe { self.copy(runs, CopyDir::ToVram, fence) }
     }
 
     fn copy_to_ram(&self, runs: &[CopyRun], _dir: Direction, fence: CopyFence) -> Result {
-        self.copy(runs, CopyDir::ToRam, fence)
+        // SAFETY: As above.
+        unsafe { self.copy(runs, CopyDir::ToRam, fence) }
     }
 
     fn release(&self) {

@@ -5,7 +5,6 @@
 
 use super::*;
 use crate::pending::task::sleep_killable;
-use crate::sys::migrate_vma::MigrateDevice;
 
 /// Moves every page of `devmem` still in device memory back to system memory, without a VMA
 /// (the provider needs its memory back, or is going away); takes the owner's mmap lock for
@@ -58,38 +57,22 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
         // The provider's pfns are the allocation's only while `release` has not run, and a
         // page is ours to lock only once the migration placing it is over (a page being
         // initialised for it is unlocked for a moment with stale zone-device data).
-        let _pfns = devmem.lock_pfns();
+        let held = devmem.lock_pfns();
         if devmem.is_detached() {
             break;
         }
         passes += 1;
-        devmem.ops().populate_devmem_pfn(pfns.plain_pfns())?;
-        // `migrate_device_pfns` wants plain pfns in `src`; any pfn outside our region would
-        // be the provider breaking `DevmemOps`' contract: refuse it before the core sees it.
-        let region = devmem.pagemap().region();
-        if pfns
-            .plain_pfns()
-            .iter()
-            .any(|pfn| !region.contains_pfn(*pfn))
-        {
-            return Err(EINVAL);
-        }
-        // SAFETY: `src` holds `npages` pfns of the allocation's device pages (in our region,
-        // checked above), whose zone-device data the allocation keeps while `_pfns` is held.
-        let mut migration = unsafe { MigrateDevice::collect(&mut pfns) }?;
+        let mut migration = devmem.collect_for_eviction(&held, &mut pfns)?;
         skip_retired(&mut migration.pfns());
-        // SAFETY: No VMA.
-        let copied = unsafe {
-            copy_back(
-                &mut migration.pfns(),
-                &mut batch,
-                null_mut(),
-                0,
-                Some(&**devmem),
-                Direction::Eviction,
-                Folios::Huge,
-            )
-        };
+        let copied = copy_back(
+            &mut migration.pfns(),
+            &mut batch,
+            None,
+            0,
+            Some(&**devmem),
+            Direction::Eviction,
+            Folios::Huge,
+        );
         if copied.is_ok() {
             migration.commit(retire_moved);
         } else {
@@ -146,11 +129,8 @@ fn skip_retired(pfns: &mut Pfns<'_>) {
     let mut i = 0;
     while i < pfns.len() {
         let s = pfns.src()[i];
-        let page = page_of(s);
         let n = span(s);
-        // SAFETY: A page `migrate_device_pfns` collected is referenced and locked.
-        if s & MIGRATE != 0 && pfns.kind(i, None) == Kind::Ours && unsafe { Zdd::is_retired(page) }
-        {
+        if s & MIGRATE != 0 && pfns.is_retired(i) {
             pfns.keep(i);
         }
         i += n;

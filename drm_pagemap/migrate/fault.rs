@@ -24,7 +24,6 @@ pub(crate) enum FaultServed {
 /// fault is then retried; otherwise (a remote access, such as another device's range fault),
 /// it migrates after the wait. Takes no lock of ours.
 pub(crate) fn cpu_fault(fault: &mut VmFault<'_>) -> Result<FaultServed> {
-    let page = fault.page();
     let address = fault.address();
     let devmem = fault.zdd().devmem().clone();
     let left = devmem.timeslice_left_ms();
@@ -74,21 +73,16 @@ pub(crate) fn cpu_fault(fault: &mut VmFault<'_>) -> Result<FaultServed> {
     let mut bufs = BackBuffers::new((end - start) / PAGE_SIZE)?;
     // A page mapped by a PTE may belong to a huge folio that is not fully split yet: move
     // base pages then, as the folio order cannot be relied on (the C test_hmm does the same).
-    // SAFETY: The fault's lock, which `vma` needs, is held; `page` is the locked faulting page,
-    // at `address`, inside `[start, end)`, which is at most a chunk.
-    unsafe {
-        vma_to_ram(
-            &mut bufs,
-            vma.as_ptr(),
-            start,
-            end,
-            owner,
-            Some(&*devmem),
-            page,
-            Direction::CpuFault,
-            if huge { Folios::Huge } else { Folios::Base },
-        )
-    }?;
+    vma_to_ram(
+        &mut bufs,
+        vma,
+        PageRange::new(start, end)?,
+        owner,
+        Some(&*devmem),
+        Some(&*fault),
+        Direction::CpuFault,
+        if huge { Folios::Huge } else { Folios::Base },
+    )?;
     devmem
         .stats()
         .cpu_faults

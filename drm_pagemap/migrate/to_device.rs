@@ -43,53 +43,39 @@ pub fn migrate_to_devmem(
         return Err(EOPNOTSUPP);
     }
     // A private file mapping holds the file's pages until written, then anonymous copies.
-    // SAFETY: The VMA is valid while the mmap lock is held.
-    let file_backed = !unsafe { ffi::svm_vma_is_anonymous(vma.as_ptr()) };
-    // Everything is allocated before the pages are collected and locked.
+    let file_backed = !vma_is_anonymous(vma);
+    // The arrays are allocated before the pages are collected and locked (the copy's fence
+    // and the provider's job are allocated after: small, and an error there moves nothing).
     let mut pfns = PfnArrays::new(npages)?;
     let mut device_pfns = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
     let mut sorted = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
     let mut copies = KVVec::with_capacity(npages, GFP_KERNEL)?;
-    // At most one mapping per source folio.
-    let mut maps = DmaMappings::new(npages, DataDirection::ToDevice)?;
     let zdd = Zdd::reserve()?;
     // The allocation the migration claims, marked populated once it has finished.
     let mut claimed = None;
 
-    let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM
-        | ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+    let mut select = Select::SYSTEM | Select::DEVICE_PRIVATE;
     if details.folios == Folios::Huge {
-        flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
+        select |= Select::COMPOUND;
     }
-    // SAFETY: The VMA is valid under the mmap lock and the range lies inside it.
-    let result = unsafe {
-        run_migrate_vma(
-            vma.as_ptr(),
-            start,
-            end,
-            region.owner(),
-            flags,
-            null_mut(),
-            &mut pfns,
-            |pfns| {
-                let placed = Placement {
-                    pagemap,
-                    device_pfns: &mut device_pfns,
-                    sorted: &mut sorted,
-                    copies: &mut copies,
-                    maps: &mut maps,
-                    file_backed,
-                    details,
-                    claimed: &mut claimed,
-                }
-                .place(pfns, start, end, zdd, alloc);
-                // The copy is over, or never started: the device loses access to the sources
-                // before `migrate_vma_pages` frees them.
-                maps.unmap_all();
-                placed
-            },
-        )
+    let placement = Placement {
+        pagemap,
+        device_pfns: &mut device_pfns,
+        sorted: &mut sorted,
+        copies: &mut copies,
+        file_backed,
+        details,
+        claimed: &mut claimed,
     };
+    let result = run_migrate_vma(
+        vma,
+        range,
+        region.owner(),
+        select,
+        None,
+        &mut pfns,
+        |pfns| placement.place(pfns, start, end, zdd, alloc),
+    );
     if let Some(devmem) = claimed {
         devmem.set_populated();
     }
@@ -112,7 +98,6 @@ struct Placement<'a> {
     device_pfns: &'a mut KVVec<usize>,
     sorted: &'a mut KVVec<usize>,
     copies: &'a mut KVVec<CopyRun>,
-    maps: &'a mut DmaMappings,
     file_backed: bool,
     details: &'a MigrateDetails,
     claimed: &'a mut Option<Arc<Devmem>>,
@@ -148,17 +133,14 @@ impl Placement<'_> {
                 // Some page could not be collected; in a file mapping, a hole.
                 return Err(if self.file_backed { EOPNOTSUPP } else { EBUSY });
             }
-            let page = page_of(s);
             match pfns.kind(i, Some(region)) {
                 Kind::Own => {}
                 // Another device's memory (sharing our owner): not movable from here yet.
                 Kind::Ours | Kind::Foreign => return Err(EBUSY),
                 Kind::System => {
-                    // SAFETY: Collected pages are valid and referenced until finalize.
-                    let anon = !page.is_null() && unsafe { ffi::svm_page_is_anon(page) };
-                    if self.file_backed && !anon {
-                        // The file's own pages: the core would refuse to move them after
-                        // the copy.
+                    if self.file_backed && !pfns.is_anon(i) {
+                        // The file's own pages (or a hole): the core would refuse to move
+                        // them after the copy.
                         return Err(EOPNOTSUPP);
                     }
                     moving += span(s);
@@ -181,20 +163,7 @@ impl Placement<'_> {
         if !core::ptr::eq(devmem.pagemap(), self.pagemap) || devmem.npages() < moving {
             return Err(EINVAL);
         }
-        let dpfns = &mut self.device_pfns[..moving];
-        devmem.ops().populate_devmem_pfn(dpfns)?;
-        if let Some(bad) = dpfns.iter().find(|pfn| !region.contains_pfn(**pfn)) {
-            pr_err!("device pfn {bad:#x} is outside the pagemap's region\n");
-            return Err(EINVAL);
-        }
-        // No pfn twice (a huge run's tail pages included): checked on a sorted copy.
-        let sorted = &mut self.sorted[..moving];
-        sorted.copy_from_slice(dpfns);
-        sorted.sort_unstable();
-        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
-            pr_err!("device pfn {:#x} is handed out twice\n", pair[0]);
-            return Err(EINVAL);
-        }
+        let pages = devmem.populate(&mut self.device_pfns[..moving], &mut self.sorted[..])?;
         devmem.set_va_range(start, end);
 
         let dev = self.pagemap.device();
@@ -203,53 +172,54 @@ impl Placement<'_> {
         while i < npages {
             let s = pfns.src()[i];
             let n = span(s);
-            let spage = page_of(s);
             if pfns.kind(i, Some(region)) == Kind::Own {
                 i += n;
                 continue;
             }
-            let run = &dpfns[next..next + n];
-            next += n;
+            let run = &pages.pfns()[next..next + n];
             let first = run[0];
             let huge = n > 1 && first % n == 0 && (1..n).all(|k| run[k] == first + k);
-            let (folios, order) = if huge { (1, huge_order()) } else { (n, 0) };
-            // The source folio, mapped whole for the device: one address for its `n` pages.
-            let system = if spage.is_null() {
-                None
-            } else {
-                let source_order = if n > 1 { huge_order() } else { 0 };
-                // SAFETY: `spage` heads a collected system folio of `n` pages, locked and
-                // referenced until finalize, which comes after `place` unmapped it.
-                Some(unsafe { self.maps.map(dev, spage, source_order) }?)
+            let folios = if huge { 1 } else { n };
+            for f in 0..folios {
+                pfns.set_device_dst(i + f, &pages, next + f, &zdd, huge, s & WRITE != 0)?;
+            }
+            // The source folio mapped whole for the device: one address for its `n` pages
+            // (none for a hole: zeroes); page by page where the device cannot map it whole.
+            let hole = pfns.src_is_hole(i);
+            let source_order = if n > 1 { huge_order() } else { 0 };
+            let whole = match hole || !maps_whole(dev, source_order) {
+                true => None,
+                false => Some(pfns.map_src(i, dev)?),
             };
-            for (f, &pfn) in run.iter().enumerate().take(folios) {
-                // A page of the region (checked above).
-                let dpage = pfn_to_page(pfn);
-                // A page in use (handed out twice, or still live): refuse rather than
-                // re-initialise it. `DevmemOps`' contract covers what this cannot see.
-                // SAFETY: As above.
-                if unsafe { ffi::svm_page_ref_count(dpage) } != 0 {
-                    pr_err!("device pfn {pfn:#x} is in use\n");
-                    return Err(EINVAL);
-                }
-                // SAFETY: A free device page of our region, owned by this allocation
-                // (`DevmemOps`' contract): initialise the folio (reference 1, locked), point it
-                // at this migration's zone-device data and hand it to the migration.
-                unsafe {
-                    ffi::zone_device_page_init(dpage, region.as_raw(), order);
-                    Zdd::attach(&zdd, dpage);
-                    pfns.set_dst(i + f, dpage, huge, s & WRITE != 0);
-                }
+            if huge && (hole || whole.is_some()) {
                 // Cannot fail: reserved for `npages` runs.
                 self.copies.push(
                     CopyRun {
-                        device_pfn: pfn,
-                        system: system.map(|addr| addr + (f * PAGE_SIZE) as DmaAddress),
-                        order,
+                        device_pfn: first,
+                        system: whole,
+                        order: huge_order(),
                     },
                     GFP_KERNEL,
                 )?;
+            } else {
+                for (k, &device_pfn) in run.iter().enumerate() {
+                    let system = match whole {
+                        Some(addr) => Some(addr + (k * PAGE_SIZE) as DmaAddress),
+                        None if hole => None,
+                        None => Some(pfns.map_src_page(i, k, dev)?),
+                    };
+                    // Cannot fail: as above.
+                    self.copies.push(
+                        CopyRun {
+                            device_pfn,
+                            system,
+                            order: 0,
+                        },
+                        GFP_KERNEL,
+                    )?;
+                }
             }
+            next += n;
             i += n;
         }
         copy_and_wait(|fence| devmem.ops().copy_to_devmem(self.copies, fence))?;

@@ -5,37 +5,30 @@
 
 use super::*;
 
-/// The runs of one copy back to system memory and the DMA mappings they use, for at most a
-/// given number of pages: empty, and unmapped, between operations.
+/// The runs of one copy back to system memory, for at most a given number of pages: empty
+/// between operations.
 pub(super) struct CopyBatch {
     runs: KVVec<CopyRun>,
-    maps: DmaMappings,
 }
 
 impl CopyBatch {
     pub(super) fn new(npages: usize) -> Result<Self> {
         Ok(Self {
             runs: KVVec::with_capacity(npages, GFP_KERNEL)?,
-            maps: DmaMappings::new(npages, DataDirection::FromDevice)?,
         })
     }
 
     /// Has `owner`'s engine copy the batch and waits for it, then lets the device go of the
     /// system pages.
-    fn flush(&mut self, owner: &Devmem, dir: Direction) -> Result {
+    fn flush(&mut self, pfns: &mut Pfns<'_>, owner: &Devmem, dir: Direction) -> Result {
         let runs = &self.runs;
         let pages = runs.iter().map(CopyRun::pages).sum();
         let copied = copy_and_wait(|fence| owner.ops().copy_to_ram(runs, dir, fence));
-        self.clear();
+        self.runs.clear();
+        pfns.unmap_all();
         copied?;
         owner.stats().count(dir, pages);
         Ok(())
-    }
-
-    /// Drops the runs and the mappings without copying.
-    fn clear(&mut self) {
-        self.runs.clear();
-        self.maps.unmap_all();
     }
 }
 
@@ -55,92 +48,58 @@ impl BackBuffers {
     }
 }
 
-/// Moves the device pages of `[start, end)` of `vma` back to system memory: all of them with
-/// the owner `owner`, or with `only`, just those of that allocation. At most as many pages as
-/// `bufs` was made for.
-///
-/// # Safety
-///
-/// `vma` is valid under the mmap (or VMA) lock the caller holds, `[start, end)` inside it and
-/// page-aligned; `fault_page` is null or the locked device page a CPU fault is on, inside the
-/// range.
+/// Moves the device pages of `range` of `vma` back to system memory: all of them with the
+/// owner `owner`, or with `only`, just those of that allocation. At most as many pages as
+/// `bufs` was made for. `fault` is the CPU fault this serves, if any (its page inside the
+/// range).
 #[expect(clippy::too_many_arguments)]
-pub(super) unsafe fn vma_to_ram(
+pub(super) fn vma_to_ram(
     bufs: &mut BackBuffers,
-    vma: *mut ffi::vm_area_struct,
-    start: usize,
-    end: usize,
+    vma: &VmaRef,
+    range: PageRange,
     owner: Owner,
     only: Option<&Devmem>,
-    fault_page: *mut ffi::page,
+    fault: Option<&VmFault<'_>>,
     dir: Direction,
     folios: Folios,
 ) -> Result<usize> {
-    let npages = (end - start) / PAGE_SIZE;
-    bufs.pfns.reset(npages)?;
-    let mut flags = ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE;
+    bufs.pfns.reset(range.size() / PAGE_SIZE)?;
+    let mut select = Select::DEVICE_PRIVATE;
     if folios == Folios::Huge {
-        flags |= ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND;
+        select |= Select::COMPOUND;
     }
     let batch = &mut bufs.batch;
-    // SAFETY: Per this function's contract, for `run_migrate_vma` and for `copy_back` in the
-    // closure (the same VMA and range).
-    let (copied, moved) = unsafe {
-        run_migrate_vma(
-            vma,
-            start,
-            end,
-            owner,
-            flags,
-            fault_page,
-            &mut bufs.pfns,
-            // Per this function's contract for `vma` and `[start, end)` (this closure runs
-            // inside the `unsafe` block above, whose SAFETY comment covers it).
-            |pfns| copy_back(pfns, batch, vma, start, only, dir, folios),
-        )
-    }?;
+    let start = range.start();
+    let (copied, moved) =
+        run_migrate_vma(vma, range, owner, select, fault, &mut bufs.pfns, |pfns| {
+            copy_back(pfns, batch, Some(vma), start, only, dir, folios)
+        })?;
     copied?;
     Ok(moved)
 }
 
-/// Moves the device pages of `[start, end)` of `vma` back to system memory in chunks of at
-/// most [`CHUNK_PAGES`], aligned so that a huge folio is never cut; as [`vma_to_ram`].
-///
-/// # Safety
-///
-/// As [`vma_to_ram`], with no faulting page.
-unsafe fn vma_to_ram_chunked(
-    vma: *mut ffi::vm_area_struct,
-    start: usize,
-    end: usize,
+/// Moves the device pages of `range` of `vma` back to system memory in chunks of at most
+/// [`CHUNK_PAGES`], aligned so that a huge folio is never cut; as [`vma_to_ram`].
+fn vma_to_ram_chunked(
+    vma: &VmaRef,
+    range: PageRange,
     owner: Owner,
     dir: Direction,
     folios: Folios,
 ) -> Result<usize> {
     let chunk = CHUNK_PAGES * PAGE_SIZE;
-    let mut bufs = BackBuffers::new(((end - start) / PAGE_SIZE).min(CHUNK_PAGES))?;
+    let (start, end) = (range.start(), range.end());
+    let mut bufs = BackBuffers::new((range.size() / PAGE_SIZE).min(CHUNK_PAGES))?;
     let mut moved = 0;
     let mut addr = start;
+    // One pass per chunk of a range inside one VMA.
     while addr < end {
         if fatal_signal_pending() {
             return Err(EINTR);
         }
         let stop = end.min((addr & !(chunk - 1)).saturating_add(chunk));
-        // SAFETY: Per the contract; `[addr, stop)` lies inside `[start, end)` and is at most
-        // a chunk.
-        moved += unsafe {
-            vma_to_ram(
-                &mut bufs,
-                vma,
-                addr,
-                stop,
-                owner,
-                None,
-                null_mut(),
-                dir,
-                folios,
-            )
-        }?;
+        let part = PageRange::new(addr, stop)?;
+        moved += vma_to_ram(&mut bufs, vma, part, owner, None, None, dir, folios)?;
         addr = stop;
     }
     Ok(moved)
@@ -148,43 +107,35 @@ unsafe fn vma_to_ram_chunked(
 
 /// Allocates system pages for the collected device pages of `pfns.src` that are ours (and
 /// `only`'s, if given) and copies the data into them, one batch per device allocation through
-/// that allocation's own ops. Other pages are left where they are. `vma` may be null
-/// (eviction). `batch` is empty and unmapped when this returns.
+/// that allocation's own ops. Other pages are left where they are. With no `vma` (eviction)
+/// pages come from any node. `batch` is empty, and the pages unmapped for the device, when
+/// this returns.
 ///
 /// A huge device folio goes to a transparent huge page for [`Folios::Huge`] if one can be had; else
 /// to base pages, and the core splits the device folio (which eviction, with no VMA, cannot:
 /// there it is `ENOMEM`).
-///
-/// # Safety
-///
-/// `vma` is null, or valid under the mmap (or VMA) lock the caller holds, with the range
-/// `pfns` covers from `start` inside it.
-pub(super) unsafe fn copy_back(
+pub(super) fn copy_back(
     pfns: &mut Pfns<'_>,
     batch: &mut CopyBatch,
-    vma: *mut ffi::vm_area_struct,
+    vma: Option<&VmaRef>,
     start: usize,
     only: Option<&Devmem>,
     dir: Direction,
     folios: Folios,
 ) -> Result {
-    // SAFETY: Per this function's contract.
-    let copied = unsafe { fill_and_copy(pfns, batch, vma, start, only, dir, folios) };
+    let copied = fill_and_copy(pfns, batch, vma, start, only, dir, folios);
     // What is left was not copied (an error): the device loses access before the migration
     // abandons the destinations.
-    batch.clear();
+    batch.runs.clear();
+    pfns.unmap_all();
     copied
 }
 
 /// [`copy_back`]'s work, which may leave `batch` filled on error.
-///
-/// # Safety
-///
-/// As [`copy_back`].
-unsafe fn fill_and_copy(
+fn fill_and_copy(
     pfns: &mut Pfns<'_>,
     batch: &mut CopyBatch,
-    vma: *mut ffi::vm_area_struct,
+    vma: Option<&VmaRef>,
     start: usize,
     only: Option<&Devmem>,
     dir: Direction,
@@ -195,56 +146,73 @@ unsafe fn fill_and_copy(
     let mut i = 0;
     while i < npages {
         let s = pfns.src()[i];
-        let spage = page_of(s);
-        if s & MIGRATE == 0 || !matches!(pfns.kind(i, None), Kind::Ours) {
-            // Not collected, a system page, or another driver's: stays.
-            i += span(s);
-            continue;
-        }
-        // SAFETY: A collected device page of a region with our ops, kept alive by the
-        // migration until finalize.
-        let devmem = unsafe { Zdd::of_page(spage) }.devmem().clone();
+        let n = span(s);
+        // Not collected, a system page, or another driver's: stays.
+        let devmem = match pfns.devmem_of(i) {
+            Some(devmem) if s & MIGRATE != 0 => devmem,
+            _ => {
+                i += n;
+                continue;
+            }
+        };
         if only.is_some_and(|only| !core::ptr::eq(only, &*devmem)) {
-            i += span(s);
+            i += n;
             continue;
         }
         if let Some(owner) = &batch_owner {
             if !Arc::ptr_eq(owner, &devmem) {
-                batch.flush(owner, dir)?;
+                batch.flush(pfns, owner, dir)?;
             }
         }
         let dev = devmem.pagemap().device();
-        let n = span(s);
-        let addr = if vma.is_null() {
-            0
-        } else {
+        let addr = if vma.is_some() {
             start + i * PAGE_SIZE
+        } else {
+            0
         };
         // The `n` pages of its folio follow it.
-        let device_pfn = page_to_pfn(spage);
-        let thp = if n > 1 && folios == Folios::Huge {
-            // SAFETY: `vma` is null or valid under the caller's lock, with `addr` inside it.
-            unsafe { ffi::svm_alloc_locked_thp(vma, addr) }
-        } else {
-            null_mut()
+        let device_pfn = pfns.src_pfn(i);
+        let thp = match n > 1 && folios == Folios::Huge {
+            true => NewPage::alloc_huge(vma, addr),
+            false => None,
         };
-        if n > 1 && thp.is_null() && vma.is_null() {
+        if n > 1 && thp.is_none() && vma.is_none() {
             return Err(ENOMEM);
         }
-        if thp.is_null() {
-            for k in 0..n {
-                // SAFETY: As above.
-                let page = unsafe { ffi::svm_alloc_locked_page(vma, addr + k * PAGE_SIZE) };
-                if page.is_null() {
-                    return Err(ENOMEM);
-                }
-                // SAFETY: A page just allocated and locked for this migration: the migration
-                // owns it from here (and frees it if abandoned).
-                unsafe { pfns.set_dst(i + k, page, false, false) };
-                // SAFETY: A destination page, allocated until finalize, which comes after
-                // `copy_back` unmapped it.
-                let system = unsafe { batch.maps.map(dev, page, 0) }?;
+        if let Some(thp) = thp {
+            pfns.set_new_dst(i, thp);
+            if maps_whole(dev, huge_order()) {
+                let system = pfns.map_dst(i, dev)?;
                 // Cannot fail: room for `npages` runs.
+                batch.runs.push(
+                    CopyRun {
+                        device_pfn,
+                        system: Some(system),
+                        order: huge_order(),
+                    },
+                    GFP_KERNEL,
+                )?;
+            } else {
+                // The device cannot map it whole: page by page.
+                for k in 0..n {
+                    let system = pfns.map_dst_page(i, k, dev)?;
+                    // Cannot fail: as above.
+                    batch.runs.push(
+                        CopyRun {
+                            device_pfn: device_pfn + k,
+                            system: Some(system),
+                            order: 0,
+                        },
+                        GFP_KERNEL,
+                    )?;
+                }
+            }
+        } else {
+            for k in 0..n {
+                let page = NewPage::alloc(vma, addr + k * PAGE_SIZE).ok_or(ENOMEM)?;
+                pfns.set_new_dst(i + k, page);
+                let system = pfns.map_dst(i + k, dev)?;
+                // Cannot fail: as above.
                 batch.runs.push(
                     CopyRun {
                         device_pfn: device_pfn + k,
@@ -254,26 +222,12 @@ unsafe fn fill_and_copy(
                     GFP_KERNEL,
                 )?;
             }
-        } else {
-            // SAFETY: A huge page just allocated and locked for this migration.
-            unsafe { pfns.set_dst(i, thp, true, false) };
-            // SAFETY: As above, for the huge page.
-            let system = unsafe { batch.maps.map(dev, thp, huge_order()) }?;
-            // Cannot fail: as above.
-            batch.runs.push(
-                CopyRun {
-                    device_pfn,
-                    system: Some(system),
-                    order: huge_order(),
-                },
-                GFP_KERNEL,
-            )?;
         }
         batch_owner = Some(devmem);
         i += n;
     }
     if let Some(owner) = batch_owner {
-        batch.flush(&owner, dir)?;
+        batch.flush(pfns, &owner, dir)?;
     }
     Ok(())
 }
@@ -297,10 +251,8 @@ pub fn migrate_to_ram(
     while addr < end {
         let vma = mmap.vma_lookup(addr).ok_or(ENOENT)?;
         let stop = end.min(vma.end());
-        // SAFETY: The VMA is valid under the mmap lock and `[addr, stop)` lies inside it.
-        moved += unsafe {
-            vma_to_ram_chunked(vma.as_ptr(), addr, stop, owner, Direction::ToRam, folios)
-        }?;
+        let part = PageRange::new(addr, stop)?;
+        moved += vma_to_ram_chunked(vma, part, owner, Direction::ToRam, folios)?;
         addr = stop;
     }
     Ok(moved)

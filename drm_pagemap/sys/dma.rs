@@ -20,32 +20,38 @@ fn raw(dev: &Device) -> *mut ffi::device {
     core::ptr::from_ref(dev).cast_mut().cast()
 }
 
-/// The streaming DMA mappings of one copy, all for one device and direction, undone together
-/// by [`DmaMappings::unmap_all`] or on drop.
+/// Streaming DMA mappings of pages for one device, undone together by
+/// [`DmaMappings::unmap_all`] or on drop.
 ///
 /// # Invariants
 ///
-/// Every entry of `maps` is a live mapping of `dev`, in direction `dir`, of the given size;
-/// `dev` is `Some` whenever `maps` is not empty.
+/// Every entry of `maps` is a live mapping of `dev`, of the given size and direction; `dev`
+/// is `Some` whenever `maps` is not empty.
 pub(crate) struct DmaMappings {
     dev: Option<ARef<Device>>,
-    dir: DataDirection,
-    maps: KVVec<(DmaAddress, usize)>,
+    maps: KVVec<(DmaAddress, usize, DataDirection)>,
 }
 
 impl DmaMappings {
     /// Room for `capacity` mappings, allocated now so that mapping never allocates.
-    pub(crate) fn new(capacity: usize, dir: DataDirection) -> Result<Self> {
+    pub(crate) fn new(capacity: usize) -> Result<Self> {
         Ok(Self {
             dev: None,
-            dir,
             maps: KVVec::with_capacity(capacity, GFP_KERNEL)?,
         })
     }
 
-    /// Maps the `PAGE_SIZE << order` bytes of the folio headed by `page` for `dev`.
+    /// Makes room for `capacity` mappings in all, unmapping what is mapped.
+    pub(crate) fn reserve(&mut self, capacity: usize) -> Result {
+        self.unmap_all();
+        self.maps.reserve(capacity, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Maps the `PAGE_SIZE << order` bytes of the folio headed by `page` for `dev`, for
+    /// transfers in direction `dir`.
     ///
-    /// `EIO` if `dev` never set a DMA mask, `EFAULT` if the mapping failed, `EINVAL` for a
+    /// `EINVAL` if `dev` never set a DMA mask, `ENOMEM` if the mapping failed, `EINVAL` for a
     /// second device before [`Self::unmap_all`], `ENOMEM` past the capacity.
     ///
     /// # Safety
@@ -57,6 +63,7 @@ impl DmaMappings {
         dev: &Device,
         page: *mut ffi::page,
         order: u32,
+        dir: DataDirection,
     ) -> Result<DmaAddress> {
         if self.maps.len() == self.maps.capacity() {
             return Err(ENOMEM);
@@ -69,23 +76,26 @@ impl DmaMappings {
         let mut addr: DmaAddress = 0;
         // SAFETY: `dev` is a valid device; `page` heads `size` bytes per the contract.
         kernel::error::to_result(unsafe {
-            ffi::svm_dma_map_page(raw(dev), page, size, self.dir.into(), &mut addr)
+            ffi::svm_dma_map_page(raw(dev), page, size, dir.into(), &mut addr)
         })?;
         if self.dev.is_none() {
             self.dev = Some(dev.into());
         }
-        // INVARIANT: A live mapping of `dev` (now `self.dev`); cannot fail (room checked
-        // above).
-        self.maps.push((addr, size), GFP_KERNEL)?;
+        // INVARIANT: A live mapping of `dev` (now `self.dev`), recorded (room checked above).
+        if self.maps.push_within_capacity((addr, size, dir)).is_err() {
+            // SAFETY: The mapping made just above, unrecorded: undone at once.
+            unsafe { ffi::svm_dma_unmap_page(raw(dev), addr, size, dir.into()) };
+            return Err(ENOMEM);
+        }
         Ok(addr)
     }
 
     /// Undoes every mapping: the device must not access them any more.
     pub(crate) fn unmap_all(&mut self) {
         if let Some(dev) = &self.dev {
-            for &(addr, size) in self.maps.iter() {
-                // SAFETY: By the type invariant, a live mapping of `dev` in `dir`.
-                unsafe { ffi::svm_dma_unmap_page(raw(dev), addr, size, self.dir.into()) };
+            for &(addr, size, dir) in self.maps.iter() {
+                // SAFETY: By the type invariant, a live mapping of `dev`.
+                unsafe { ffi::svm_dma_unmap_page(raw(dev), addr, size, dir.into()) };
             }
         }
         self.maps.clear();
@@ -97,6 +107,13 @@ impl Drop for DmaMappings {
     fn drop(&mut self) {
         self.unmap_all();
     }
+}
+
+/// Whether `dev` can map `PAGE_SIZE << order` bytes in one mapping (a bounce buffer, as with
+/// `swiotlb=force` or in a confidential guest, takes at most 256 KiB).
+pub(crate) fn maps_whole(dev: &Device, order: u32) -> bool {
+    // SAFETY: `dev` is valid; the helper reads its DMA configuration.
+    (PAGE_SIZE << order) <= unsafe { ffi::svm_dma_max_mapping_size(raw(dev)) }
 }
 
 /// Gives `dev`, a device on a bus that sets no DMA mask (a faux device standing in for a

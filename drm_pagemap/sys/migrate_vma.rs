@@ -11,11 +11,34 @@ use core::mem::ManuallyDrop;
 use kernel::error::to_result;
 use kernel::prelude::*;
 
+use core::ptr::NonNull;
+
+use kernel::device::Device;
+use kernel::dma::DataDirection;
+use kernel::dma::DmaAddress;
+use kernel::mm::virt::VmaRef;
+use kernel::page::PAGE_SIZE;
+use kernel::sync::Arc;
+
 use crate::device_private::DevicePrivateRegion;
+use crate::devmem::DevicePages;
+use crate::devmem::Devmem;
+use crate::devmem::Zdd;
 use crate::ffi;
 use crate::owner::Owner;
+use crate::range::PageRange;
+use crate::sys::dma::DmaMappings;
+use crate::sys::fault::VmFault;
+use crate::sys::page::huge_nr;
+use crate::sys::page::huge_order;
 use crate::sys::page::migrate_pfn_of;
 use crate::sys::page::migrate_pfn_to_page;
+use crate::sys::page::page_to_pfn;
+use crate::sys::page::pfn_to_page;
+use crate::sys::page::NewPage;
+use crate::sys::page::COMPOUND;
+use crate::sys::page::MIGRATE;
+use crate::sys::page::WRITE;
 
 /// The `src`/`dst` arrays of `migrate_vma` or `migrate_device` operations, reused from one
 /// operation to the next. While an operation runs, its guard holds them and hands out a
@@ -29,6 +52,9 @@ use crate::sys::page::migrate_pfn_to_page;
 pub(crate) struct PfnArrays {
     src: KVVec<usize>,
     dst: KVVec<usize>,
+    /// DMA mappings of the running operation's pages for a copy: undone by the guard before
+    /// `migrate_*_pages` (so before a page can be freed or mapped to a process).
+    maps: DmaMappings,
 }
 
 impl PfnArrays {
@@ -37,6 +63,8 @@ impl PfnArrays {
         Ok(Self {
             src: KVVec::from_elem(0, npages, GFP_KERNEL)?,
             dst: KVVec::from_elem(0, npages, GFP_KERNEL)?,
+            // At most one mapping per entry.
+            maps: DmaMappings::new(npages)?,
         })
     }
 
@@ -50,6 +78,11 @@ impl PfnArrays {
         if let Err(e) = self.dst.resize(npages, 0, GFP_KERNEL) {
             self.src.clear();
             return Err(e.into());
+        }
+        if let Err(e) = self.maps.reserve(npages) {
+            self.src.clear();
+            self.dst.clear();
+            return Err(e);
         }
         Ok(())
     }
@@ -79,6 +112,44 @@ impl PfnArrays {
         self.src.iter_mut().for_each(|s| *s = 0);
         // INVARIANT: `dst` is zero between operations.
         self.dst.iter_mut().for_each(|d| *d = 0);
+    }
+}
+
+/// Pages the entry `mpfn` of a `src` or `dst` array stands for: a huge folio (or a huge
+/// hole) is one entry followed by zeroes.
+pub(crate) fn span_of(mpfn: usize) -> usize {
+    if mpfn & COMPOUND != 0 {
+        huge_nr()
+    } else {
+        1
+    }
+}
+
+/// Which pages a `migrate_vma` operation collects (`enum migrate_vma_direction`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Select(u32);
+
+impl Select {
+    /// System pages (and holes).
+    pub(crate) const SYSTEM: Self = Self(ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_SYSTEM);
+    /// Device-private pages whose owner is not the operation's.
+    pub(crate) const DEVICE_PRIVATE: Self =
+        Self(ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_DEVICE_PRIVATE);
+    /// Huge folios whole (else they are split).
+    pub(crate) const COMPOUND: Self = Self(ffi::migrate_vma_direction_MIGRATE_VMA_SELECT_COMPOUND);
+}
+
+impl core::ops::BitOr for Select {
+    type Output = Self;
+
+    fn bitor(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+}
+
+impl core::ops::BitOrAssign for Select {
+    fn bitor_assign(&mut self, other: Self) {
+        self.0 |= other.0;
     }
 }
 
@@ -140,32 +211,192 @@ impl Pfns<'_> {
 
     /// Leaves source `i` where it is: clears its `MIGRATE_PFN_MIGRATE` bit.
     pub(crate) fn keep(&mut self, i: usize) {
-        self.arrays.src[i] &= !(ffi::MIGRATE_PFN_MIGRATE as usize);
+        self.arrays.src[i] &= !MIGRATE;
     }
 
-    /// Sets destination `i` to the locked page `page` that this operation set up, mapped
-    /// writable if `write`.
-    ///
-    /// # Safety
-    ///
-    /// `page` is a destination page this operation allocated or initialised and locked, with
-    /// the one reference it holds, not used anywhere else.
-    pub(crate) unsafe fn set_dst(
+    /// The page of source `i`, if any: valid (locked and referenced by the operation) while
+    /// `self` is lent.
+    fn src_page(&self, i: usize) -> Option<NonNull<ffi::page>> {
+        NonNull::new(migrate_pfn_to_page(self.arrays.src[i]))
+    }
+
+    /// The frame number of source `i`'s page (0 for a hole).
+    pub(crate) fn src_pfn(&self, i: usize) -> usize {
+        self.src_page(i).map_or(0, |p| page_to_pfn(p.as_ptr()))
+    }
+
+    /// Whether source `i` has no page (never touched, or the zero page).
+    pub(crate) fn src_is_hole(&self, i: usize) -> bool {
+        self.src_page(i).is_none()
+    }
+
+    /// Whether source `i` is a page of anonymous memory (not a file's own page).
+    pub(crate) fn is_anon(&self, i: usize) -> bool {
+        // SAFETY: A source page is valid while `self` is lent (`src_page`).
+        self.src_page(i)
+            .is_some_and(|p| unsafe { ffi::svm_page_is_anon(p.as_ptr()) })
+    }
+
+    /// The allocation whose device page source `i` is, for a page of [`Kind::Ours`].
+    pub(crate) fn devmem_of(&self, i: usize) -> Option<Arc<Devmem>> {
+        if self.kind(i, None) != Kind::Ours {
+            return None;
+        }
+        let page = self.src_page(i)?;
+        // SAFETY: A collected device page of a region with our ops, whose zone-device data a
+        // migration set (a page is handed to the core only after `Zdd::attach`), kept alive
+        // by the operation.
+        Some(unsafe { Zdd::of_page(page.as_ptr()) }.devmem().clone())
+    }
+
+    /// Marks the device folio of source `i`, a page of ours whose data has just moved, so
+    /// that an eviction leaves it alone.
+    pub(crate) fn retire(&self, i: usize) {
+        if self.kind(i, None) != Kind::Ours {
+            return;
+        }
+        if let Some(page) = self.src_page(i) {
+            // SAFETY: A device page of ours (its data set by `attach`), locked by this
+            // operation, which the caller says has moved its data.
+            unsafe { Zdd::retire(page.as_ptr()) };
+        }
+    }
+
+    /// Whether the device folio of source `i`, a page of ours, was retired.
+    pub(crate) fn is_retired(&self, i: usize) -> bool {
+        if self.kind(i, None) != Kind::Ours {
+            return false;
+        }
+        // SAFETY: A device page of ours, held by the operation.
+        self.src_page(i)
+            .is_some_and(|page| unsafe { Zdd::is_retired(page.as_ptr()) })
+    }
+
+    /// Sets destination `i` to `page`, a system page (huge or not) for a migration back to
+    /// system memory.
+    pub(crate) fn set_new_dst(&mut self, i: usize, page: NewPage) {
+        let compound = if page.is_huge() { COMPOUND } else { 0 };
+        // INVARIANT: A page allocated and locked for this operation, now owned by `dst`
+        // (freed by `abandon_dst` or handed to the core).
+        self.arrays.dst[i] = migrate_pfn_of(page.into_raw()) | compound;
+    }
+
+    /// Sets destination `i` to the device page `pages[index]` (a whole huge folio if `huge`),
+    /// initialised for this migration with `zdd` as its zone-device data, mapped writable if
+    /// `write`. `EINVAL` if the page is in use.
+    pub(crate) fn set_device_dst(
         &mut self,
         i: usize,
-        page: *mut ffi::page,
-        compound: bool,
+        pages: &DevicePages<'_>,
+        index: usize,
+        zdd: &Arc<Zdd>,
+        huge: bool,
         write: bool,
-    ) {
+    ) -> Result {
+        let pfn = pages.pfn(index).ok_or(EINVAL)?;
+        let region = pages.region();
+        let page = pfn_to_page(pfn);
+        // A page in use (handed out twice, or still live): refuse rather than re-initialise
+        // it. `DevmemOps`' contract covers what this cannot see.
+        // SAFETY: A page of the region (`DevicePages` checked), so a valid `struct page`.
+        if unsafe { ffi::svm_page_ref_count(page) } != 0 {
+            pr_err!("device pfn {pfn:#x} is in use\n");
+            return Err(EINVAL);
+        }
+        let order = if huge { huge_order() } else { 0 };
+        // SAFETY: A free device page of the region, owned by the allocation `pages` came from
+        // (`DevmemOps`' contract): initialise the folio (reference 1, locked) and point it at
+        // this migration's zone-device data.
+        unsafe {
+            ffi::zone_device_page_init(page, region.as_raw(), order);
+            Zdd::attach(zdd, page);
+        }
         let mut mpfn = migrate_pfn_of(page);
-        if compound {
-            mpfn |= ffi::MIGRATE_PFN_COMPOUND as usize;
+        if huge {
+            mpfn |= COMPOUND;
         }
         if write {
-            mpfn |= ffi::MIGRATE_PFN_WRITE as usize;
+            mpfn |= WRITE;
         }
-        // INVARIANT: Per the contract.
+        // INVARIANT: Initialised and locked for this operation just above.
         self.arrays.dst[i] = mpfn;
+        Ok(())
+    }
+
+    /// Maps the system folio of source `i` (a huge one whole: see [`crate::sys::dma::maps_whole`]) for
+    /// `dev` to read from. The guard undoes the mapping before the pages move, or earlier by
+    /// [`Pfns::unmap_all`].
+    pub(crate) fn map_src(&mut self, i: usize, dev: &Device) -> Result<DmaAddress> {
+        let order = if self.arrays.src[i] & COMPOUND != 0 {
+            huge_order()
+        } else {
+            0
+        };
+        self.map_src_part(i, dev, 0, order)
+    }
+
+    /// Maps page `k` of source `i`'s folio alone, as [`Pfns::map_src`].
+    pub(crate) fn map_src_page(&mut self, i: usize, k: usize, dev: &Device) -> Result<DmaAddress> {
+        self.map_src_part(i, dev, k, 0)
+    }
+
+    fn map_src_part(&mut self, i: usize, dev: &Device, k: usize, order: u32) -> Result<DmaAddress> {
+        let page = self.src_page(i).ok_or(EINVAL)?;
+        if self.kind(i, None) != Kind::System || k >= span_of(self.arrays.src[i]) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `page` heads a collected system folio of `span_of` pages (`k` inside it).
+        let page = unsafe { ffi::svm_folio_nth_page(page.as_ptr(), k) };
+        // SAFETY: A page (or, for order > 0, the head of a folio of that order) collected,
+        // locked and referenced by the operation; the guard unmaps before letting it go.
+        unsafe {
+            self.arrays
+                .maps
+                .map(dev, page, order, DataDirection::ToDevice)
+        }
+    }
+
+    /// Maps the system page (or huge page, whole) of destination `i` for `dev` to write to,
+    /// as [`Pfns::map_src`].
+    pub(crate) fn map_dst(&mut self, i: usize, dev: &Device) -> Result<DmaAddress> {
+        let order = if self.arrays.dst[i] & COMPOUND != 0 {
+            huge_order()
+        } else {
+            0
+        };
+        self.map_dst_part(i, dev, 0, order)
+    }
+
+    /// Maps page `k` of destination `i`'s folio alone, as [`Pfns::map_dst`].
+    pub(crate) fn map_dst_page(&mut self, i: usize, k: usize, dev: &Device) -> Result<DmaAddress> {
+        self.map_dst_part(i, dev, k, 0)
+    }
+
+    fn map_dst_part(&mut self, i: usize, dev: &Device, k: usize, order: u32) -> Result<DmaAddress> {
+        let d = self.arrays.dst[i];
+        let page = migrate_pfn_to_page(d);
+        if page.is_null() || k >= span_of(d) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `page` is a destination set by this operation: a device page would be in
+        // use by the core, a system one is only set by `set_new_dst`.
+        if unsafe { ffi::svm_is_device_private_page(page) } {
+            return Err(EINVAL);
+        }
+        // SAFETY: `page` heads a folio of `span_of(d)` pages (`k` inside it).
+        let page = unsafe { ffi::svm_folio_nth_page(page, k) };
+        // SAFETY: A page (or the head of a folio of that order) set by `set_new_dst`, owned
+        // by the operation until finalize; the guard unmaps before then.
+        unsafe {
+            self.arrays
+                .maps
+                .map(dev, page, order, DataDirection::FromDevice)
+        }
+    }
+
+    /// Undoes every DMA mapping of the operation: the device must be done with them.
+    pub(crate) fn unmap_all(&mut self) {
+        self.arrays.maps.unmap_all();
     }
 }
 
@@ -186,35 +417,37 @@ pub(crate) struct MigrateVma<'a> {
 }
 
 impl<'a> MigrateVma<'a> {
-    /// Collects and unmaps the pages of `[start, end)` of `vma` that `flags` select and that
-    /// are not `owner`'s, into `pfns.src`.
-    ///
-    /// # Safety
-    ///
-    /// `vma` is valid under the mmap (or VMA) lock the caller holds for `'a`; `[start, end)`
-    /// is inside it, page-aligned, and `pfns` is sized for it; `fault_page` is null or the
-    /// locked faulting page, inside the range.
-    pub(crate) unsafe fn setup(
-        vma: *mut ffi::vm_area_struct,
-        start: usize,
-        end: usize,
+    /// Collects and unmaps the pages of `range` of `vma` that `select` selects and that are not
+    /// `owner`'s, into `pfns.src` (sized for the range by the caller: `EINVAL` otherwise, or
+    /// if the range is not inside `vma`). `fault` is the CPU fault this serves, if any: its
+    /// page, already locked, must be inside the range (`EINVAL`).
+    pub(crate) fn setup(
+        vma: &'a VmaRef,
+        range: PageRange,
         owner: Owner,
-        flags: u32,
-        fault_page: *mut ffi::page,
+        select: Select,
+        fault: Option<&'a VmFault<'_>>,
         pfns: &'a mut PfnArrays,
     ) -> Result<Self> {
+        let (start, end) = (range.start(), range.end());
+        if start < vma.start() || end > vma.end() || pfns.src.len() != range.size() / PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        if fault.is_some_and(|f| f.address() < start || f.address() >= end) {
+            return Err(EINVAL);
+        }
         // SAFETY: `migrate_vma` is plain data; zero is its documented initial state.
         let mut args: ffi::migrate_vma = unsafe { core::mem::zeroed() };
-        args.vma = vma;
+        args.vma = vma.as_ptr();
         args.start = start;
         args.end = end;
         args.src = pfns.src.as_mut_ptr();
         args.dst = pfns.dst.as_mut_ptr();
         args.pgmap_owner = owner.as_ptr();
-        args.flags = flags as usize;
-        args.fault_page = fault_page;
-        // SAFETY: Per this function's contract `args` describes a locked VMA's range and
-        // arrays of its size.
+        args.flags = select.0 as usize;
+        args.fault_page = fault.map_or(core::ptr::null_mut(), |f| f.page());
+        // SAFETY: `args` describes a range (page-aligned: `PageRange`) inside a VMA locked
+        // for `'a`, arrays of its size, and a faulting page, locked by the fault, inside it.
         to_result(unsafe { ffi::migrate_vma_setup(&mut args) })?;
         // INVARIANT: Set up just above over `pfns`, which `'a` borrows.
         Ok(Self {
@@ -234,6 +467,7 @@ impl<'a> MigrateVma<'a> {
     /// what it returns.
     pub(crate) fn commit<R>(self, after_pages: impl FnOnce(&Pfns<'_>) -> R) -> R {
         let mut this = ManuallyDrop::new(self);
+        this.pfns.maps.unmap_all();
         // SAFETY: By the type invariant the operation is set up and not finalized; `dst`
         // holds zero or locked, filled destinations (`PfnArrays` invariant).
         unsafe { ffi::migrate_vma_pages(&mut this.args) };
@@ -252,6 +486,7 @@ impl<'a> MigrateVma<'a> {
 
 impl Drop for MigrateVma<'_> {
     fn drop(&mut self) {
+        self.pfns.maps.unmap_all();
         self.pfns.abandon_dst();
         // SAFETY: By the type invariant the operation is set up and not finalized; with no
         // destination nothing moves.
@@ -305,6 +540,7 @@ impl<'a> MigrateDevice<'a> {
     }
 
     fn pages(&mut self) {
+        self.pfns.maps.unmap_all();
         let npages = self.pfns.src.len();
         // SAFETY: By the type invariant the sources were collected and not finalized; `dst`
         // holds zero or locked, filled destinations (`PfnArrays` invariant).
@@ -334,6 +570,7 @@ impl<'a> MigrateDevice<'a> {
 
 impl Drop for MigrateDevice<'_> {
     fn drop(&mut self) {
+        self.pfns.maps.unmap_all();
         self.pfns.abandon_dst();
         self.pages();
         self.finalize();
