@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The copy engine: moves runs of pages between system memory (by DMA address) and VRAM
-//! asynchronously, one job at a time in submission order on the GPU's own ordered workqueue,
-//! and signals each job's fence when done, like a DMA engine would.
+//! The copy engine: moves runs of pages between system memory (by DMA address) and VRAM and
+//! signals each copy's fence when done, like a DMA engine would. A CPU stands in for the
+//! engine: the submitter's when the engine is idle, else a worker of the GPU's own ordered
+//! workqueue, one job at a time in submission order (the asynchronous path the core must
+//! also handle; the `copy_delay_ms` race widener always takes it).
 
 use core::ptr::NonNull;
 
@@ -136,6 +138,8 @@ pub(crate) struct VramPages {
     /// Race widener (debugfs `vgpu<N>/copy_delay_ms`): how long each job waits before it
     /// copies, as a slow or busy engine would. Tests use it to hold a migration inside its copy.
     pub(crate) copy_delay_ms: Atomic<u32>,
+    /// Jobs queued and not finished.
+    pub(crate) queued: Atomic<u32>,
 }
 
 impl VramPages {
@@ -191,6 +195,7 @@ impl WorkItem for CopyJob {
         // SAFETY: By the type invariant the runs' memory stays mapped until the job's fence is
         // signalled, below.
         let result = unsafe { this.vram.run(&this.dev, &this.runs, this.dir) };
+        this.vram.queued.fetch_sub(1, Relaxed);
         if let Some(fence) = this.as_mut().project().fence.take() {
             fence.signal(result);
         }
@@ -216,8 +221,9 @@ impl CopyEngine {
         &self.vram
     }
 
-    /// Queues `runs`, whose system memory is at DMA addresses of `dev`, as one job that
-    /// signals `fence` when done; returns at once.
+    /// Copies `runs`, whose system memory is at DMA addresses of `dev`, and signals `fence`
+    /// when done: at once if the engine is idle, else as a queued job (returning before it
+    /// ran).
     ///
     /// # Safety
     ///
@@ -230,6 +236,17 @@ impl CopyEngine {
         dir: CopyDir,
         fence: CopyFence,
     ) -> Result {
+        // An idle engine copies in the submitter's context: the submitter waits for the copy
+        // anyway, and handing it to another CPU costs a cross-CPU wake-up each way, which
+        // dominated small migrations (measured: 2 MiB THP back to RAM 0.39 -> 0.62 GB/s under
+        // TCG). With jobs queued, or a race widener set, it queues, in submission order.
+        if self.vram.copy_delay_ms.load(Relaxed) == 0 && self.vram.queued.load(Relaxed) == 0 {
+            // SAFETY: Per this function's contract, the runs stay mapped until `fence` is
+            // signalled, after the copy.
+            let result = unsafe { self.vram.run(dev, runs, dir) };
+            fence.signal(result);
+            return Ok(());
+        }
         // As long as the migration's batch: virtually contiguous if need be.
         let mut list = KVVec::with_capacity(runs.len(), GFP_KERNEL)?;
         list.extend_from_slice(runs, GFP_KERNEL)?;
@@ -245,6 +262,7 @@ impl CopyEngine {
             }),
             GFP_KERNEL,
         )?;
+        self.vram.queued.fetch_add(1, Relaxed);
         // A new job cannot be queued already.
         let _ = self.queue.enqueue(job);
         Ok(())

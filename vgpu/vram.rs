@@ -107,6 +107,7 @@ impl Vram {
                 pfn_first: region.pfn_first(),
                 bytes_copied: Atomic::new(0),
                 copy_delay_ms: Atomic::new(0),
+                queued: Atomic::new(0),
             },
             GFP_KERNEL,
         )?;
