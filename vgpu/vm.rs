@@ -701,6 +701,68 @@ mod tests {
         page
     }
 
+    /// A GPU access through the bounce buffer goes a chunk at a time, the last one short: 10
+    /// pages in chunks of 3 read and then write every byte, each page once; a chunk that is
+    /// not a whole number of pages is refused.
+    #[test]
+    fn user_access_goes_chunk_by_chunk() -> Result {
+        const PAGES: usize = 10;
+        const LEN: usize = PAGES * PAGE_SIZE;
+        let gpu = gpu()?;
+        // The GPU's range and the user buffer, both in the test kthread's address space.
+        let range = gpusvm::hmm::kunit_mmap_anon(LEN)?;
+        let user = gpusvm::hmm::kunit_mmap_anon(LEN)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let vm = KBox::pin_init(GpuVm::new(gpu.reg.device().into(), mm), GFP_KERNEL)?;
+        let mut data = KVVec::from_elem(0u8, LEN, GFP_KERNEL)?;
+        for (i, page) in data.chunks_mut(PAGE_SIZE).enumerate() {
+            page.copy_from_slice(&marked(i as u8));
+        }
+        UserSlice::new(UserPtr::from_addr(range), LEN)
+            .writer()
+            .write_slice(&data)?;
+
+        // Read: the user buffer gets the range's bytes.
+        let mut acc = Access::default();
+        vm.access_user(range, range + LEN, user, false, 3 * PAGE_SIZE, &mut acc)?;
+        assert_eq!(acc.pages, PAGES as u64);
+        assert!(acc.faults >= 1 && acc.chunk_faults <= acc.faults);
+        let mut back = KVVec::from_elem(0u8, LEN, GFP_KERNEL)?;
+        UserSlice::new(UserPtr::from_addr(user), LEN)
+            .reader()
+            .read_slice(&mut back)?;
+        assert!(back[..] == data[..]);
+
+        // Write: the range gets the user buffer's bytes, page 9 (the short chunk) included.
+        for (i, page) in data.chunks_mut(PAGE_SIZE).enumerate() {
+            page.copy_from_slice(&marked(0x80 | i as u8));
+        }
+        UserSlice::new(UserPtr::from_addr(user), LEN)
+            .writer()
+            .write_slice(&data)?;
+        let mut acc = Access::default();
+        vm.access_user(range, range + LEN, user, true, 3 * PAGE_SIZE, &mut acc)?;
+        assert_eq!(acc.pages, PAGES as u64);
+        UserSlice::new(UserPtr::from_addr(range), LEN)
+            .reader()
+            .read_slice(&mut back)?;
+        assert!(back[..] == data[..]);
+
+        // A chunk of no page, or of part of one, is refused before anything is accessed.
+        let mut acc = Access::default();
+        assert_eq!(
+            vm.access_user(range, range + LEN, user, false, 0, &mut acc),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            vm.access_user(range, range + LEN, user, false, PAGE_SIZE + 1, &mut acc),
+            Err(EINVAL)
+        );
+        assert_eq!(acc.pages, 0);
+        Ok(())
+    }
+
     /// A GPU fault starting inside a 2 MiB folio in the GPU's memory finds the pages it names
     /// (7.3's `hmm_vma_handle_absent_pmd()` reports the folio's head for each of them), and
     /// reads and writes through them reach those pages, as the CPU sees them.
