@@ -47,6 +47,7 @@ bool svm_vma_is_anonymous(struct vm_area_struct *vma);
 bool svm_page_is_anon(struct page *page);
 void svm_sleep_killable(unsigned int ms);
 bool svm_fatal_signal_pending(void);
+void svm_cond_resched(void);
 int svm_page_ref_count(struct page *page);
 bool svm_page_in_large_folio(struct page *page);
 bool svm_fault_may_retry(struct vm_fault *vmf);

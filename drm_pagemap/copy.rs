@@ -55,6 +55,55 @@ impl CopyRun {
     }
 }
 
+/// The runs of one copy call as the core builds them: only from addresses inside live
+/// mappings of the running migration (`Pfns::add_run`), all of one generation of them.
+pub(crate) struct CopyRuns {
+    runs: KVVec<CopyRun>,
+    /// The generation of the migration's mappings the addresses belong to.
+    generation: u64,
+}
+
+impl CopyRuns {
+    /// Room for `capacity` runs, allocated now.
+    pub(crate) fn new(capacity: usize) -> Result<Self> {
+        Ok(Self {
+            runs: KVVec::with_capacity(capacity, GFP_KERNEL)?,
+            generation: 0,
+        })
+    }
+
+    /// Adds `run`, whose address (if any) the caller checked against the mappings of
+    /// `generation`: `EINVAL` if the runs so far are of another one, `ENOMEM` past capacity.
+    pub(crate) fn push(&mut self, run: CopyRun, generation: u64) -> Result {
+        if self.runs.is_empty() {
+            self.generation = generation;
+        } else if self.generation != generation {
+            return Err(EINVAL);
+        }
+        self.runs.push_within_capacity(run).map_err(|_| ENOMEM)
+    }
+
+    /// The generation of mappings the runs belong to, if there are runs.
+    pub(crate) fn generation(&self) -> Option<u64> {
+        (!self.runs.is_empty()).then_some(self.generation)
+    }
+
+    /// The runs.
+    pub(crate) fn as_slice(&self) -> &[CopyRun] {
+        &self.runs
+    }
+
+    /// Pages the runs cover.
+    pub(crate) fn pages(&self) -> usize {
+        self.runs.iter().map(CopyRun::pages).sum()
+    }
+
+    /// Drops every run.
+    pub(crate) fn clear(&mut self) {
+        self.runs.clear();
+    }
+}
+
 #[pin_data]
 struct FenceState {
     #[pin]

@@ -139,11 +139,21 @@ pub unsafe trait DevmemOps: Send + Sync {
     /// before that. An error returned means the copy did not start (the core still waits for
     /// `fence`, which dropping signals). On any error nothing has been migrated: the data stays
     /// in system memory.
-    fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result;
+    ///
+    /// # Safety
+    ///
+    /// Each run's `system` address lies inside a live DMA mapping, for the device of the
+    /// allocation's pagemap, of system memory that stays allocated and mapped until `fence`
+    /// is signalled or dropped (the core's calls, from the mappings of the running migration).
+    unsafe fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result;
 
     /// Starts copying each run's device pages into its system memory (`system` is always set),
     /// as [`Self::copy_to_devmem`].
-    fn copy_to_ram(&self, runs: &[CopyRun], dir: Direction, fence: CopyFence) -> Result;
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::copy_to_devmem`].
+    unsafe fn copy_to_ram(&self, runs: &[CopyRun], dir: Direction, fence: CopyFence) -> Result;
 
     /// Called once, in process context, for an allocation a migration accepted (see
     /// [`crate::migrate::migrate_to_devmem`]) when no device page refers to it any more.
@@ -165,14 +175,39 @@ pub(crate) struct PfnsLock<'a> {
 /// Every pfn is a page of `region`, none twice, and the allocation's own (by [`DevmemOps`]'
 /// contract).
 pub(crate) struct DevicePages<'a> {
+    devmem: &'a Devmem,
     pfns: &'a [usize],
     region: &'a DevicePrivateRegion,
+    /// Which pages a destination was set up with (each at most once).
+    used: KVVec<bool>,
+}
+
+/// The right to populate an allocation: one migration's ([`Devmem::claim`]).
+pub(crate) struct Claim<'a> {
+    devmem: &'a Devmem,
 }
 
 impl DevicePages<'_> {
     /// The `index`th page's frame number.
     pub(crate) fn pfn(&self, index: usize) -> Option<usize> {
         self.pfns.get(index).copied()
+    }
+
+    /// The allocation they belong to.
+    pub(crate) fn devmem(&self) -> &Devmem {
+        self.devmem
+    }
+
+    /// Takes pages `index..index + n` for a destination: `EINVAL` if any is out of range or
+    /// was taken before.
+    pub(crate) fn take(&mut self, index: usize, n: usize) -> Result<&[usize]> {
+        let end = index.checked_add(n).ok_or(EINVAL)?;
+        let used = self.used.get_mut(index..end).ok_or(EINVAL)?;
+        if used.iter().any(|u| *u) {
+            return Err(EINVAL);
+        }
+        used.iter_mut().for_each(|u| *u = true);
+        Ok(&self.pfns[index..end])
     }
 
     /// All of them, in order.
@@ -344,9 +379,13 @@ impl Devmem {
         self.claimed.load(Relaxed)
     }
 
-    /// Marks the allocation used by a migration; false if it already was.
-    pub(crate) fn claim(&self) -> bool {
-        self.claimed.cmpxchg(false, true, Full).is_ok()
+    /// Marks the allocation used by a migration: the one migration that gets the [`Claim`]
+    /// may populate it; `None` if it already was.
+    pub(crate) fn claim(&self) -> Option<Claim<'_>> {
+        self.claimed
+            .cmpxchg(false, true, Full)
+            .ok()
+            .map(|_| Claim { devmem: self })
     }
 
     /// Whether the provider's `release` has run.
@@ -380,9 +419,13 @@ impl Devmem {
     /// the same length.
     pub(crate) fn populate<'a>(
         &'a self,
+        claim: &Claim<'_>,
         pfns: &'a mut [usize],
         sorted: &mut [usize],
     ) -> Result<DevicePages<'a>> {
+        if !core::ptr::eq(claim.devmem, self) || pfns.len() > self.npages {
+            return Err(EINVAL);
+        }
         let region = self.pagemap.region();
         self.ops.populate_devmem_pfn(pfns)?;
         if let Some(bad) = pfns.iter().find(|pfn| !region.contains_pfn(**pfn)) {
@@ -398,7 +441,13 @@ impl Devmem {
             return Err(EINVAL);
         }
         // INVARIANT: Checked above; the allocation's own per `DevmemOps`' contract.
-        Ok(DevicePages { pfns, region })
+        let used = KVVec::from_elem(false, pfns.len(), GFP_KERNEL)?;
+        Ok(DevicePages {
+            devmem: self,
+            pfns,
+            region,
+            used,
+        })
     }
 
     /// Locks and unmaps the allocation's device pages for an eviction (the provider's pfns,
@@ -407,11 +456,17 @@ impl Devmem {
     /// runs. `EINVAL` for a lock of another allocation or a pfn outside the region.
     pub(crate) fn collect_for_eviction<'a>(
         &self,
-        held: &PfnsLock<'_>,
+        held: &'a PfnsLock<'_>,
         pfns: &'a mut PfnArrays,
     ) -> Result<MigrateDevice<'a>> {
-        if !core::ptr::eq(held.devmem, self) {
+        if !core::ptr::eq(held.devmem, self) || pfns.len() > self.npages {
             return Err(EINVAL);
+        }
+        // Only once the migration that placed the pages is over (a page being initialised
+        // for it is unlocked for a moment with stale zone-device data), and while they are
+        // still the allocation's.
+        if !self.is_populated() || self.is_detached() {
+            return Err(EBUSY);
         }
         self.ops.populate_devmem_pfn(pfns.plain_pfns())?;
         // `migrate_device_pfns` wants plain pfns in `src`; any pfn outside our region would
@@ -656,12 +711,17 @@ mod tests {
             Ok(())
         }
 
-        fn copy_to_devmem(&self, _runs: &[CopyRun], fence: CopyFence) -> Result {
+        unsafe fn copy_to_devmem(&self, _runs: &[CopyRun], fence: CopyFence) -> Result {
             fence.signal(Ok(()));
             Ok(())
         }
 
-        fn copy_to_ram(&self, _runs: &[CopyRun], _dir: Direction, fence: CopyFence) -> Result {
+        unsafe fn copy_to_ram(
+            &self,
+            _runs: &[CopyRun],
+            _dir: Direction,
+            fence: CopyFence,
+        ) -> Result {
             fence.signal(Ok(()));
             Ok(())
         }

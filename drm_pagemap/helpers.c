@@ -186,6 +186,12 @@ bool svm_fatal_signal_pending(void)
 }
 EXPORT_SYMBOL_GPL(svm_fatal_signal_pending);
 
+void svm_cond_resched(void)
+{
+	cond_resched();
+}
+EXPORT_SYMBOL_GPL(svm_cond_resched);
+
 /* Whether a fault may drop its lock and return VM_FAULT_RETRY. */
 bool svm_fault_may_retry(struct vm_fault *vmf)
 {

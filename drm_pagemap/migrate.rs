@@ -33,8 +33,8 @@ use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
-use crate::copy::copy_and_wait;
 use crate::copy::CopyRun;
+use crate::copy::CopyRuns;
 use crate::devmem::Devmem;
 use crate::devmem::Direction;
 use crate::devmem::Zdd;
@@ -109,24 +109,8 @@ fn run_migrate_vma<T>(
     if filled.is_err() {
         return Ok((filled, 0));
     }
-    let moved = migration.commit(|pfns| {
-        retire_moved(pfns);
-        moved_pages(pfns)
-    });
+    let moved = migration.commit(moved_pages);
     Ok((filled, moved))
-}
-
-/// Marks the device folios of ours whose data `migrate_*_pages` has just moved as retired,
-/// before finalize unlocks them: an eviction must not take them up again.
-fn retire_moved(pfns: &Pfns<'_>) {
-    let mut i = 0;
-    while i < pfns.len() {
-        let s = pfns.src()[i];
-        if s & MIGRATE != 0 && pfns.dst()[i] != 0 {
-            pfns.retire(i);
-        }
-        i += span(s);
-    }
 }
 
 mod evict;
@@ -226,7 +210,11 @@ mod tests {
 
     /// Runs `runs` between `backing` (device memory from `first_pfn` on) and the system
     /// memory the runs' DMA addresses of `dev` name, as a CPU copy engine.
-    fn run_copies(
+    ///
+    /// # Safety
+    ///
+    /// The runs' system memory stays mapped for `dev` until this returns.
+    unsafe fn run_copies(
         backing: &SpinLock<KVVec<u8>>,
         first_pfn: usize,
         dev: &kernel::device::Device,
@@ -261,9 +249,15 @@ mod tests {
     }
 
     impl TestMem {
-        fn copy(&self, runs: &[CopyRun], fence: CopyFence, to_device: bool) -> Result {
+        /// Copies (or not, as `engine` says) and signals.
+        ///
+        /// # Safety
+        ///
+        /// As [`DevmemOps::copy_to_devmem`].
+        unsafe fn copy(&self, runs: &[CopyRun], fence: CopyFence, to_device: bool) -> Result {
             let run = |runs: &[CopyRun]| {
-                run_copies(&self.backing, self.first_pfn, &self.dev, runs, to_device)
+                // SAFETY: Per this function's contract, until the fence is signalled, after.
+                unsafe { run_copies(&self.backing, self.first_pfn, &self.dev, runs, to_device) }
             };
             match self.engine {
                 Engine::Sync => fence.signal(run(runs)),
@@ -282,7 +276,9 @@ mod tests {
                     queue.try_spawn(GFP_KERNEL, move || {
                         // Late, so that the submitter surely waits.
                         kernel::time::delay::fsleep(kernel::time::Delta::from_millis(20));
-                        fence.signal(run_copies(&backing, first, &dev, &list, to_device));
+                        // SAFETY: The runs stay mapped until the fence is signalled, after.
+                        let result = unsafe { run_copies(&backing, first, &dev, &list, to_device) };
+                        fence.signal(result);
                     })?;
                 }
             }
@@ -312,12 +308,19 @@ mod tests {
             Ok(())
         }
 
-        fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result {
-            self.copy(runs, fence, true)
+        unsafe fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result {
+            // SAFETY: The runs stay mapped until the fence is signalled (the caller's contract).
+            unsafe { self.copy(runs, fence, true) }
         }
 
-        fn copy_to_ram(&self, runs: &[CopyRun], _dir: Direction, fence: CopyFence) -> Result {
-            self.copy(runs, fence, false)
+        unsafe fn copy_to_ram(
+            &self,
+            runs: &[CopyRun],
+            _dir: Direction,
+            fence: CopyFence,
+        ) -> Result {
+            // SAFETY: As above.
+            unsafe { self.copy(runs, fence, false) }
         }
 
         fn release(&self) {

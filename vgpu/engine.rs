@@ -3,8 +3,9 @@
 //! The copy engine: moves runs of pages between system memory (by DMA address) and VRAM and
 //! signals each copy's fence when done, like a DMA engine would. A CPU stands in for the
 //! engine: the submitter's when the engine is idle, else a worker of the GPU's own ordered
-//! workqueue, one job at a time in submission order (the asynchronous path the core must
-//! also handle; the `copy_delay_ms` race widener always takes it).
+//! workqueue, queued jobs one at a time in submission order (the asynchronous path the core
+//! must also handle; the `copy_delay_ms` race widener always takes it). An inline copy may
+//! overtake a queued one: copies need no order, as each migration's pages are locked by it.
 
 use core::ptr::NonNull;
 
@@ -14,6 +15,7 @@ use kernel::sync::aref::ARef;
 use drm_pagemap::copy;
 use drm_pagemap::copy::CopyFence;
 use drm_pagemap::copy::CopyRun;
+use drm_pagemap::pending::task::cond_resched;
 use drm_pagemap::pending::workqueue::Order;
 use drm_pagemap::pending::workqueue::OwnedQueue;
 use kernel::page::PAGE_SIZE;
@@ -178,6 +180,8 @@ impl VramPages {
                 (CopyDir::ToRam, None) => return Err(EINVAL),
             }
             self.bytes_copied.fetch_add(bytes as u64, Relaxed);
+            // A batch may be as large as the GPU's memory.
+            cond_resched();
         }
         Ok(())
     }
@@ -263,8 +267,8 @@ impl CopyEngine {
             GFP_KERNEL,
         )?;
         self.vram.queued.fetch_add(1, Relaxed);
-        // A new job cannot be queued already.
-        let _ = self.queue.enqueue(job);
+        // A boxed job is never queued already: enqueueing it cannot fail.
+        self.queue.enqueue(job);
         Ok(())
     }
 }

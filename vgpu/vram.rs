@@ -369,14 +369,14 @@ impl VramAllocation {
     ///
     /// # Safety
     ///
-    /// `runs` and `fence` come from one copy call of the core on this allocation.
+    /// As [`DevmemOps::copy_to_devmem`]: `runs`' system memory is mapped for our pagemap's
+    /// device until `fence` is signalled.
     unsafe fn copy(&self, runs: &[CopyRun], dir: CopyDir, fence: CopyFence) -> Result {
         let vram = &self.vram;
         if inject(&vram.fail_copies) {
             return Err(EIO);
         }
-        // SAFETY: Per this function's contract: the core maps the runs' system memory for our
-        // pagemap's device, `dev`, until the fence is signalled.
+        // SAFETY: Per this function's contract (`dev` is our pagemap's device).
         unsafe { vram.engine.copy(&self.dev, runs, dir, fence) }
     }
 }
@@ -408,12 +408,12 @@ unsafe impl DevmemOps for VramAllocation {
         Ok(())
     }
 
-    fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result {
-        // SAFETY: The core's call, with its runs and fence.
+    unsafe fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result {
+        // SAFETY: The caller's contract is `copy`'s.
         unsafe { self.copy(runs, CopyDir::ToVram, fence) }
     }
 
-    fn copy_to_ram(&self, runs: &[CopyRun], _dir: Direction, fence: CopyFence) -> Result {
+    unsafe fn copy_to_ram(&self, runs: &[CopyRun], _dir: Direction, fence: CopyFence) -> Result {
         // SAFETY: As above.
         unsafe { self.copy(runs, CopyDir::ToRam, fence) }
     }

@@ -74,7 +74,7 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
             Folios::Huge,
         );
         if copied.is_ok() {
-            migration.commit(retire_moved);
+            migration.commit(|_| ());
         } else {
             // Abandons every destination: nothing moves, the data stays in device memory.
             drop(migration);

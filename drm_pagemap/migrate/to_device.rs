@@ -49,7 +49,7 @@ pub fn migrate_to_devmem(
     let mut pfns = PfnArrays::new(npages)?;
     let mut device_pfns = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
     let mut sorted = KVVec::from_elem(0usize, npages, GFP_KERNEL)?;
-    let mut copies = KVVec::with_capacity(npages, GFP_KERNEL)?;
+    let mut copies = CopyRuns::new(npages)?;
     let zdd = Zdd::reserve()?;
     // The allocation the migration claims, marked populated once it has finished.
     let mut claimed = None;
@@ -97,7 +97,7 @@ struct Placement<'a> {
     pagemap: &'a Pagemap,
     device_pfns: &'a mut KVVec<usize>,
     sorted: &'a mut KVVec<usize>,
-    copies: &'a mut KVVec<CopyRun>,
+    copies: &'a mut CopyRuns,
     file_backed: bool,
     details: &'a MigrateDetails,
     claimed: &'a mut Option<Arc<Devmem>>,
@@ -153,9 +153,7 @@ impl Placement<'_> {
         }
 
         let devmem = alloc(moving)?;
-        if !devmem.claim() {
-            return Err(EBUSY);
-        }
+        let claim = devmem.claim().ok_or(EBUSY)?;
         *self.claimed = Some(devmem.clone());
         // From here the allocation is accepted: the zone-device data's drop runs `release`,
         // also on the errors below.
@@ -163,7 +161,11 @@ impl Placement<'_> {
         if !core::ptr::eq(devmem.pagemap(), self.pagemap) || devmem.npages() < moving {
             return Err(EINVAL);
         }
-        let pages = devmem.populate(&mut self.device_pfns[..moving], &mut self.sorted[..])?;
+        let mut pages = devmem.populate(
+            &claim,
+            &mut self.device_pfns[..moving],
+            &mut self.sorted[..],
+        )?;
         devmem.set_va_range(start, end);
 
         let dev = self.pagemap.device();
@@ -176,12 +178,12 @@ impl Placement<'_> {
                 i += n;
                 continue;
             }
-            let run = &pages.pfns()[next..next + n];
+            let run = pages.pfns().get(next..next + n).ok_or(EINVAL)?;
             let first = run[0];
             let huge = n > 1 && first % n == 0 && (1..n).all(|k| run[k] == first + k);
             let folios = if huge { 1 } else { n };
             for f in 0..folios {
-                pfns.set_device_dst(i + f, &pages, next + f, &zdd, huge, s & WRITE != 0)?;
+                pfns.set_device_dst(i + f, &mut pages, next + f, &zdd, huge, s & WRITE != 0)?;
             }
             // The source folio mapped whole for the device: one address for its `n` pages
             // (none for a hole: zeroes); page by page where the device cannot map it whole.
@@ -192,37 +194,37 @@ impl Placement<'_> {
                 false => Some(pfns.map_src(i, dev)?),
             };
             if huge && (hole || whole.is_some()) {
-                // Cannot fail: reserved for `npages` runs.
-                self.copies.push(
+                // Room for `npages` runs.
+                pfns.add_run(
+                    self.copies,
                     CopyRun {
                         device_pfn: first,
                         system: whole,
                         order: huge_order(),
                     },
-                    GFP_KERNEL,
                 )?;
             } else {
-                for (k, &device_pfn) in run.iter().enumerate() {
+                for k in 0..n {
+                    let device_pfn = pages.pfn(next + k).ok_or(EINVAL)?;
                     let system = match whole {
                         Some(addr) => Some(addr + (k * PAGE_SIZE) as DmaAddress),
                         None if hole => None,
                         None => Some(pfns.map_src_page(i, k, dev)?),
                     };
-                    // Cannot fail: as above.
-                    self.copies.push(
+                    pfns.add_run(
+                        self.copies,
                         CopyRun {
                             device_pfn,
                             system,
                             order: 0,
                         },
-                        GFP_KERNEL,
                     )?;
                 }
             }
             next += n;
             i += n;
         }
-        copy_and_wait(|fence| devmem.ops().copy_to_devmem(self.copies, fence))?;
+        pfns.copy_to_devmem(&devmem, self.copies)?;
         // The timeslice starts once the data is there, before the pages become visible to
         // CPU faults (`migrate_vma_pages` comes next).
         devmem.start_timeslice(self.details.timeslice_ms);

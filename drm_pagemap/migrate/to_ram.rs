@@ -8,22 +8,21 @@ use super::*;
 /// The runs of one copy back to system memory, for at most a given number of pages: empty
 /// between operations.
 pub(super) struct CopyBatch {
-    runs: KVVec<CopyRun>,
+    runs: CopyRuns,
 }
 
 impl CopyBatch {
     pub(super) fn new(npages: usize) -> Result<Self> {
         Ok(Self {
-            runs: KVVec::with_capacity(npages, GFP_KERNEL)?,
+            runs: CopyRuns::new(npages)?,
         })
     }
 
     /// Has `owner`'s engine copy the batch and waits for it, then lets the device go of the
     /// system pages.
     fn flush(&mut self, pfns: &mut Pfns<'_>, owner: &Devmem, dir: Direction) -> Result {
-        let runs = &self.runs;
-        let pages = runs.iter().map(CopyRun::pages).sum();
-        let copied = copy_and_wait(|fence| owner.ops().copy_to_ram(runs, dir, fence));
+        let pages = self.runs.pages();
+        let copied = pfns.copy_to_ram(owner, &self.runs, dir);
         self.runs.clear();
         pfns.unmap_all();
         copied?;
@@ -180,46 +179,46 @@ fn fill_and_copy(
             return Err(ENOMEM);
         }
         if let Some(thp) = thp {
-            pfns.set_new_dst(i, thp);
+            pfns.set_new_dst(i, thp)?;
             if maps_whole(dev, huge_order()) {
                 let system = pfns.map_dst(i, dev)?;
-                // Cannot fail: room for `npages` runs.
-                batch.runs.push(
+                // Room for `npages` runs.
+                pfns.add_run(
+                    &mut batch.runs,
                     CopyRun {
                         device_pfn,
                         system: Some(system),
                         order: huge_order(),
                     },
-                    GFP_KERNEL,
                 )?;
             } else {
                 // The device cannot map it whole: page by page.
                 for k in 0..n {
                     let system = pfns.map_dst_page(i, k, dev)?;
-                    // Cannot fail: as above.
-                    batch.runs.push(
+                    // Room for `npages` runs.
+                    pfns.add_run(
+                        &mut batch.runs,
                         CopyRun {
                             device_pfn: device_pfn + k,
                             system: Some(system),
                             order: 0,
                         },
-                        GFP_KERNEL,
                     )?;
                 }
             }
         } else {
             for k in 0..n {
                 let page = NewPage::alloc(vma, addr + k * PAGE_SIZE).ok_or(ENOMEM)?;
-                pfns.set_new_dst(i + k, page);
+                pfns.set_new_dst(i + k, page)?;
                 let system = pfns.map_dst(i + k, dev)?;
-                // Cannot fail: as above.
-                batch.runs.push(
+                // Room for `npages` runs.
+                pfns.add_run(
+                    &mut batch.runs,
                     CopyRun {
                         device_pfn: device_pfn + k,
                         system: Some(system),
                         order: 0,
                     },
-                    GFP_KERNEL,
                 )?;
             }
         }

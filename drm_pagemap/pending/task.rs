@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The current task's fatal signals: what every bounded kernel retry loop checks.
+//! The current task's fatal signals, sleeps and scheduling points: what every bounded kernel
+//! retry loop and long loop uses.
 //!
 //! C header: [`include/linux/sched/signal.h`](srctree/include/linux/sched/signal.h)
 
@@ -19,4 +20,11 @@ pub fn sleep_killable(ms: u32) {
     // SAFETY: `msleep_killable` accepts any duration; sleeping is a context rule, not a
     // memory-safety one (as for `kernel::time::delay::fsleep`).
     unsafe { ffi::svm_sleep_killable(ms) }
+}
+
+/// Gives the CPU to another task if one should run: long loops in process context call it
+/// between steps, so that a kernel without preemption does not report a soft lockup.
+pub fn cond_resched() {
+    // SAFETY: A scheduling point; process context only, like every sleeping function.
+    unsafe { ffi::svm_cond_resched() }
 }

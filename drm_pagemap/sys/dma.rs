@@ -30,6 +30,8 @@ fn raw(dev: &Device) -> *mut ffi::device {
 pub(crate) struct DmaMappings {
     dev: Option<ARef<Device>>,
     maps: KVVec<(DmaAddress, usize, DataDirection)>,
+    /// Bumped by every [`DmaMappings::unmap_all`]: addresses of an older generation are dead.
+    generation: u64,
 }
 
 impl DmaMappings {
@@ -38,6 +40,7 @@ impl DmaMappings {
         Ok(Self {
             dev: None,
             maps: KVVec::with_capacity(capacity, GFP_KERNEL)?,
+            generation: 0,
         })
     }
 
@@ -100,6 +103,29 @@ impl DmaMappings {
         }
         self.maps.clear();
         self.dev = None;
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// The generation of the live mappings.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The device the live mappings are for, if any.
+    pub(crate) fn device(&self) -> Option<&Device> {
+        self.dev.as_deref()
+    }
+
+    /// Whether `[addr, addr + len)` lies inside one live mapping (searched from the latest:
+    /// runs are added right after their mapping).
+    pub(crate) fn covers(&self, addr: DmaAddress, len: usize) -> bool {
+        let Some(end) = addr.checked_add(len as DmaAddress) else {
+            return false;
+        };
+        self.maps
+            .iter()
+            .rev()
+            .any(|&(a, size, _)| a <= addr && end <= a.saturating_add(size as DmaAddress))
     }
 }
 

@@ -20,9 +20,13 @@ use kernel::mm::virt::VmaRef;
 use kernel::page::PAGE_SIZE;
 use kernel::sync::Arc;
 
+use crate::copy::copy_and_wait;
+use crate::copy::CopyRun;
+use crate::copy::CopyRuns;
 use crate::device_private::DevicePrivateRegion;
 use crate::devmem::DevicePages;
 use crate::devmem::Devmem;
+use crate::devmem::Direction;
 use crate::devmem::Zdd;
 use crate::ffi;
 use crate::owner::Owner;
@@ -93,17 +97,40 @@ impl PfnArrays {
         &mut self.src
     }
 
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.src.len()
+    }
+
+    /// Abandons the destinations of every huge source entry whose group of entries the core
+    /// could not take as it is: a huge destination with tail destinations set, or base
+    /// destinations for only part of the group (the core would dereference the missing
+    /// ones). The source then stays.
+    fn drop_incomplete_groups(&mut self) {
+        let mut i = 0;
+        while i < self.src.len() {
+            let s = self.src[i];
+            let n = span_of(s).min(self.src.len() - i);
+            if s & COMPOUND != 0 {
+                let group = &self.dst[i..i + n];
+                let ok = match group[0] {
+                    0 => group.iter().all(|d| *d == 0),
+                    d if d & COMPOUND != 0 => group[1..].iter().all(|d| *d == 0),
+                    _ => group.iter().all(|d| *d != 0),
+                };
+                if !ok {
+                    for d in &mut self.dst[i..i + n] {
+                        free_dst(d);
+                    }
+                }
+            }
+            i += n;
+        }
+    }
+
     /// Unlocks and frees every destination page set so far, so that nothing moves.
     fn abandon_dst(&mut self) {
-        for d in self.dst.iter_mut() {
-            // By the type invariant a non-zero entry is a page we set up and hold alone.
-            let page = migrate_pfn_to_page(*d);
-            if !page.is_null() {
-                // SAFETY: As above: we hold its only reference and its lock.
-                unsafe { ffi::svm_unlock_put_page(page) };
-            }
-            *d = 0;
-        }
+        self.dst.iter_mut().for_each(free_dst);
     }
 
     /// Zeroes both arrays once an operation has been finalized (its destinations now belong
@@ -150,6 +177,30 @@ impl core::ops::BitOr for Select {
 impl core::ops::BitOrAssign for Select {
     fn bitor_assign(&mut self, other: Self) {
         self.0 |= other.0;
+    }
+}
+
+/// Unlocks and frees the destination page `*d` names, if any, and clears the entry.
+fn free_dst(d: &mut usize) {
+    // By the `PfnArrays` invariant a non-zero entry is a page we set up and hold alone.
+    let page = migrate_pfn_to_page(*d);
+    if !page.is_null() {
+        // SAFETY: As above: we hold its only reference and its lock.
+        unsafe { ffi::svm_unlock_put_page(page) };
+    }
+    *d = 0;
+}
+
+/// Marks the device folios of ours whose data `migrate_*_pages` has just moved as retired,
+/// before finalize unlocks them: an eviction must not take them up again.
+fn retire_moved(pfns: &Pfns<'_>) {
+    let mut i = 0;
+    while i < pfns.len() {
+        let s = pfns.src()[i];
+        if s & MIGRATE != 0 && pfns.dst()[i] != 0 {
+            pfns.retire(i);
+        }
+        i += span_of(s);
     }
 }
 
@@ -251,7 +302,7 @@ impl Pfns<'_> {
 
     /// Marks the device folio of source `i`, a page of ours whose data has just moved, so
     /// that an eviction leaves it alone.
-    pub(crate) fn retire(&self, i: usize) {
+    fn retire(&self, i: usize) {
         if self.kind(i, None) != Kind::Ours {
             return;
         }
@@ -272,43 +323,69 @@ impl Pfns<'_> {
             .is_some_and(|page| unsafe { Zdd::is_retired(page.as_ptr()) })
     }
 
-    /// Sets destination `i` to `page`, a system page (huge or not) for a migration back to
-    /// system memory.
-    pub(crate) fn set_new_dst(&mut self, i: usize, page: NewPage) {
-        let compound = if page.is_huge() { COMPOUND } else { 0 };
-        // INVARIANT: A page allocated and locked for this operation, now owned by `dst`
-        // (freed by `abandon_dst` or handed to the core).
-        self.arrays.dst[i] = migrate_pfn_of(page.into_raw()) | compound;
+    /// Whether destination `i` may be set: in range and not set yet, a huge one only for a
+    /// huge source entry (`EINVAL` otherwise).
+    fn check_dst_slot(&self, i: usize, huge: bool) -> Result {
+        let s = *self.arrays.src.get(i).ok_or(EINVAL)?;
+        if self.arrays.dst[i] != 0 || (huge && s & COMPOUND == 0) {
+            return Err(EINVAL);
+        }
+        Ok(())
     }
 
-    /// Sets destination `i` to the device page `pages[index]` (a whole huge folio if `huge`),
-    /// initialised for this migration with `zdd` as its zone-device data, mapped writable if
-    /// `write`. `EINVAL` if the page is in use.
+    /// Sets destination `i` to `page`, a system page (huge or not) for a migration back to
+    /// system memory; `EINVAL` (and `page` freed) if [`Pfns::check_dst_slot`] refuses.
+    pub(crate) fn set_new_dst(&mut self, i: usize, page: NewPage) -> Result {
+        self.check_dst_slot(i, page.is_huge())?;
+        let compound = if page.is_huge() { COMPOUND } else { 0 };
+        // INVARIANT: A page allocated and locked for this operation, now owned by `dst`
+        // (freed by `abandon_dst` or by the core).
+        self.arrays.dst[i] = migrate_pfn_of(page.into_raw()) | compound;
+        Ok(())
+    }
+
+    /// Sets destination `i` to the device page `pages[index]` (with `huge`, the 512 pages from
+    /// there, contiguous and aligned, as one folio), initialised for this migration with
+    /// `zdd`, the zone-device data of the allocation `pages` came from, mapped writable if
+    /// `write`. `EINVAL` if a page was taken before, is in use, or does not fit.
     pub(crate) fn set_device_dst(
         &mut self,
         i: usize,
-        pages: &DevicePages<'_>,
+        pages: &mut DevicePages<'_>,
         index: usize,
         zdd: &Arc<Zdd>,
         huge: bool,
         write: bool,
     ) -> Result {
-        let pfn = pages.pfn(index).ok_or(EINVAL)?;
-        let region = pages.region();
-        let page = pfn_to_page(pfn);
+        self.check_dst_slot(i, huge)?;
+        if !core::ptr::eq(&**zdd.devmem(), pages.devmem()) {
+            return Err(EINVAL);
+        }
+        let n = if huge { huge_nr() } else { 1 };
+        let region = pages.region().as_raw();
+        let run = pages.take(index, n)?;
+        let first = run[0];
+        if first % n != 0 || run.iter().enumerate().any(|(k, &pfn)| pfn != first + k) {
+            return Err(EINVAL);
+        }
         // A page in use (handed out twice, or still live): refuse rather than re-initialise
         // it. `DevmemOps`' contract covers what this cannot see.
-        // SAFETY: A page of the region (`DevicePages` checked), so a valid `struct page`.
-        if unsafe { ffi::svm_page_ref_count(page) } != 0 {
+        if let Some(pfn) = run.iter().find(|&&pfn| {
+            // SAFETY: A page of the region (`DevicePages` checked), so a valid `struct page`.
+            let refs = unsafe { ffi::svm_page_ref_count(pfn_to_page(pfn)) };
+            refs != 0
+        }) {
             pr_err!("device pfn {pfn:#x} is in use\n");
             return Err(EINVAL);
         }
+        let page = pfn_to_page(first);
         let order = if huge { huge_order() } else { 0 };
-        // SAFETY: A free device page of the region, owned by the allocation `pages` came from
-        // (`DevmemOps`' contract): initialise the folio (reference 1, locked) and point it at
-        // this migration's zone-device data.
+        // SAFETY: Free device pages of the region, contiguous and aligned for `order`, owned
+        // by the allocation `pages` came from (`DevmemOps`' contract) and taken from it for
+        // this destination alone: initialise the folio (reference 1, locked) and point it at
+        // that allocation's zone-device data.
         unsafe {
-            ffi::zone_device_page_init(page, region.as_raw(), order);
+            ffi::zone_device_page_init(page, region, order);
             Zdd::attach(zdd, page);
         }
         let mut mpfn = migrate_pfn_of(page);
@@ -394,6 +471,56 @@ impl Pfns<'_> {
         }
     }
 
+    /// Adds `run` to `runs`: its system address must lie inside a live mapping of this
+    /// operation (`EINVAL` otherwise), made with [`Pfns::map_src`] or [`Pfns::map_dst`].
+    pub(crate) fn add_run(&self, runs: &mut CopyRuns, run: CopyRun) -> Result {
+        let maps = &self.arrays.maps;
+        if run
+            .system
+            .is_some_and(|addr| !maps.covers(addr, run.bytes()))
+        {
+            return Err(EINVAL);
+        }
+        runs.push(run, maps.generation())
+    }
+
+    /// Checks that `runs` belong to this operation's live mappings, for `devmem`'s device.
+    fn check_runs(&self, devmem: &Devmem, runs: &CopyRuns) -> Result {
+        let maps = &self.arrays.maps;
+        if runs.generation().is_some_and(|g| g != maps.generation()) {
+            return Err(EINVAL);
+        }
+        if maps
+            .device()
+            .is_some_and(|dev| !core::ptr::eq(dev, devmem.pagemap().device()))
+        {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    /// Has `devmem`'s engine copy `runs` (built by [`Pfns::add_run`]) into device memory, and
+    /// waits for it.
+    pub(crate) fn copy_to_devmem(&self, devmem: &Devmem, runs: &CopyRuns) -> Result {
+        self.check_runs(devmem, runs)?;
+        copy_and_wait(|fence| {
+            // SAFETY: Every address of `runs` lies in a live mapping of this operation for
+            // `devmem`'s device (`add_run`, `check_runs`), which stays while `self` is
+            // borrowed: `copy_and_wait` returns only once the fence is signalled.
+            unsafe { devmem.ops().copy_to_devmem(runs.as_slice(), fence) }
+        })
+    }
+
+    /// Has `devmem`'s engine copy `runs` (built by [`Pfns::add_run`]) back to system memory,
+    /// and waits for it.
+    pub(crate) fn copy_to_ram(&self, devmem: &Devmem, runs: &CopyRuns, dir: Direction) -> Result {
+        self.check_runs(devmem, runs)?;
+        copy_and_wait(|fence| {
+            // SAFETY: As in `copy_to_devmem`.
+            unsafe { devmem.ops().copy_to_ram(runs.as_slice(), dir, fence) }
+        })
+    }
+
     /// Undoes every DMA mapping of the operation: the device must be done with them.
     pub(crate) fn unmap_all(&mut self) {
         self.arrays.maps.unmap_all();
@@ -436,6 +563,10 @@ impl<'a> MigrateVma<'a> {
         if fault.is_some_and(|f| f.address() < start || f.address() >= end) {
             return Err(EINVAL);
         }
+        // A forgotten guard leaves destinations behind: never hand them to a new operation.
+        if pfns.dst.iter().any(|d| *d != 0) {
+            return Err(EINVAL);
+        }
         // SAFETY: `migrate_vma` is plain data; zero is its documented initial state.
         let mut args: ffi::migrate_vma = unsafe { core::mem::zeroed() };
         args.vma = vma.as_ptr();
@@ -468,9 +599,12 @@ impl<'a> MigrateVma<'a> {
     pub(crate) fn commit<R>(self, after_pages: impl FnOnce(&Pfns<'_>) -> R) -> R {
         let mut this = ManuallyDrop::new(self);
         this.pfns.maps.unmap_all();
+        this.pfns.drop_incomplete_groups();
         // SAFETY: By the type invariant the operation is set up and not finalized; `dst`
-        // holds zero or locked, filled destinations (`PfnArrays` invariant).
+        // holds zero or locked, filled destinations (`PfnArrays` invariant), in groups the
+        // core takes.
         unsafe { ffi::migrate_vma_pages(&mut this.args) };
+        retire_moved(&this.pfns());
         let ret = after_pages(&this.pfns());
         this.finalize();
         ret
@@ -518,6 +652,10 @@ impl<'a> MigrateDevice<'a> {
     /// zone-device data and ops stay valid while the operation runs.
     pub(crate) unsafe fn collect(pfns: &'a mut PfnArrays) -> Result<Self> {
         let npages = pfns.src.len();
+        // As for `MigrateVma::setup`.
+        if pfns.dst.iter().any(|d| *d != 0) {
+            return Err(EINVAL);
+        }
         // SAFETY: Per this function's contract; `src` holds `npages` entries.
         to_result(unsafe { ffi::migrate_device_pfns(pfns.src.as_mut_ptr(), npages) })?;
         // INVARIANT: Collected just above.
@@ -533,7 +671,10 @@ impl<'a> MigrateDevice<'a> {
     /// `migrate_device_pages` and `migrate_device_finalize`. Returns what it returns.
     pub(crate) fn commit<R>(self, after_pages: impl FnOnce(&Pfns<'_>) -> R) -> R {
         let mut this = ManuallyDrop::new(self);
+        this.pfns.maps.unmap_all();
+        this.pfns.drop_incomplete_groups();
         this.pages();
+        retire_moved(&this.pfns());
         let ret = after_pages(&this.pfns());
         this.finalize();
         ret

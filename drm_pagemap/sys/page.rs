@@ -93,7 +93,16 @@ impl NewPage {
     }
 
     fn alloc_order(vma: Option<&VmaRef>, addr: usize, huge: bool) -> Option<Self> {
-        if vma.is_some_and(|vma| addr < vma.start() || addr >= vma.end()) {
+        // A huge page covers the aligned 2 MiB around `addr`, which must be inside the VMA.
+        let (first, last) = match huge {
+            true => {
+                let size = huge_nr() * kernel::page::PAGE_SIZE;
+                let base = addr & !(size - 1);
+                (base, base.checked_add(size - 1)?)
+            }
+            false => (addr, addr),
+        };
+        if vma.is_some_and(|vma| first < vma.start() || last >= vma.end()) {
             return None;
         }
         let raw = vma.map_or(core::ptr::null_mut(), VmaRef::as_ptr);

@@ -29,10 +29,15 @@ macro_rules! empty_ops {
         fn populate_devmem_pfn(&self, _pfns: &mut [usize]) -> Result {
             Err(ENOMEM)
         }
-        fn copy_to_devmem(&self, _runs: &[CopyRun], _fence: CopyFence) -> Result {
+        unsafe fn copy_to_devmem(&self, _runs: &[CopyRun], _fence: CopyFence) -> Result {
             Err(EIO)
         }
-        fn copy_to_ram(&self, _runs: &[CopyRun], _dir: Direction, _fence: CopyFence) -> Result {
+        unsafe fn copy_to_ram(
+            &self,
+            _runs: &[CopyRun],
+            _dir: Direction,
+            _fence: CopyFence,
+        ) -> Result {
             Err(EIO)
         }
     };
