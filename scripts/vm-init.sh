@@ -220,6 +220,20 @@ elif [ "$mode" = bench ]; then
 	load_stack num_devices=1 vram_mib=320 huge_folios=1
 	insmod $M/test_hmm.ko || echo "SVM-ERROR insmod test_hmm failed"
 	/tests/bench_migrate
+elif [ "$mode" = bounce ]; then
+	# Booted with swiotlb=force (vm.sh): every streaming DMA mapping the core makes for a
+	# GPU bounces through swiotlb, so the copy engine works on bounce-buffer addresses and
+	# 2 MiB folios are mapped page by page (a bounce buffer takes at most 256 KiB).
+	load_stack huge_folios=1
+	ev=/sys/kernel/tracing/events/swiotlb/swiotlb_bounced/enable
+	mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+	echo 1 >$ev || echo "SVM-ERROR cannot trace swiotlb bounces"
+	t vgpu_migrate/bounce 60 /tests/vgpu_migrate
+	t vgpu_vm/bounce 60 /tests/vgpu_vm
+	echo 0 >$ev
+	bounced=$(grep -c swiotlb_bounced /sys/kernel/tracing/trace)
+	echo "SVM-NOTE $bounced DMA mappings bounced"
+	[ "$bounced" -gt 0 ] || echo "SVM-ERROR no DMA mapping bounced: the bounce run tested nothing"
 elif [ "$mode" = deadline ]; then
 	# The runner's own check of its deadline (`bash scripts/vm.sh deadline KDIR build`, not
 	# part of make check): a program stuck in the kernel must be reported with its stacks,

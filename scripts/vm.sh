@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the initramfs (busybox, the modules, test_hmm.ko, the test programs) and boots it
 # under QEMU/TCG with a hard timeout. Usage: vm.sh MODE KDIR OUTDIR
-#   MODE is check, run, bench, stress or deadline (the runner's own deadline check); the
-#   serial log is kept in OUTDIR/vm-MODE.log.
+#   MODE is check, bounce (check's migrations again with every DMA mapping bounced through
+#   swiotlb), run, bench, stress or deadline (the runner's own deadline check); the serial
+#   log is kept in OUTDIR/vm-MODE.log.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
@@ -25,6 +26,8 @@ cp "$kdir/hmm-tests" "$out"/tests/* "$root/tests/"
 cp "$SVM_TOP/tests/module_lifecycle.sh" "$root/tests/"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs-$mode.cpio.gz"
 
+extra_append=""
+[ "$mode" = bounce ] && extra_append=" swiotlb=force"
 log="$out/vm-$mode.log"
 log "booting the VM ($mode), log in $log"
 set +e
@@ -35,7 +38,7 @@ timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -
 	-display none -no-reboot -monitor none \
 	-chardev stdio,id=console,logfile="$log",signal=off -serial chardev:console \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs-$mode.cpio.gz" \
-	-append "console=ttyS0 panic=-1 oops=panic loglevel=5 log_buf_len=8M svm.mode=$mode svm.budget=$budget_s${SVM_SECONDS:+ svm.seconds=$SVM_SECONDS}${SVM_FUZZ_SEED:+ svm.seed=$SVM_FUZZ_SEED}${SVM_ONLY:+ svm.only=$SVM_ONLY}" \
+	-append "console=ttyS0 panic=-1 oops=panic loglevel=5 log_buf_len=8M${extra_append} svm.mode=$mode svm.budget=$budget_s${SVM_SECONDS:+ svm.seconds=$SVM_SECONDS}${SVM_FUZZ_SEED:+ svm.seed=$SVM_FUZZ_SEED}${SVM_ONLY:+ svm.only=$SVM_ONLY}" \
 	</dev/null | if [ "$mode" = run ]; then tr -d '\r'; else cat >/dev/null; fi
 rc=${PIPESTATUS[0]}
 set -e
