@@ -6,6 +6,7 @@
 #   make run             the VM with the modules and virtual GPUs loaded
 #   make lint            rustfmt check and a CLIPPY=1 build with warnings as errors
 #   make bench           migration throughput, ours against test_hmm and memcpy, one VM boot
+#   make profile         where a migration back to RAM spends its time, ours and test_hmm's
 #   make stress          vgpu_stress and vgpu_fuzz for SECONDS (default 120) each in one VM
 #                        boot, judged like check; SEED=N repeats a fuzzer seed (check too)
 #   make clean
@@ -29,7 +30,7 @@ KMAKE = kdir=$$($(KDIR_CMD)) && rls=$$($(RUST_LIB_SRC_CMD)) && \
 	PATH="$(SVM_CACHE)/tools/bin:$(HOME)/.cargo/bin:$$PATH" \
 	$(MAKE) -C $$kdir M=$(TOP) LLVM=$(LLVM) $${rls:+RUST_LIB_SRC=$$rls}
 
-.PHONY: all modules check run lint bench stress clean
+.PHONY: all modules check run lint bench profile stress clean
 
 all: modules
 
@@ -47,6 +48,9 @@ lint:
 
 bench:
 	+@bash scripts/bench.sh
+
+profile:
+	+@bash scripts/profile.sh
 
 stress:
 	+@SECONDS_TO_RUN=$(SECONDS) SVM_FUZZ_SEED=$(SEED) bash scripts/stress.sh

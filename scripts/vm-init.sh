@@ -220,6 +220,19 @@ elif [ "$mode" = bench ]; then
 	load_stack num_devices=1 vram_mib=320 huge_folios=1
 	insmod $M/test_hmm.ko || echo "SVM-ERROR insmod test_hmm failed"
 	/tests/bench_migrate
+elif [ "$mode" = profile ]; then
+	load_stack num_devices=1 vram_mib=320 huge_folios=1
+	insmod $M/test_hmm.ko || echo "SVM-ERROR insmod test_hmm failed"
+	echo 0 >/proc/sys/kernel/kptr_restrict
+	echo -1 >/proc/sys/kernel/perf_event_paranoid
+	echo "SVM-PROFILE-BEGIN"
+	# Device->RAM by ioctl: 64 MiB of base pages 4 times, 2 MiB of THP 64 times.
+	for args in "64 4 0" "2 64 1"; do
+		for driver in vgpu test_hmm; do
+			/tests/kprof 25 /tests/profile_migrate $driver $args
+		done
+	done
+	echo "SVM-PROFILE-END"
 elif [ "$mode" = bounce ]; then
 	# Booted with swiotlb=force (vm.sh): every streaming DMA mapping the core makes for a
 	# GPU bounces through swiotlb, so the copy engine works on bounce-buffer addresses and

@@ -2,7 +2,7 @@
 # Builds the initramfs (busybox, the modules, test_hmm.ko, the test programs) and boots it
 # under QEMU/TCG with a hard timeout. Usage: vm.sh MODE KDIR OUTDIR
 #   MODE is check, bounce (check's migrations again with every DMA mapping bounced through
-#   swiotlb), run, bench, stress or deadline (the runner's own deadline check); the serial
+#   swiotlb), run, bench, profile, stress or deadline (the runner's own deadline check); the serial
 #   log is kept in OUTDIR/vm-MODE.log.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
