@@ -108,6 +108,7 @@ impl PfnArrays {
     /// ones). The source then stays.
     fn drop_incomplete_groups(&mut self) {
         let mut i = 0;
+        // One pass over the arrays (an operation's size, bounded by its caller).
         while i < self.src.len() {
             let s = self.src[i];
             let n = span_of(s).min(self.src.len() - i);
@@ -195,6 +196,7 @@ fn free_dst(d: &mut usize) {
 /// before finalize unlocks them: an eviction must not take them up again.
 fn retire_moved(pfns: &Pfns<'_>) {
     let mut i = 0;
+    // One pass over the arrays, as above.
     while i < pfns.len() {
         let s = pfns.src()[i];
         if s & MIGRATE != 0 && pfns.dst()[i] != 0 {
