@@ -11,6 +11,7 @@
 #include <linux/dma-mapping.h>
 #include <linux/highmem.h>
 #include <linux/iommu-dma.h>
+#include <linux/lockdep.h>
 #include <linux/ioport.h>
 #include <linux/memremap.h>
 #include <linux/migrate.h>
@@ -61,6 +62,9 @@ void svm_dma_unmap_page(struct device *dev, dma_addr_t addr, size_t size,
 size_t svm_dma_max_mapping_size(struct device *dev);
 int svm_dma_coerce_mask(struct device *dev, u64 mask);
 void *svm_dma_direct_virt(struct device *dev, dma_addr_t addr, size_t len);
+bool svm_copy_signalling_begin(void);
+void svm_copy_signalling_end(bool cookie);
+void svm_copy_might_wait(void);
 unsigned long svm_kunit_mmap_anon(unsigned long len);
 int svm_module_refcount(struct module *mod);
 

@@ -135,6 +135,31 @@ impl Drop for CopyFence {
     }
 }
 
+/// A provider's path to signalling copy fences, as lockdep sees it: open one around the work
+/// an engine does before it signals (a worker's whole job; an inline copy included). Lockdep
+/// then reports a lock taken there that a waiting migration may hold (the mmap lock, this
+/// crate's locks), which would deadlock. Not `Send`: it ends on the thread that began it.
+pub struct Signalling {
+    cookie: bool,
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl Signalling {
+    /// Opens the section (nesting is allowed).
+    pub fn begin() -> Self {
+        Self {
+            cookie: dma::signalling_begin(),
+            _not_send: core::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for Signalling {
+    fn drop(&mut self) {
+        dma::signalling_end(self.cookie);
+    }
+}
+
 /// Runs one copy call: `submit` hands the fence to the provider, and this waits for it. The
 /// result is `submit`'s error, else the one the fence was signalled with.
 ///
@@ -152,6 +177,7 @@ pub(crate) fn copy_and_wait(submit: impl FnOnce(CopyFence) -> Result) -> Result 
     )?;
     let submitted = submit(CopyFence(state.clone()));
     // Also after an error: the engine may hold the fence.
+    dma::fence_might_wait();
     state.done.wait_for_completion();
     submitted?;
     match state.result.load(Acquire) {

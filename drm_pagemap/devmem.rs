@@ -118,7 +118,8 @@ impl Default for MigrationStats {
 /// bounded time, and the path that signals it takes no lock a migration may hold while it
 /// waits (the mmap lock, page locks, this crate's locks, locks the provider holds around its
 /// own migrations) and does not allocate memory with direct reclaim, which could wait on
-/// those pages. The core waits for it uninterruptibly, holding them.
+/// those pages. The core waits for it uninterruptibly, holding them. An engine marks its
+/// path to signalling with [`crate::copy::Signalling`], so that lockdep checks the rule.
 ///
 /// [`DevmemOps::module`] returns a module that stays loaded as long as any code of this
 /// implementation can run: the module of the crate that defines the type. Keep the type

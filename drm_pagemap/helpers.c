@@ -296,6 +296,62 @@ void *svm_dma_direct_virt(struct device *dev, dma_addr_t addr, size_t len)
 }
 EXPORT_SYMBOL_GPL(svm_dma_direct_virt);
 
+/*
+ * Lockdep annotations for copy fences, as dma-fence.c has for dma_fences (whose map and
+ * might-wait helper are not exported): a provider's path to signalling a fence is a "read"
+ * section of this map, and the core's wait for a fence takes it for "write". A signalling
+ * path that takes a lock the waiter holds (the mmap lock, this crate's locks) then shows as
+ * a lock-order inversion instead of a deadlock.
+ */
+#ifdef CONFIG_LOCKDEP
+static struct lockdep_map svm_copy_fence_map = {
+	.name = "drm_pagemap_copy_fence"
+};
+
+bool svm_copy_signalling_begin(void)
+{
+	/* Nested, or in atomic context (might_sleep catches the irq cases). */
+	if (lock_is_held_type(&svm_copy_fence_map, 1) || in_atomic())
+		return true;
+	lock_acquire(&svm_copy_fence_map, 0, 1, 1, 1, NULL, _RET_IP_);
+	return false;
+}
+
+void svm_copy_signalling_end(bool cookie)
+{
+	if (!cookie)
+		lock_release(&svm_copy_fence_map, _RET_IP_);
+}
+
+void svm_copy_might_wait(void)
+{
+	bool nested = lock_is_held_type(&svm_copy_fence_map, 1);
+
+	if (nested)
+		lock_release(&svm_copy_fence_map, _THIS_IP_);
+	lock_map_acquire(&svm_copy_fence_map);
+	lock_map_release(&svm_copy_fence_map);
+	if (nested)
+		lock_acquire(&svm_copy_fence_map, 0, 1, 1, 1, NULL, _THIS_IP_);
+}
+#else
+bool svm_copy_signalling_begin(void)
+{
+	return true;
+}
+
+void svm_copy_signalling_end(bool cookie)
+{
+}
+
+void svm_copy_might_wait(void)
+{
+}
+#endif
+EXPORT_SYMBOL_GPL(svm_copy_signalling_begin);
+EXPORT_SYMBOL_GPL(svm_copy_signalling_end);
+EXPORT_SYMBOL_GPL(svm_copy_might_wait);
+
 #if IS_ENABLED(CONFIG_KUNIT)
 int svm_module_refcount(struct module *mod)
 {

@@ -256,6 +256,7 @@ mod tests {
         /// As [`DevmemOps::copy_to_devmem`].
         unsafe fn copy(&self, runs: &[CopyRun], fence: CopyFence, to_device: bool) -> Result {
             let run = |runs: &[CopyRun]| {
+                let _signalling = crate::copy::Signalling::begin();
                 // SAFETY: Per this function's contract, until the fence is signalled, after.
                 unsafe { run_copies(&self.backing, self.first_pfn, &self.dev, runs, to_device) }
             };
@@ -274,6 +275,7 @@ mod tests {
                         (self.backing.clone(), self.first_pfn, self.dev.clone());
                     let queue = self.queue.as_ref().ok_or(EINVAL)?;
                     queue.try_spawn(GFP_KERNEL, move || {
+                        let _signalling = crate::copy::Signalling::begin();
                         // Late, so that the submitter surely waits.
                         kernel::time::delay::fsleep(kernel::time::Delta::from_millis(20));
                         // SAFETY: The runs stay mapped until the fence is signalled, after.

@@ -15,6 +15,7 @@ use kernel::sync::aref::ARef;
 use drm_pagemap::copy;
 use drm_pagemap::copy::CopyFence;
 use drm_pagemap::copy::CopyRun;
+use drm_pagemap::copy::Signalling;
 use drm_pagemap::pending::task::cond_resched;
 use drm_pagemap::pending::workqueue::Order;
 use drm_pagemap::pending::workqueue::OwnedQueue;
@@ -191,6 +192,7 @@ impl WorkItem for CopyJob {
     type Pointer = Pin<KBox<CopyJob>>;
 
     fn run(mut this: Pin<KBox<CopyJob>>) {
+        let _signalling = Signalling::begin();
         let delay = this.vram.copy_delay_ms.load(Relaxed);
         if delay > 0 {
             // Bounded by the knob's maximum.
@@ -245,6 +247,7 @@ impl CopyEngine {
         // dominated small migrations (measured: 2 MiB THP back to RAM 0.39 -> 0.62 GB/s under
         // TCG). With jobs queued, or a race widener set, it queues, in submission order.
         if self.vram.copy_delay_ms.load(Relaxed) == 0 && self.vram.queued.load(Relaxed) == 0 {
+            let _signalling = Signalling::begin();
             // SAFETY: Per this function's contract, the runs stay mapped until `fence` is
             // signalled, after the copy.
             let result = unsafe { self.vram.run(dev, runs, dir) };

@@ -160,3 +160,21 @@ pub(crate) fn direct_virt(dev: &Device, addr: DmaAddress, len: usize) -> Option<
     let ptr = unsafe { ffi::svm_dma_direct_virt(raw(dev), addr, len) };
     (!ptr.is_null()).then_some(ptr.cast())
 }
+
+/// Opens a copy-fence signalling section for lockdep; the result is for [`signalling_end`].
+pub(crate) fn signalling_begin() -> bool {
+    // SAFETY: A lockdep annotation of the current context; no memory is involved.
+    unsafe { ffi::svm_copy_signalling_begin() }
+}
+
+/// Closes the section [`signalling_begin`] opened, given what it returned.
+pub(crate) fn signalling_end(cookie: bool) {
+    // SAFETY: As above; `cookie` tells whether the section was really opened.
+    unsafe { ffi::svm_copy_signalling_end(cookie) }
+}
+
+/// Tells lockdep that the current context waits for a copy fence.
+pub(crate) fn fence_might_wait() {
+    // SAFETY: A lockdep annotation of the current context.
+    unsafe { ffi::svm_copy_might_wait() }
+}
