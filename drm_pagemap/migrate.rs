@@ -191,6 +191,9 @@ mod tests {
         DropFence,
         /// Refuses to start (`EBUSY`), touching nothing.
         Refuse,
+        /// Copies to device memory; the first copy back to system memory signals `EIO`
+        /// without copying, later ones copy.
+        FailToRamOnce,
     }
 
     /// Device memory of a test region: a real backing store, optional failures, and a count
@@ -204,6 +207,8 @@ mod tests {
         /// Where `Engine::Async` copies: drained when the allocation goes, so that no work
         /// item of this module outlives it.
         queue: Option<OwnedQueue>,
+        /// Whether `Engine::FailToRamOnce` failed already.
+        failed: Atomic<bool>,
         released: Arc<Atomic<u32>>,
         done: Arc<Completion>,
     }
@@ -262,6 +267,10 @@ mod tests {
             };
             match self.engine {
                 Engine::Sync => fence.signal(run(runs)),
+                Engine::FailToRamOnce if !to_device && !self.failed.xchg(true, Full) => {
+                    fence.signal(Err(EIO))
+                }
+                Engine::FailToRamOnce => fence.signal(run(runs)),
                 Engine::FailAfterWrite => {
                     run(runs)?;
                     fence.signal(Err(EIO));
@@ -393,6 +402,7 @@ mod tests {
                     }
                     _ => None,
                 },
+                failed: Atomic::new(false),
                 released: released.clone(),
                 done: done.clone(),
             },
@@ -765,6 +775,44 @@ mod tests {
         assert!(intact(addr, 10)?);
         assert_eq!(second.stats().cpu_faults.load(Relaxed), 1);
         done2.wait_for_completion();
+        Ok(())
+    }
+
+    /// A migration back over two allocations whose second copy fails moves nothing, and
+    /// counts nothing: the first allocation's copy did succeed, but the operation was
+    /// abandoned, so its pages stayed in device memory.
+    #[test]
+    fn abandoned_migration_back_counts_nothing() -> Result {
+        let a = gpu(c"drm_pagemap_kunit_mig_n", &OWNER_A)?;
+        let addr = user_range(13)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let half = PAGES / 2;
+        let upper = addr + half * PAGE_SIZE;
+        let (first, _r1, done1) = alloc_at(&a, mm, 0, half, Populate::Good, Engine::Sync)?;
+        let (second, _r2, done2) =
+            alloc_at(&a, mm, half, half, Populate::Good, Engine::FailToRamOnce)?;
+        let details = MigrateDetails::default();
+        assert_eq!(migrate_pages(&first, addr, half, &details)?, half);
+        assert_eq!(migrate_pages(&second, upper, half, &details)?, half);
+        {
+            let mmap = mm.mmap_read_lock();
+            let all = PageRange::with_pages(addr, PAGES)?;
+            assert_eq!(
+                migrate_to_ram(&mmap, all, a.region.owner(), Folios::Huge),
+                Err(EIO)
+            );
+        }
+        assert_eq!(first.stats().pages_to_ram.load(Relaxed), 0);
+        assert_eq!(second.stats().pages_to_ram.load(Relaxed), 0);
+        assert!(!first.is_detached() && !second.is_detached());
+        // Both halves come back by CPU faults (the second engine failed once only), each
+        // counted then, with every byte.
+        assert!(intact(addr, 13)?);
+        done1.wait_for_completion();
+        done2.wait_for_completion();
+        assert_eq!(first.stats().pages_to_ram.load(Relaxed), half as u64);
+        assert_eq!(second.stats().pages_to_ram.load(Relaxed), half as u64);
         Ok(())
     }
 

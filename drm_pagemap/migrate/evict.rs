@@ -75,9 +75,11 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
         );
         if copied.is_ok() {
             migration.commit(|_| ());
+            batch.count_committed(Direction::Eviction);
         } else {
             // Abandons every destination: nothing moves, the data stays in device memory.
             drop(migration);
+            batch.forget_copied();
         }
         copied?;
     }
