@@ -93,11 +93,6 @@ impl CopyRuns {
         &self.runs
     }
 
-    /// Pages the runs cover.
-    pub(crate) fn pages(&self) -> usize {
-        self.runs.iter().map(CopyRun::pages).sum()
-    }
-
     /// Drops every run.
     pub(crate) fn clear(&mut self) {
         self.runs.clear();
@@ -139,6 +134,7 @@ impl Drop for CopyFence {
 /// an engine does before it signals (a worker's whole job; an inline copy included). Lockdep
 /// then reports a lock taken there that a waiting migration may hold (the mmap lock, this
 /// crate's locks), which would deadlock. Not `Send`: it ends on the thread that began it.
+#[must_use = "the section ends when this is dropped"]
 pub struct Signalling {
     cookie: bool,
     _not_send: core::marker::PhantomData<*mut ()>,

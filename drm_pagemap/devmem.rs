@@ -119,7 +119,8 @@ impl Default for MigrationStats {
 /// waits (the mmap lock, page locks, this crate's locks, locks the provider holds around its
 /// own migrations) and does not allocate memory with direct reclaim, which could wait on
 /// those pages. The core waits for it uninterruptibly, holding them. An engine marks its
-/// path to signalling with [`crate::copy::Signalling`], so that lockdep checks the rule.
+/// path to signalling with [`crate::copy::Signalling`], so that lockdep checks the lock rule
+/// (once a wait holding that lock has been seen); the reclaim rule is not checked.
 ///
 /// [`DevmemOps::module`] returns a module that stays loaded as long as any code of this
 /// implementation can run: the module of the crate that defines the type. Keep the type

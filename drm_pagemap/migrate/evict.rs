@@ -74,12 +74,10 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
             Folios::Huge,
         );
         if copied.is_ok() {
-            migration.commit(|_| ());
-            batch.count_committed(Direction::Eviction);
+            migration.commit(|pfns| count_moved_back(pfns, Direction::Eviction));
         } else {
             // Abandons every destination: nothing moves, the data stays in device memory.
             drop(migration);
-            batch.forget_copied();
         }
         copied?;
     }

@@ -73,6 +73,7 @@ pub fn migrate_to_devmem(
         region.owner(),
         select,
         None,
+        None,
         &mut pfns,
         |pfns| placement.place(pfns, start, end, zdd, alloc),
     );

@@ -9,43 +9,22 @@ use super::*;
 /// between operations.
 pub(super) struct CopyBatch {
     runs: CopyRuns,
-    /// Pages copied per allocation, counted in its statistics once the operation commits.
-    copied: KVVec<(Arc<Devmem>, usize)>,
 }
 
 impl CopyBatch {
     pub(super) fn new(npages: usize) -> Result<Self> {
         Ok(Self {
             runs: CopyRuns::new(npages)?,
-            // At most one batch per page.
-            copied: KVVec::with_capacity(npages, GFP_KERNEL)?,
         })
     }
 
     /// Has `owner`'s engine copy the batch and waits for it, then lets the device go of the
     /// system pages.
-    fn flush(&mut self, pfns: &mut Pfns<'_>, owner: &Arc<Devmem>, dir: Direction) -> Result {
-        let pages = self.runs.pages();
+    fn flush(&mut self, pfns: &mut Pfns<'_>, owner: &Devmem, dir: Direction) -> Result {
         let copied = pfns.copy_to_ram(owner, &self.runs, dir);
         self.runs.clear();
         pfns.unmap_all();
-        copied?;
-        self.copied
-            .push_within_capacity((owner.clone(), pages))
-            .map_err(|_| ENOMEM)
-    }
-
-    /// Counts what the batches copied in their allocations' statistics: the operation that
-    /// copied them has committed.
-    pub(super) fn count_committed(&mut self, dir: Direction) {
-        for (devmem, pages) in self.copied.drain_all() {
-            devmem.stats().count(dir, pages);
-        }
-    }
-
-    /// Forgets what the batches copied: the operation was abandoned, nothing moved.
-    pub(super) fn forget_copied(&mut self) {
-        self.copied.clear();
+        copied
     }
 }
 
@@ -87,19 +66,18 @@ pub(super) fn vma_to_ram(
     }
     let batch = &mut bufs.batch;
     let start = range.start();
-    let done = run_migrate_vma(vma, range, owner, select, fault, &mut bufs.pfns, |pfns| {
-        copy_back(pfns, batch, Some(vma), start, only, dir, folios)
-    });
-    match done {
-        Ok((Ok(()), moved)) => {
-            bufs.batch.count_committed(dir);
-            Ok(moved)
-        }
-        Ok((Err(e), _)) | Err(e) => {
-            bufs.batch.forget_copied();
-            Err(e)
-        }
-    }
+    let (copied, moved) = run_migrate_vma(
+        vma,
+        range,
+        owner,
+        select,
+        fault,
+        Some(dir),
+        &mut bufs.pfns,
+        |pfns| copy_back(pfns, batch, Some(vma), start, only, dir, folios),
+    )?;
+    copied?;
+    Ok(moved)
 }
 
 /// Moves the device pages of `range` of `vma` back to system memory in chunks of at most
