@@ -33,7 +33,6 @@ use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
-use crate::copy::CopyRun;
 use crate::copy::CopyRuns;
 use crate::devmem::Devmem;
 use crate::devmem::Direction;
@@ -52,6 +51,7 @@ use crate::sys::migrate_vma::MigrateVma;
 use crate::sys::migrate_vma::PfnArrays;
 use crate::sys::migrate_vma::Pfns;
 use crate::sys::migrate_vma::Select;
+use crate::sys::migrate_vma::Side;
 use crate::sys::page::huge_nr;
 use crate::sys::page::huge_order;
 use crate::sys::page::vma_is_anonymous;
@@ -173,6 +173,7 @@ mod tests {
     use super::*;
     use crate::copy::set_software_dma_mask;
     use crate::copy::CopyFence;
+    use crate::copy::CopyRun;
     use crate::device_private::DevicePrivateRegion;
     use crate::devmem::DevmemOps;
     use crate::devmem::MigrationStats;

@@ -133,9 +133,9 @@ impl HmmPfn {
         if !self.is_valid() || self.map_order() != PMD_ORDER {
             return self;
         }
-        // SAFETY: A valid HMM pfn names a page with a `struct page`; the caller keeps the
-        // mapping, and so the folio, from changing (notifier sequence checked under the
-        // owner's lock).
+        // A valid HMM pfn names a page with a `struct page`; the caller keeps the mapping, and
+        // so the folio, from changing (notifier sequence checked under the owner's lock).
+        // SAFETY: As above.
         Self(unsafe { ffi::svm_hmm_pfn_fix_device_pmd(self.0, addr) })
     }
 

@@ -124,9 +124,9 @@ impl<T: Invalidate> Notifier<T> {
             _pin: PhantomPinned,
             raw <- Opaque::try_ffi_init(move |slot: *mut ffi::mmu_interval_notifier| {
                 // INVARIANT: On success the notifier is inserted.
-                // SAFETY: `slot` is pinned, removed in drop before it is freed; `OPS` is a
-                // promoted constant that lives forever; `mm` has users (`MmWithUser`), as
-                // inserting a notifier requires.
+                // `slot` is pinned, removed in drop before it is freed; `OPS` is a promoted
+                // constant; `mm` has users (`MmWithUser`), as inserting a notifier requires.
+                // SAFETY: As above.
                 to_result(unsafe {
                     ffi::mmu_interval_notifier_insert(
                         slot,

@@ -39,3 +39,19 @@ build_modules_and_tests() {
 	kbuild -s modules
 	bash "$SVM_TOP/scripts/build-tests.sh" "$KDIR" "$SVM_TOP/build/tests"
 }
+
+# vm_report MODE MARKER TIMEOUT: boots the VM in MODE (modules and tests built first) and
+# prints what its log holds between SVM-MARKER-BEGIN and SVM-MARKER-END; fails if the end
+# marker is missing. For the reports that are not tests (make bench, make profile).
+vm_report() {
+	local mode=$1 marker=$2 timeout=$3 out="$SVM_TOP/build"
+	prepare_kernel
+	build_modules_and_tests
+	SVM_VM_TIMEOUT=${SVM_VM_TIMEOUT:-$timeout} bash "$SVM_TOP/scripts/vm.sh" "$mode" "$KDIR" "$out"
+	local vmlog="$out/vm-$mode.log"
+	if ! grep -q "^SVM-$marker-END" "$vmlog"; then
+		grep -E 'SVM-|BUG|WARNING|Oops' "$vmlog" | tail -20 >&2
+		die "$mode did not complete; see $vmlog"
+	fi
+	sed -n "/^SVM-$marker-BEGIN/,/^SVM-$marker-END/p" "$vmlog" | sed '1d;$d'
+}

@@ -172,6 +172,7 @@ impl Placement<'_> {
         let dev = self.pagemap.device();
         let mut next = 0;
         let mut i = 0;
+        // The same walk as above: bounded by the region's pages.
         while i < npages {
             let s = pfns.src()[i];
             let n = span(s);
@@ -192,34 +193,20 @@ impl Placement<'_> {
             let source_order = if n > 1 { huge_order() } else { 0 };
             let whole = match hole || !maps_whole(dev, source_order) {
                 true => None,
-                false => Some(pfns.map_src(i, dev)?),
+                false => Some(pfns.map(Side::Src, i, dev)?),
             };
+            // Room for `npages` runs.
             if huge && (hole || whole.is_some()) {
-                // Room for `npages` runs.
-                pfns.add_run(
-                    self.copies,
-                    CopyRun {
-                        device_pfn: first,
-                        system: whole,
-                        order: huge_order(),
-                    },
-                )?;
+                pfns.add_run(self.copies, first, whole, huge_order())?;
             } else {
                 for k in 0..n {
                     let device_pfn = pages.pfn(next + k).ok_or(EINVAL)?;
                     let system = match whole {
                         Some(addr) => Some(addr + (k * PAGE_SIZE) as DmaAddress),
                         None if hole => None,
-                        None => Some(pfns.map_src_page(i, k, dev)?),
+                        None => Some(pfns.map_page(Side::Src, i, k, dev)?),
                     };
-                    pfns.add_run(
-                        self.copies,
-                        CopyRun {
-                            device_pfn,
-                            system,
-                            order: 0,
-                        },
-                    )?;
+                    pfns.add_run(self.copies, device_pfn, system, 0)?;
                 }
             }
             next += n;

@@ -181,48 +181,25 @@ fn fill_and_copy(
         if n > 1 && thp.is_none() && vma.is_none() {
             return Err(ENOMEM);
         }
+        // Room for `npages` runs.
         if let Some(thp) = thp {
             pfns.set_new_dst(i, thp)?;
             if maps_whole(dev, huge_order()) {
-                let system = pfns.map_dst(i, dev)?;
-                // Room for `npages` runs.
-                pfns.add_run(
-                    &mut batch.runs,
-                    CopyRun {
-                        device_pfn,
-                        system: Some(system),
-                        order: huge_order(),
-                    },
-                )?;
+                let system = pfns.map(Side::Dst, i, dev)?;
+                pfns.add_run(&mut batch.runs, device_pfn, Some(system), huge_order())?;
             } else {
                 // The device cannot map it whole: page by page.
                 for k in 0..n {
-                    let system = pfns.map_dst_page(i, k, dev)?;
-                    // Room for `npages` runs.
-                    pfns.add_run(
-                        &mut batch.runs,
-                        CopyRun {
-                            device_pfn: device_pfn + k,
-                            system: Some(system),
-                            order: 0,
-                        },
-                    )?;
+                    let system = pfns.map_page(Side::Dst, i, k, dev)?;
+                    pfns.add_run(&mut batch.runs, device_pfn + k, Some(system), 0)?;
                 }
             }
         } else {
             for k in 0..n {
                 let page = NewPage::alloc(vma, addr + k * PAGE_SIZE).ok_or(ENOMEM)?;
                 pfns.set_new_dst(i + k, page)?;
-                let system = pfns.map_dst(i + k, dev)?;
-                // Room for `npages` runs.
-                pfns.add_run(
-                    &mut batch.runs,
-                    CopyRun {
-                        device_pfn: device_pfn + k,
-                        system: Some(system),
-                        order: 0,
-                    },
-                )?;
+                let system = pfns.map(Side::Dst, i + k, dev)?;
+                pfns.add_run(&mut batch.runs, device_pfn + k, Some(system), 0)?;
             }
         }
         batch_owner = Some(devmem);

@@ -153,6 +153,15 @@ pub(crate) fn span_of(mpfn: usize) -> usize {
     }
 }
 
+/// The side of an operation's arrays an entry index names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The collected source pages.
+    Src,
+    /// The destination pages set up for them.
+    Dst,
+}
+
 /// Which pages a `migrate_vma` operation collects (`enum migrate_vma_direction`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Select(u32);
@@ -244,9 +253,9 @@ impl Pfns<'_> {
     /// What the page of source `i` is, relative to `region`.
     pub(crate) fn kind(&self, i: usize, region: Option<&DevicePrivateRegion>) -> Kind {
         let page = migrate_pfn_to_page(self.arrays.src[i]);
-        // SAFETY: A page in `src` of a running operation is locked and referenced by it until
-        // finalize (the C side unlocks and puts every one there), and a guard lends `self`
-        // only while the operation runs.
+        // A page in `src` of a running operation is locked and referenced by it until finalize,
+        // and a guard lends `self` only while the operation runs.
+        // SAFETY: As above.
         if page.is_null() || !unsafe { ffi::svm_is_device_private_page(page) } {
             return Kind::System;
         }
@@ -296,9 +305,9 @@ impl Pfns<'_> {
             return None;
         }
         let page = self.src_page(i)?;
-        // SAFETY: A collected device page of a region with our ops, whose zone-device data a
-        // migration set (a page is handed to the core only after `Zdd::attach`), kept alive
-        // by the operation.
+        // A collected device page of a region with our ops, kept alive by the operation; its
+        // zone-device data was set by `Zdd::attach` before the page was handed to the core.
+        // SAFETY: As above.
         Some(unsafe { Zdd::of_page(page.as_ptr()) }.devmem().clone())
     }
 
@@ -382,10 +391,10 @@ impl Pfns<'_> {
         }
         let page = pfn_to_page(first);
         let order = if huge { huge_order() } else { 0 };
-        // SAFETY: Free device pages of the region, contiguous and aligned for `order`, owned
-        // by the allocation `pages` came from (`DevmemOps`' contract) and taken from it for
-        // this destination alone: initialise the folio (reference 1, locked) and point it at
-        // that allocation's zone-device data.
+        // Free device pages of the region, contiguous and aligned for `order`, owned by the
+        // allocation `pages` came from (`DevmemOps`' contract) and taken for this destination
+        // alone: initialise the folio (reference 1, locked), point it at the allocation's data.
+        // SAFETY: As above.
         unsafe {
             ffi::zone_device_page_init(page, region, order);
             Zdd::attach(zdd, page);
@@ -402,80 +411,86 @@ impl Pfns<'_> {
         Ok(())
     }
 
-    /// Maps the system folio of source `i` (a huge one whole: see [`crate::sys::dma::maps_whole`]) for
-    /// `dev` to read from. The guard undoes the mapping before the pages move, or earlier by
-    /// [`Pfns::unmap_all`].
-    pub(crate) fn map_src(&mut self, i: usize, dev: &Device) -> Result<DmaAddress> {
-        let order = if self.arrays.src[i] & COMPOUND != 0 {
+    /// Maps the system folio of entry `i` on `side` (a huge one whole: see
+    /// [`crate::sys::dma::maps_whole`]) for `dev`: a source to read from, a destination (set
+    /// by [`Pfns::set_new_dst`]) to write to. The guard undoes the mapping before the pages
+    /// move, or earlier by [`Pfns::unmap_all`].
+    pub(crate) fn map(&mut self, side: Side, i: usize, dev: &Device) -> Result<DmaAddress> {
+        let entry = self.entry(side, i)?;
+        let order = if entry & COMPOUND != 0 {
             huge_order()
         } else {
             0
         };
-        self.map_src_part(i, dev, 0, order)
+        self.map_part(side, i, dev, 0, order)
     }
 
-    /// Maps page `k` of source `i`'s folio alone, as [`Pfns::map_src`].
-    pub(crate) fn map_src_page(&mut self, i: usize, k: usize, dev: &Device) -> Result<DmaAddress> {
-        self.map_src_part(i, dev, k, 0)
+    /// Maps page `k` of entry `i`'s folio on `side` alone, as [`Pfns::map`].
+    pub(crate) fn map_page(
+        &mut self,
+        side: Side,
+        i: usize,
+        k: usize,
+        dev: &Device,
+    ) -> Result<DmaAddress> {
+        self.map_part(side, i, dev, k, 0)
     }
 
-    fn map_src_part(&mut self, i: usize, dev: &Device, k: usize, order: u32) -> Result<DmaAddress> {
-        let page = self.src_page(i).ok_or(EINVAL)?;
-        if self.kind(i, None) != Kind::System || k >= span_of(self.arrays.src[i]) {
-            return Err(EINVAL);
-        }
-        // SAFETY: `page` heads a collected system folio of `span_of` pages (`k` inside it).
-        let page = unsafe { ffi::svm_folio_nth_page(page.as_ptr(), k) };
-        // SAFETY: A page (or, for order > 0, the head of a folio of that order) collected,
-        // locked and referenced by the operation; the guard unmaps before letting it go.
-        unsafe {
-            self.arrays
-                .maps
-                .map(dev, page, order, DataDirection::ToDevice)
-        }
-    }
-
-    /// Maps the system page (or huge page, whole) of destination `i` for `dev` to write to,
-    /// as [`Pfns::map_src`].
-    pub(crate) fn map_dst(&mut self, i: usize, dev: &Device) -> Result<DmaAddress> {
-        let order = if self.arrays.dst[i] & COMPOUND != 0 {
-            huge_order()
-        } else {
-            0
+    fn entry(&self, side: Side, i: usize) -> Result<usize> {
+        let entries = match side {
+            Side::Src => &self.arrays.src,
+            Side::Dst => &self.arrays.dst,
         };
-        self.map_dst_part(i, dev, 0, order)
+        entries.get(i).copied().ok_or(EINVAL)
     }
 
-    /// Maps page `k` of destination `i`'s folio alone, as [`Pfns::map_dst`].
-    pub(crate) fn map_dst_page(&mut self, i: usize, k: usize, dev: &Device) -> Result<DmaAddress> {
-        self.map_dst_part(i, dev, k, 0)
-    }
-
-    fn map_dst_part(&mut self, i: usize, dev: &Device, k: usize, order: u32) -> Result<DmaAddress> {
-        let d = self.arrays.dst[i];
-        let page = migrate_pfn_to_page(d);
-        if page.is_null() || k >= span_of(d) {
+    fn map_part(
+        &mut self,
+        side: Side,
+        i: usize,
+        dev: &Device,
+        k: usize,
+        order: u32,
+    ) -> Result<DmaAddress> {
+        let entry = self.entry(side, i)?;
+        let page = migrate_pfn_to_page(entry);
+        if page.is_null() || k >= span_of(entry) {
             return Err(EINVAL);
         }
-        // SAFETY: `page` is a destination set by this operation: a device page would be in
-        // use by the core, a system one is only set by `set_new_dst`.
-        if unsafe { ffi::svm_is_device_private_page(page) } {
+        // A collected source is a system page if its kind says so; a destination device page
+        // would be one set up for the core, a system one is only set by `set_new_dst`.
+        // SAFETY: A page of the running operation, held by it until finalize.
+        let device = unsafe { ffi::svm_is_device_private_page(page) };
+        if device {
             return Err(EINVAL);
         }
-        // SAFETY: `page` heads a folio of `span_of(d)` pages (`k` inside it).
+        let dir = match side {
+            Side::Src => DataDirection::ToDevice,
+            Side::Dst => DataDirection::FromDevice,
+        };
+        // SAFETY: `page` heads a folio of `span_of(entry)` pages (`k` inside it).
         let page = unsafe { ffi::svm_folio_nth_page(page, k) };
-        // SAFETY: A page (or the head of a folio of that order) set by `set_new_dst`, owned
-        // by the operation until finalize; the guard unmaps before then.
-        unsafe {
-            self.arrays
-                .maps
-                .map(dev, page, order, DataDirection::FromDevice)
-        }
+        // A system page (or the head of a folio of that order) held by the operation until
+        // finalize; the guard unmaps before letting it go.
+        // SAFETY: As above.
+        unsafe { self.arrays.maps.map(dev, page, order, dir) }
     }
 
-    /// Adds `run` to `runs`: its system address must lie inside a live mapping of this
-    /// operation (`EINVAL` otherwise), made with [`Pfns::map_src`] or [`Pfns::map_dst`].
-    pub(crate) fn add_run(&self, runs: &mut CopyRuns, run: CopyRun) -> Result {
+    /// Adds a run of `1 << order` pages from device page `device_pfn` to `runs`; its system
+    /// address, if any, must lie inside a live mapping of this operation (`EINVAL`
+    /// otherwise), made with [`Pfns::map`] or [`Pfns::map_page`].
+    pub(crate) fn add_run(
+        &self,
+        runs: &mut CopyRuns,
+        device_pfn: usize,
+        system: Option<DmaAddress>,
+        order: u32,
+    ) -> Result {
+        let run = CopyRun {
+            device_pfn,
+            system,
+            order,
+        };
         let maps = &self.arrays.maps;
         if run
             .system
@@ -506,9 +521,10 @@ impl Pfns<'_> {
     pub(crate) fn copy_to_devmem(&self, devmem: &Devmem, runs: &CopyRuns) -> Result {
         self.check_runs(devmem, runs)?;
         copy_and_wait(|fence| {
-            // SAFETY: Every address of `runs` lies in a live mapping of this operation for
-            // `devmem`'s device (`add_run`, `check_runs`), which stays while `self` is
-            // borrowed: `copy_and_wait` returns only once the fence is signalled.
+            // Every address of `runs` lies in a live mapping of this operation for `devmem`'s
+            // device (`add_run`, `check_runs`), kept while `self` is borrowed; `copy_and_wait`
+            // returns only once the fence is signalled.
+            // SAFETY: As above.
             unsafe { devmem.ops().copy_to_devmem(runs.as_slice(), fence) }
         })
     }
@@ -602,9 +618,9 @@ impl<'a> MigrateVma<'a> {
         let mut this = ManuallyDrop::new(self);
         this.pfns.maps.unmap_all();
         this.pfns.drop_incomplete_groups();
-        // SAFETY: By the type invariant the operation is set up and not finalized; `dst`
-        // holds zero or locked, filled destinations (`PfnArrays` invariant), in groups the
-        // core takes.
+        // By the type invariant the operation is set up and not finalized; `dst` holds zero
+        // or locked, filled destinations (`PfnArrays` invariant), in groups the core takes.
+        // SAFETY: As above.
         unsafe { ffi::migrate_vma_pages(&mut this.args) };
         retire_moved(&this.pfns());
         let ret = after_pages(&this.pfns());
