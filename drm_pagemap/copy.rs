@@ -27,11 +27,12 @@ use kernel::sync::atomic::Release;
 use kernel::sync::Arc;
 use kernel::sync::Completion;
 
+use crate::pagemap::PagemapAddr;
 use crate::sys::dma;
 
 /// One run of a copy between system and device memory: `1 << order` pages, contiguous both in
 /// device memory and in the device's DMA address space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CopyRun {
     /// Device-private frame number of the run's first device page.
     pub device_pfn: usize,
@@ -39,6 +40,11 @@ pub struct CopyRun {
     /// (only towards device memory) when the source has no page yet (never touched, or the
     /// zero page): the device pages are then to be filled with zeroes.
     pub system: Option<DmaAddress>,
+    /// Towards device memory only: the run's data is in a peer's device memory (a pagemap
+    /// sharing this one's owner), at this address its pagemap's `device_map` gave for this
+    /// pagemap's device; `system` is `None` then. The copy goes over the interconnect, never
+    /// through system memory.
+    pub peer: Option<PagemapAddr>,
     /// Log2 of the run's pages.
     pub order: u32,
 }

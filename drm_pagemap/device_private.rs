@@ -13,6 +13,7 @@ use kernel::types::Opaque;
 
 use crate::ffi;
 use crate::owner::Owner;
+use crate::owner::RegionOwner;
 use crate::sys::fault::VmFault;
 
 /// A device-private `dev_pagemap` over a free physical address range of `size` bytes.
@@ -26,14 +27,21 @@ use crate::sys::fault::VmFault;
 pub struct DevicePrivateRegion {
     #[pin]
     pgmap: Opaque<ffi::dev_pagemap>,
-    owner: Owner,
+    // Keeps a group's owner allocated while the region's pages carry it.
+    owner: RegionOwner,
 }
 
 impl DevicePrivateRegion {
     /// Reserves `size` bytes of free physical address space named `name` and creates struct
     /// pages for it. `owner` is the device-private owner cookie that `hmm_range_fault` and
     /// `migrate_vma` compare against.
-    pub fn new(size: usize, name: &'static CStr, owner: Owner) -> impl PinInit<Self, Error> {
+    pub fn new(
+        size: usize,
+        name: &'static CStr,
+        owner: impl Into<RegionOwner>,
+    ) -> impl PinInit<Self, Error> {
+        let owner = owner.into();
+        let value = owner.owner();
         try_pin_init!(Self {
             owner,
             pgmap <- Opaque::try_ffi_init(move |slot: *mut ffi::dev_pagemap| {
@@ -58,7 +66,7 @@ impl DevicePrivateRegion {
                     range.end = end;
                     (*slot).nr_range = 1;
                     (*slot).ops = &PAGEMAP_OPS;
-                    (*slot).owner = owner.as_ptr();
+                    (*slot).owner = value.as_ptr();
                 }
                 // `NUMA_NO_NODE` lets the core pick the node of the calling CPU's memory.
                 // SAFETY: `slot` is a fully set-up device-private pagemap that stays pinned
@@ -100,7 +108,7 @@ impl DevicePrivateRegion {
 
     /// The device-private owner cookie of the region's pages.
     pub fn owner(&self) -> Owner {
-        self.owner
+        self.owner.owner()
     }
 
     /// Whether `pfn` is a page of this region.

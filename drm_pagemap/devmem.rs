@@ -52,6 +52,8 @@ pub enum Direction {
     CpuFault,
     /// Device memory to system memory because the provider evicted the allocation.
     Eviction,
+    /// Device memory to a peer's device memory, directly over the interconnect.
+    ToPeer,
 }
 
 /// Counters of what moved, shared by a provider's allocations.
@@ -60,6 +62,10 @@ pub struct MigrationStats {
     pub pages_to_device: Atomic<u64>,
     /// Pages moved back to system memory, for any reason.
     pub pages_to_ram: Atomic<u64>,
+    /// Pages moved out of this memory straight into a peer's, over the interconnect.
+    pub pages_to_peer: Atomic<u64>,
+    /// Of `pages_to_device`, those that came straight from a peer's memory.
+    pub pages_from_peer: Atomic<u64>,
     /// CPU faults on device pages that were served by a migration.
     pub cpu_faults: Atomic<u64>,
     /// Allocations evicted.
@@ -74,6 +80,8 @@ impl MigrationStats {
         Self {
             pages_to_device: Atomic::new(0),
             pages_to_ram: Atomic::new(0),
+            pages_to_peer: Atomic::new(0),
+            pages_from_peer: Atomic::new(0),
             cpu_faults: Atomic::new(0),
             evictions: Atomic::new(0),
             timeslice_waits: Atomic::new(0),
@@ -85,6 +93,9 @@ impl MigrationStats {
         match dir {
             Direction::ToDevice => {
                 self.pages_to_device.fetch_add(pages, Relaxed);
+            }
+            Direction::ToPeer => {
+                self.pages_to_peer.fetch_add(pages, Relaxed);
             }
             _ => {
                 self.pages_to_ram.fetch_add(pages, Relaxed);

@@ -652,10 +652,17 @@ mod tests {
         let mm = task.mm().ok_or(EINVAL)?;
         let (on_b, _b_released, b_done) = alloc(b, mm, Populate::Good, Engine::Sync)?;
         migrate_pages(&on_b, addr + 3 * PAGE_SIZE, 1, &MigrateDetails::default())?;
-        let (devmem, released, _done) = alloc(a, mm, Populate::Good, Engine::Sync)?;
+        let (devmem, released, done) = alloc(a, mm, Populate::Good, Engine::Sync)?;
         assert_eq!(migrate(&devmem, addr), Err(EBUSY));
-        // Refused before any device memory was asked for: the allocation was never used.
-        assert_eq!(released.load(Relaxed), 0);
+        // Another owner's page: refused before any device memory was asked for. A peer's
+        // (same owner) that cannot be mapped for `a` (no link): refused when it is mapped,
+        // and the allocation is released.
+        if a.region.owner() == b.region.owner() {
+            done.wait_for_completion();
+            assert_eq!(released.load(Relaxed), 1);
+        } else {
+            assert_eq!(released.load(Relaxed), 0);
+        }
         assert_eq!(devmem.stats().pages_to_device.load(Relaxed), 0);
         // The other device's page is still there.
         assert!(!on_b.is_detached());

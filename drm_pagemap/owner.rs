@@ -8,6 +8,8 @@
 use core::ptr::NonNull;
 
 use kernel::ffi::c_void;
+use kernel::prelude::*;
+use kernel::sync::Arc;
 
 /// A device-private owner, as the core mm compares it: `dev_pagemap::owner`,
 /// `hmm_range::dev_private_owner`, `migrate_vma::pgmap_owner`. Never null (the core mm reads a
@@ -44,5 +46,59 @@ impl Owner {
     /// The pointer the C structures hold.
     pub fn as_ptr(self) -> *mut c_void {
         self.0.as_ptr()
+    }
+}
+
+/// An owner that is an allocation of its own: the owner of a group of devices sharing an
+/// interconnect (the C `struct drm_pagemap_owner`), refcounted by every region that uses it.
+///
+/// Its address is unique among live allocations, so nobody else's owner can equal it while a
+/// reference lives; a [`crate::device_private::DevicePrivateRegion`] made with one holds a
+/// reference until the region is gone. Groups are formed by `pagemap_util::owner`.
+pub struct SharedOwner {
+    // Not zero-sized: the address must be the allocation's own.
+    _unique: u8,
+}
+
+impl SharedOwner {
+    /// A new owner, distinct from every other.
+    pub fn new() -> Result<Arc<Self>> {
+        Ok(Arc::new(SharedOwner { _unique: 0 }, GFP_KERNEL)?)
+    }
+
+    /// The owner value, for comparisons; using it in a region goes through
+    /// [`RegionOwner::Shared`], which keeps the allocation alive.
+    pub fn owner(self: &Arc<Self>) -> Owner {
+        Owner(NonNull::from(&**self).cast::<c_void>())
+    }
+}
+
+/// The owner a [`crate::device_private::DevicePrivateRegion`] is created with.
+pub enum RegionOwner {
+    /// An owner whose lifetime the caller promised when making it ([`Owner::of`]).
+    Unique(Owner),
+    /// A group's owner, kept alive by the region.
+    Shared(Arc<SharedOwner>),
+}
+
+impl RegionOwner {
+    /// The owner value.
+    pub fn owner(&self) -> Owner {
+        match self {
+            RegionOwner::Unique(o) => *o,
+            RegionOwner::Shared(s) => s.owner(),
+        }
+    }
+}
+
+impl From<Owner> for RegionOwner {
+    fn from(owner: Owner) -> Self {
+        RegionOwner::Unique(owner)
+    }
+}
+
+impl From<Arc<SharedOwner>> for RegionOwner {
+    fn from(owner: Arc<SharedOwner>) -> Self {
+        RegionOwner::Shared(owner)
     }
 }

@@ -268,6 +268,12 @@ else
 	t vgpu_fuzz 90 env VGPU_FUZZ_SECONDS=20 $FUZZ_AVOID /tests/vgpu_fuzz
 	t module_lifecycle 90 sh /tests/module_lifecycle.sh
 
+	# Four GPUs on two interconnect islands.
+	[ -d /sys/module/vgpu ] && { bounded rmmod/vgpu 30 rmmod vgpu || echo "SVM-ERROR rmmod vgpu failed"; }
+	bounded insmod/vgpu 60 insmod $M/vgpu.ko num_devices=4 links=0-1,2-3 vram_mib=32 ||
+		echo "SVM-ERROR insmod vgpu num_devices=4 failed"
+	t vgpu_multi 120 /tests/vgpu_multi
+
 	# The kernel's own HMM selftest, unmodified, against our stack (vgpu's dmirror nodes),
 	# then against the C reference driver, for comparison. The lower modules stay loaded, so
 	# their KUnit suites run once.

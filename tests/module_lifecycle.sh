@@ -42,6 +42,12 @@ refuse refuse-nine-devices insmod $M/vgpu.ko num_devices=9
 expect refusal-explained logged "num_devices=9 is out of range"
 refuse refuse-odd-vram insmod $M/vgpu.ko vram_mib=3
 refuse refuse-long-timeslice-max insmod $M/vgpu.ko timeslice_max_ms=1001
+refuse refuse-bad-links insmod $M/vgpu.ko links=0-2
+expect links-refusal-explained logged 'links="0-2": "0-2" is not a pair'
+refuse refuse-garbage-links insmod $M/vgpu.ko links=0-1,x
+expect chain-load insmod $M/vgpu.ko num_devices=3 links=0-1,1-2
+expect chain-groups sh -c 'dmesg | grep -q "vgpu2: links to 0x2, interconnect group 0x4" && dmesg | grep -q "vgpu0: links to 0x2, interconnect group 0x3"'
+expect chain-unload unload vgpu
 expect timeslice-refusal-explained logged "timeslice_max_ms=1001 is too long"
 expect reload-three insmod $M/vgpu.ko num_devices=3 vram_mib=16 timeslice_max_ms=1000
 expect reload-query sh -c 'VGPU_EXPECT_DEVICES=3 VGPU_EXPECT_VRAM_MIB=16 /tests/vgpu_basic -t query-device >/tmp/q.log || { sed "s/^/# /" /tmp/q.log; exit 1; }'

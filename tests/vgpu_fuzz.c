@@ -278,14 +278,14 @@ static void op_migrate(void)
 	uint64_t start = edge_start();
 	struct drm_vgpu_migrate a = {
 		.start = start, .size = edge_size(start), .target = rnd(8) ? rnd(2) : rnd(5),
-		.flags = rnd(32) ? 0 : 1, .pad = rnd(32) ? 0 : 1,
+		.flags = rnd(32) ? 0 : 1, .pagemap_fd = rnd(32) ? 0 : rnd(8) - 1,
 	};
 	static const uint32_t slices[] = { 0, 1, 5, 100, 1000, 0x7fffffff, 0xffffffff };
 
 	a.timeslice_ms = slices[rnd(avoid[2] ? 3 : 7)];
-	doing("MIGRATE gpu%d start %#llx size %#llx target %u timeslice %u flags %u pad %u", g,
-	      (unsigned long long)a.start, (unsigned long long)a.size, a.target,
-	      a.timeslice_ms, a.flags, a.pad);
+	doing("MIGRATE gpu%d start %#llx size %#llx target %u timeslice %u flags %u pagemap_fd %d",
+	      g, (unsigned long long)a.start, (unsigned long long)a.size, a.target,
+	      a.timeslice_ms, a.flags, a.pagemap_fd);
 	ioctl(f, DRM_IOCTL_VGPU_MIGRATE, &a);
 	done();
 }

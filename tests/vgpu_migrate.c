@@ -269,9 +269,9 @@ static enum igt_result bad_requests(void)
 				 DRM_VGPU_MIGRATE_TO_DEVICE), EINVAL);
 	/* Larger than the device memory. */
 	igt_assert_errno(migrate(fd, p, vram_size(fd) + PAGE, DRM_VGPU_MIGRATE_TO_DEVICE), ENOMEM);
-	m = (struct drm_vgpu_migrate){ .start = (uintptr_t)p, .size = size, .flags = 1 };
+	m = (struct drm_vgpu_migrate){ .start = (uintptr_t)p, .size = size, .flags = 2 };
 	igt_assert_errno(ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m), EINVAL);
-	m = (struct drm_vgpu_migrate){ .start = (uintptr_t)p, .size = size, .pad = 1 };
+	m = (struct drm_vgpu_migrate){ .start = (uintptr_t)p, .size = size, .pagemap_fd = 1 };
 	igt_assert_errno(ioctl(fd, DRM_IOCTL_VGPU_MIGRATE, &m), EINVAL);
 	igt_assert_eq(check(p, size, 10), -1);
 	munmap(p, size);
@@ -329,21 +329,33 @@ static enum igt_result copy_failure(void)
 	return IGT_PASS;
 }
 
-static enum igt_result pinned_page_busy(void)
+static enum igt_result other_gpu_page(void)
 {
 	size_t size = 64 * 1024;
+	struct drm_vgpu_stats s0, s1;
 	uint8_t *p;
 
 	NEED_GPU();
 	p = map_anon(size);
 	igt_assert(p);
 	fill(p, size, 13);
-	/* mlock does not pin against migration, so use the page that another GPU holds. */
 	if (fd1 < 0)
 		igt_skip("needs a second GPU");
 	igt_assert_eq(migrate(fd1, p + PAGE, PAGE, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
-	/* All or nothing: one page of the range lives on vgpu1, so vgpu0 moves nothing. */
-	igt_assert_errno(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), EBUSY);
+	s0 = stats(fd);
+	s1 = stats(fd1);
+	/*
+	 * One page of the range lives on vgpu1: linked, it comes straight over the link; not
+	 * linked, through system memory. Either way the whole range moves.
+	 */
+	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	if (same_group(fd, fd1)) {
+		igt_assert_eq(stats(fd).pages_from_peer - s0.pages_from_peer, 1);
+		igt_assert_eq(stats(fd1).pages_to_peer - s1.pages_to_peer, 1);
+	} else {
+		igt_assert_eq(stats(fd1).pages_to_system - s1.pages_to_system, 1);
+	}
+	igt_assert_eq(stats(fd).pages_to_device - s0.pages_to_device, size / PAGE);
 	igt_assert_eq(check(p, size, 13), -1);
 	munmap(p, size);
 	return IGT_PASS;
@@ -741,7 +753,7 @@ static const struct igt_subtest tests[] = {
 	{ "bad-requests", bad_requests },
 	{ "alloc-failure", alloc_failure },
 	{ "copy-failure", copy_failure },
-	{ "other-gpu-page-busy", pinned_page_busy },
+	{ "other-gpu-page", other_gpu_page },
 	{ "timeslice", timeslice },
 	{ "timeslice-bounded", timeslice_bounded },
 	{ "timeslice-max-knob", timeslice_max_knob },

@@ -38,9 +38,14 @@ UAPI_AT(drm_vgpu_query, query, 8);
 UAPI_AT(drm_vgpu_query, data, 24);
 _Static_assert(sizeof(struct drm_vgpu_migrate) == 32, "drm_vgpu_migrate");
 UAPI_AT(drm_vgpu_migrate, target, 16);
-UAPI_AT(drm_vgpu_migrate, pad, 28);
-_Static_assert(sizeof(struct drm_vgpu_stats) == 48, "drm_vgpu_stats");
-UAPI_AT(drm_vgpu_stats, flags, 40);
+UAPI_AT(drm_vgpu_migrate, pagemap_fd, 28);
+_Static_assert(sizeof(struct drm_vgpu_stats) == 72, "drm_vgpu_stats");
+UAPI_AT(drm_vgpu_stats, pages_to_peer, 40);
+UAPI_AT(drm_vgpu_stats, peer_accesses, 56);
+UAPI_AT(drm_vgpu_stats, flags, 64);
+_Static_assert(sizeof(struct drm_vgpu_query_links) == 8, "drm_vgpu_query_links");
+_Static_assert(sizeof(struct drm_vgpu_devmem_open) == 8, "drm_vgpu_devmem_open");
+UAPI_AT(drm_vgpu_devmem_open, fd, 4);
 _Static_assert(sizeof(struct drm_vgpu_evict) == 8, "drm_vgpu_evict");
 _Static_assert(sizeof(struct drm_vgpu_vm_create) == 8, "drm_vgpu_vm_create");
 _Static_assert(sizeof(struct drm_vgpu_vm_destroy) == 8, "drm_vgpu_vm_destroy");
@@ -128,6 +133,20 @@ static inline int gpu_index(int f)
 	if (ioctl(f, DRM_IOCTL_VGPU_QUERY, &q))
 		return -1;
 	return (int)d.index;
+}
+
+/* Whether the GPUs behind `a` and `b` are in one interconnect group (QUERY_LINKS). */
+static inline int same_group(int a, int b)
+{
+	struct drm_vgpu_query_links l;
+	struct drm_vgpu_query q = {
+		.query = DRM_VGPU_QUERY_LINKS, .size = sizeof(l), .data = (uintptr_t)&l,
+	};
+	int ib = gpu_index(b);
+
+	if (ib < 0 || ioctl(a, DRM_IOCTL_VGPU_QUERY, &q))
+		return 0;
+	return (l.group >> ib) & 1;
 }
 
 /* Path of the debugfs file `knob` of the GPU behind `f`: /sys/kernel/debug/vgpu<index>/knob. */

@@ -40,14 +40,17 @@ extern "C" {
 #define DRM_VGPU_VM_CREATE 0x05
 #define DRM_VGPU_VM_DESTROY 0x06
 #define DRM_VGPU_VM_ACCESS 0x07
+#define DRM_VGPU_DEVMEM_OPEN 0x08
 
 /**
  * enum drm_vgpu_query_kind - What &drm_vgpu_query.query asks for.
  *
  * @DRM_VGPU_QUERY_DEVICE: The device, answered as &struct drm_vgpu_query_device.
+ * @DRM_VGPU_QUERY_LINKS: The device's interconnect, answered as &struct drm_vgpu_query_links.
  */
 enum drm_vgpu_query_kind {
 	DRM_VGPU_QUERY_DEVICE = 0,
+	DRM_VGPU_QUERY_LINKS = 1,
 };
 
 /**
@@ -65,6 +68,22 @@ struct drm_vgpu_query_device {
 	__u64 vram_size;
 	__u64 vram_free;
 	__u64 page_size;
+};
+
+/**
+ * struct drm_vgpu_query_links - Answer to %DRM_VGPU_QUERY_LINKS.
+ *
+ * @links: Bit j set: this GPU has an interconnect link to GPU j (the module parameter links=,
+ *	all GPUs linked by default). Never this GPU's own bit.
+ * @group: Bit j set: GPU j is present and in this GPU's interconnect group (this GPU's own bit
+ *	included). GPUs of one group share one device-private owner: each reaches every other's
+ *	memory over the interconnect, and pages move between them directly. A GPU joins the
+ *	first group, in load order, whose every member it is linked to: in a chain 0-1, 1-2,
+ *	GPUs 0 and 1 form a group and GPU 2 is alone.
+ */
+struct drm_vgpu_query_links {
+	__u32 links;
+	__u32 group;
 };
 
 /**
@@ -115,10 +134,15 @@ enum drm_vgpu_migrate_target {
  *	(debugfs vgpu<index>/timeslice_max_ms, set at load by the module parameter of the same
  *	name: 5 ms by default, never more than 1000 ms), as it is when the migration is made.
  *	For %DRM_VGPU_MIGRATE_TO_SYSTEM it must be 0 (EINVAL otherwise).
- * @flags: Must be 0 (EINVAL otherwise).
- * @pad: Must be 0 (EINVAL otherwise).
+ * @flags: 0, or %DRM_VGPU_MIGRATE_PAGEMAP_FD (EINVAL for any other bit).
+ * @pagemap_fd: With %DRM_VGPU_MIGRATE_PAGEMAP_FD, for %DRM_VGPU_MIGRATE_TO_DEVICE only: a
+ *	pagemap file descriptor (%DRM_IOCTL_VGPU_DEVMEM_OPEN of this GPU or of another) naming
+ *	the memory to move the range into, instead of this GPU's own. EBADF if it is not an
+ *	open descriptor, EINVAL if it is not a pagemap, ENOLINK if that memory is not in this
+ *	GPU's interconnect group (&drm_vgpu_query_links.group). Without the flag, must be 0
+ *	(EINVAL otherwise).
  *
- * Both ways, EINVAL for a bad @flags, @pad or @target, an unaligned or empty range, or one
+ * Both ways, EINVAL for bad @flags, @pagemap_fd or @target, an unaligned or empty range, or one
  * that wraps around the address space; EFAULT if the calling process has no address space
  * (it is exiting).
  *
@@ -127,12 +151,15 @@ enum drm_vgpu_migrate_target {
  * runs past the end of its mapping, EOPNOTSUPP for shared mappings and for private file
  * mappings where some page is still the file's own (not yet written, so not the process's
  * private copy), ENOMEM if the range is larger than the GPU's memory or the GPU (or the
- * kernel) has no room for it now, EBUSY if not every page could be collected (a page in
- * another GPU's memory, locked or racing), EIO if the copy engine failed (the data then stays
+ * kernel) has no room for it now, EBUSY if not every page could be collected (locked or
+ * racing), EIO if the copy engine failed (the data then stays
  * in system memory). On any error nothing moves. If the GPU's huge-folio policy is on
  * (module parameter and debugfs vgpu<index>/huge_folios, off by default), transparent huge
  * pages move whole, as 2 MiB device pages, where the range covers them and the device memory
- * has a free aligned 2 MiB block; otherwise they move as base pages.
+ * has a free aligned 2 MiB block; otherwise they move as base pages. Pages in the memory of
+ * another GPU of the destination's interconnect group are copied straight from there over
+ * the link (&drm_vgpu_stats.pages_from_peer); pages in the memory of a GPU outside the group
+ * first go back to system memory (that GPU's &drm_vgpu_stats.pages_to_system), then move.
  *
  * To system memory, whatever of the range is in this GPU's memory comes back; the range may
  * span several mappings. A page that cannot be collected just now (locked, racing) stays
@@ -148,8 +175,10 @@ struct drm_vgpu_migrate {
 	__u32 target;
 	__u32 timeslice_ms;
 	__u32 flags;
-	__u32 pad;
+	__s32 pagemap_fd;
 };
+
+#define DRM_VGPU_MIGRATE_PAGEMAP_FD (1u << 0)
 
 /**
  * struct drm_vgpu_stats - Argument of %DRM_IOCTL_VGPU_STATS: this GPU's counters since load.
@@ -159,6 +188,12 @@ struct drm_vgpu_migrate {
  * @bytes_copied: Out: bytes the copy engine moved, both ways.
  * @cpu_faults: Out: CPU faults on this GPU's pages served by migrating them back.
  * @evictions: Out: allocations evicted to system memory.
+ * @pages_to_peer: Out: pages migrated out of this GPU's memory straight into a linked GPU's
+ *	(not counted in @pages_to_system).
+ * @pages_from_peer: Out: of @pages_to_device, those copied straight from a linked GPU's
+ *	memory.
+ * @peer_accesses: Out: pages of a linked GPU's memory this GPU read or wrote in place
+ *	(&drm_vgpu_vm_access), without migrating them.
  * @flags: Must be 0 on input (EINVAL otherwise).
  * @pad: Must be 0 on input (EINVAL otherwise).
  */
@@ -168,6 +203,9 @@ struct drm_vgpu_stats {
 	__u64 bytes_copied;
 	__u64 cpu_faults;
 	__u64 evictions;
+	__u64 pages_to_peer;
+	__u64 pages_from_peer;
+	__u64 peer_accesses;
 	__u32 flags;
 	__u32 pad;
 };
@@ -293,6 +331,22 @@ struct drm_vgpu_vm_access {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_VM_DESTROY, struct drm_vgpu_vm_destroy)
 #define DRM_IOCTL_VGPU_VM_ACCESS \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_VM_ACCESS, struct drm_vgpu_vm_access)
+#define DRM_IOCTL_VGPU_DEVMEM_OPEN \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_DEVMEM_OPEN, struct drm_vgpu_devmem_open)
+
+/**
+ * struct drm_vgpu_devmem_open - Argument of %DRM_IOCTL_VGPU_DEVMEM_OPEN: opens this GPU's
+ * memory as a pagemap file descriptor, which names it to any GPU of this stack
+ * (&drm_vgpu_migrate.pagemap_fd) and can be passed to another process (over a unix socket).
+ * The descriptor keeps the memory's pagemap alive until closed; it is close-on-exec.
+ *
+ * @flags: Must be 0 (EINVAL otherwise).
+ * @fd: Out: the new file descriptor. EMFILE if the process has no free descriptor.
+ */
+struct drm_vgpu_devmem_open {
+	__u32 flags;
+	__s32 fd;
+};
 
 #if defined(__cplusplus)
 }

@@ -4,3 +4,5 @@
 #include "../uapi/vgpu_drm.h"
 /* The HMM selftest interface vgpu also speaks (see dmirror.rs). */
 #include <test_hmm_uapi.h>
+/* vgpu/params.c */
+const char *vgpu_param_links(void);

@@ -11,6 +11,7 @@ use kernel::prelude::*;
 use kernel::sync::atomic::Atomic;
 use kernel::sync::Arc;
 
+use crate::fabric::Fabric;
 use crate::file::VgpuFile;
 use crate::ioctl::declare_vgpu_ioctls;
 use crate::uapi;
@@ -41,6 +42,8 @@ pub(crate) struct GpuData {
     pub(crate) exclusive_delay_ms: Atomic<u32>,
     /// Device memory, shared with the allocations and the pagemap made of it.
     pub(crate) vram: Arc<Vram>,
+    /// The interconnect this GPU is on, shared by every GPU of the load.
+    pub(crate) fabric: Arc<Fabric>,
 }
 
 /// A GEM object; vgpu has no buffer objects of its own yet, the DRM core needs the type.
@@ -89,5 +92,6 @@ impl drm::Driver for VgpuDriver {
         (uapi::DRM_VGPU_VM_CREATE, drm_vgpu_vm_create, RENDER_ALLOW, VgpuFile::vm_create),
         (uapi::DRM_VGPU_VM_DESTROY, drm_vgpu_vm_destroy, RENDER_ALLOW, VgpuFile::vm_destroy),
         (uapi::DRM_VGPU_VM_ACCESS, drm_vgpu_vm_access, RENDER_ALLOW, VgpuFile::vm_access),
+        (uapi::DRM_VGPU_DEVMEM_OPEN, drm_vgpu_devmem_open, RENDER_ALLOW, VgpuFile::devmem_open),
     }
 }

@@ -29,6 +29,8 @@ use kernel::time::Delta;
 use kernel::workqueue::Work;
 use kernel::workqueue::WorkItem;
 
+use crate::vram::peer_of_link;
+
 /// VRAM contents: real memory standing in for the device's.
 ///
 /// # Invariants
@@ -105,6 +107,25 @@ impl Drop for Backing {
     }
 }
 
+/// The memory of the linked peers one copy reads from, by GPU index.
+#[derive(Default)]
+pub(crate) struct Peers {
+    by_index: [Option<Arc<VramPages>>; crate::MAX_DEVICES as usize],
+}
+
+impl Peers {
+    /// Peer `index`'s memory, if looked up.
+    pub(crate) fn get(&self, index: u32) -> Option<&Arc<VramPages>> {
+        self.by_index.get(index as usize)?.as_ref()
+    }
+
+    /// Records peer `index`'s memory.
+    pub(crate) fn set(&mut self, index: u32, pages: Arc<VramPages>) -> Result {
+        *self.by_index.get_mut(index as usize).ok_or(EINVAL)? = Some(pages);
+        Ok(())
+    }
+}
+
 /// Which way a job copies.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CopyDir {
@@ -124,6 +145,7 @@ struct CopyJob {
     runs: KVVec<CopyRun>,
     dir: CopyDir,
     vram: Arc<VramPages>,
+    peers: Peers,
     /// The device the runs' DMA addresses are for.
     dev: ARef<Device>,
     fence: Option<CopyFence>,
@@ -156,10 +178,27 @@ impl VramPages {
     ///
     /// The system memory of `runs` stays mapped for `dev` (the fence of the copy is not
     /// signalled) until this returns.
-    unsafe fn run(&self, dev: &Device, runs: &[CopyRun], dir: CopyDir) -> Result {
+    unsafe fn run(&self, dev: &Device, runs: &[CopyRun], dir: CopyDir, peers: &Peers) -> Result {
         for run in runs {
             let bytes = run.bytes();
             let vram = self.backing.span(self.index(run.device_pfn)?, bytes)?;
+            if let Some(addr) = run.peer {
+                // From a linked peer's memory, over the link: its page is locked by the
+                // migration and mapped nowhere, so it does not change meanwhile.
+                let peer = peer_of_link(addr.proto)
+                    .and_then(|i| peers.get(i))
+                    .ok_or(EIO)?;
+                let index = usize::try_from(addr.addr).map_err(|_| EIO)? / PAGE_SIZE;
+                let src = peer.backing.span(index, bytes)?;
+                if dir != CopyDir::ToVram || core::ptr::eq(peer.as_ref(), self) {
+                    return Err(EINVAL);
+                }
+                // SAFETY: `src` and `vram` are `bytes` of two different GPUs' buffers.
+                unsafe { core::ptr::copy_nonoverlapping(src, vram, bytes) };
+                self.bytes_copied.fetch_add(bytes as u64, Relaxed);
+                cond_resched();
+                continue;
+            }
             let system = run
                 .system
                 .map(|addr| copy::system_ptr(dev, addr, bytes))
@@ -200,7 +239,7 @@ impl WorkItem for CopyJob {
         }
         // SAFETY: By the type invariant the runs' memory stays mapped until the job's fence is
         // signalled, below.
-        let result = unsafe { this.vram.run(&this.dev, &this.runs, this.dir) };
+        let result = unsafe { this.vram.run(&this.dev, &this.runs, this.dir, &this.peers) };
         this.vram.queued.fetch_sub(1, Relaxed);
         if let Some(fence) = this.as_mut().project().fence.take() {
             fence.signal(result);
@@ -227,6 +266,11 @@ impl CopyEngine {
         &self.vram
     }
 
+    /// The VRAM this engine copies to and from, for a peer's engine to read over a link.
+    pub(crate) fn pages(&self) -> &Arc<VramPages> {
+        &self.vram
+    }
+
     /// Copies `runs`, whose system memory is at DMA addresses of `dev`, and signals `fence`
     /// when done: at once if the engine is idle, else as a queued job (returning before it
     /// ran).
@@ -240,6 +284,7 @@ impl CopyEngine {
         dev: &Device,
         runs: &[CopyRun],
         dir: CopyDir,
+        peers: Peers,
         fence: CopyFence,
     ) -> Result {
         // An idle engine copies in the submitter's context: the submitter waits for the copy
@@ -250,7 +295,7 @@ impl CopyEngine {
             let _signalling = Signalling::begin();
             // SAFETY: Per this function's contract, the runs stay mapped until `fence` is
             // signalled, after the copy.
-            let result = unsafe { self.vram.run(dev, runs, dir) };
+            let result = unsafe { self.vram.run(dev, runs, dir, &peers) };
             fence.signal(result);
             return Ok(());
         }
@@ -264,6 +309,7 @@ impl CopyEngine {
                 runs: list,
                 dir,
                 vram: self.vram.clone(),
+                peers,
                 dev: dev.into(),
                 fence: Some(fence),
             }),

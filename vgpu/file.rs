@@ -16,6 +16,7 @@ use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Relaxed;
 use kernel::sync::Arc;
 use kernel::sync::Mutex;
+use kernel::transmute::AsBytes;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
@@ -83,6 +84,22 @@ fn capable_sys_admin() -> bool {
     unsafe { kernel::bindings::capable(kernel::bindings::CAP_SYS_ADMIN as i32) }
 }
 
+/// Writes a query's answer to the buffer it gave, or only its size if it gave none
+/// (`&drm_vgpu_query.size` 0); `EINVAL` if the buffer's size is not the answer's.
+fn answer<T: AsBytes>(req: &mut uapi::drm_vgpu_query, answer: &T) -> Result<u32> {
+    let need = size_of_val(answer) as u32;
+    if req.size == 0 {
+        req.size = need;
+        return Ok(0);
+    }
+    if req.size != need {
+        return Err(EINVAL);
+    }
+    let user = UserSlice::new(UserPtr::from_addr(req.data as usize), need as usize);
+    user.writer().write(answer)?;
+    Ok(0)
+}
+
 impl VgpuFile {
     /// `DRM_IOCTL_VGPU_QUERY`.
     pub(crate) fn query(
@@ -94,27 +111,26 @@ impl VgpuFile {
         if req.extensions != 0 || req.flags != 0 || req.pad != 0 {
             return Err(EINVAL);
         }
-        let answer = match req.query {
-            uapi::drm_vgpu_query_kind_DRM_VGPU_QUERY_DEVICE => uapi::drm_vgpu_query_device {
-                index: dev.index,
-                num_devices: dev.num_devices,
-                vram_size: dev.vram.size(),
-                vram_free: dev.vram.free(),
-                page_size: VRAM_PAGE_SIZE as u64,
-            },
-            _ => return Err(EINVAL),
-        };
-        let need = size_of_val(&answer) as u32;
-        if req.size == 0 {
-            req.size = need;
-            return Ok(0);
+        match req.query {
+            uapi::drm_vgpu_query_kind_DRM_VGPU_QUERY_DEVICE => answer(
+                req,
+                &uapi::drm_vgpu_query_device {
+                    index: dev.index,
+                    num_devices: dev.num_devices,
+                    vram_size: dev.vram.size(),
+                    vram_free: dev.vram.free(),
+                    page_size: VRAM_PAGE_SIZE as u64,
+                },
+            ),
+            uapi::drm_vgpu_query_kind_DRM_VGPU_QUERY_LINKS => answer(
+                req,
+                &uapi::drm_vgpu_query_links {
+                    links: dev.fabric.links_of(dev.index),
+                    group: dev.fabric.group_of(dev.vram.owner()),
+                },
+            ),
+            _ => Err(EINVAL),
         }
-        if req.size != need {
-            return Err(EINVAL);
-        }
-        let user = UserSlice::new(UserPtr::from_addr(req.data as usize), need as usize);
-        user.writer().write(&answer)?;
-        Ok(0)
     }
 
     /// `DRM_IOCTL_VGPU_MIGRATE`.
@@ -124,15 +140,22 @@ impl VgpuFile {
         req: &mut uapi::drm_vgpu_migrate,
         file: &drm::File<VgpuFile>,
     ) -> Result<u32> {
-        if req.flags != 0 || req.pad != 0 {
-            return Err(EINVAL);
-        }
+        let pagemap = match req.flags {
+            0 if req.pagemap_fd == 0 => None,
+            uapi::DRM_VGPU_MIGRATE_PAGEMAP_FD => {
+                let fd = u32::try_from(req.pagemap_fd).map_err(|_| EBADF)?;
+                Some(pagemap_util::fd::import(fd)?)
+            }
+            _ => return Err(EINVAL),
+        };
         let range = user_range(req.start, req.size)?;
         let to_device = match req.target {
             uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_DEVICE => true,
             // A timeslice means nothing on the way back: refused, so that it can mean
             // something one day without old userspace breaking.
-            uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_SYSTEM if req.timeslice_ms == 0 => {
+            uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_SYSTEM
+                if req.timeslice_ms == 0 && pagemap.is_none() =>
+            {
                 false
             }
             _ => return Err(EINVAL),
@@ -145,7 +168,13 @@ impl VgpuFile {
                 timeslice_ms: req.timeslice_ms.min(dev.timeslice_max_ms.load(Relaxed)),
                 folios: vram::folios(dev),
             };
-            pagemap::populate_mm(&file.inner().pagemap, mm, range, &details)?
+            let target = match &pagemap {
+                // Memory outside this GPU's interconnect group is not ours to name.
+                Some(p) if p.region().owner() != dev.vram.owner() => return Err(ENOLINK),
+                Some(p) => p,
+                None => &file.inner().pagemap,
+            };
+            pagemap::populate_mm(target, mm, range, &details)?
         } else {
             let mmap = mm.mmap_read_lock();
             migrate::migrate_to_ram(&mmap, range, dev.vram.owner(), Folios::Huge)?;
@@ -169,6 +198,25 @@ impl VgpuFile {
         req.bytes_copied = dev.vram.bytes_copied();
         req.cpu_faults = stats.cpu_faults.load(Relaxed);
         req.evictions = stats.evictions.load(Relaxed);
+        req.pages_to_peer = stats.pages_to_peer.load(Relaxed);
+        req.pages_from_peer = stats.pages_from_peer.load(Relaxed);
+        req.peer_accesses = dev.vram.peer_accesses();
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_DEVMEM_OPEN`: this GPU's memory as a pagemap file descriptor.
+    pub(crate) fn devmem_open(
+        _dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_devmem_open,
+        file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        req.fd = -1;
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let fd = pagemap_util::fd::export(file.inner().pagemap.clone())?;
+        req.fd = fd as i32;
         Ok(0)
     }
 

@@ -3,7 +3,6 @@
 //! One virtual GPU: a faux device with a DRM device registered on it, and its debugfs knobs.
 
 use drm_pagemap::copy;
-use drm_pagemap::owner::Owner;
 use kernel::debugfs;
 use kernel::device::Bound;
 use kernel::dma::DmaMask;
@@ -22,11 +21,16 @@ use crate::dmirror::DmirrorNode;
 use crate::driver::GpuData;
 use crate::driver::VgpuDevice;
 use crate::driver::VgpuDriver;
+use crate::fabric::Fabric;
+use crate::fabric::Member;
+use crate::fabric::Seat;
 use crate::vram::Vram;
 use crate::TIMESLICE_MAX_MS;
 
 /// A registered virtual GPU; dropping it unregisters the render node, then the device.
 pub(crate) struct Gpu {
+    // Dropped first: peers stop reaching this GPU's memory before it goes.
+    _seat: Seat,
     // Dropped first: the files reach into the device, whose reference they hold.
     _debugfs: Pin<KBox<debugfs::Scope<ARef<VgpuDevice>>>>,
     // Its open files hold the DRM device, not the registration.
@@ -42,6 +46,7 @@ impl Gpu {
     /// `huge_folios`, its debugfs directory and its `/dev/hmm_dmirror<index>` node if
     /// `dmirror`.
     pub(crate) fn new(
+        fabric: &Arc<Fabric>,
         index: u32,
         num_devices: u32,
         vram_size: usize,
@@ -59,18 +64,26 @@ impl Gpu {
         // device: a CPU engine, so any address will do.
         // SAFETY: The device is new: nothing maps for it yet.
         unsafe { copy::set_software_dma_mask(fdev.as_ref(), DmaMask::new::<64>()) }?;
-        // The device's own address is a unique device-private owner cookie for its pages.
-        // SAFETY: The faux device is this GPU's own, and outlives the region and the pagemaps
-        // that use its address (they hold the device, or die with its DRM device's data).
-        let owner = unsafe { Owner::of(fdev) };
+        // The GPU's pages carry its interconnect group's owner: linked peers see them as theirs.
+        let seat = fabric.seat(index)?;
         let engine = CString::try_from_fmt(fmt!("vgpu{index}_copy"))?;
+        let owner = seat.membership().shared_owner().clone();
+        let vram = Arc::pin_init(
+            Vram::new(index, fabric.clone(), vram_size, owner, &engine)?,
+            GFP_KERNEL,
+        )?;
+        let member = Member {
+            dev: fdev.as_ref().into(),
+            vram: vram.clone(),
+        };
         let data = try_pin_init!(GpuData {
             index,
             num_devices,
             timeslice_max_ms: Atomic::new(timeslice_max_ms),
             huge_folios: Atomic::new(u32::from(huge_folios)),
             exclusive_delay_ms: Atomic::new(0),
-            vram: Arc::pin_init(Vram::new(vram_size, owner, &engine)?, GFP_KERNEL)?,
+            vram,
+            fabric: fabric.clone(),
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
         // SAFETY: The registration is stored in `Gpu` and dropped, never forgotten, before the
@@ -87,7 +100,9 @@ impl Gpu {
             debugfs::Scope::dir(this, &name, knobs),
             GFP_KERNEL,
         )?;
+        seat.present(member);
         Ok(Self {
+            _seat: seat,
             _debugfs: debugfs,
             _dmirror: dmirror,
             _drm: reg,

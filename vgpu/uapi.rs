@@ -37,18 +37,21 @@ uapi_layout!(drm_vgpu_query_device, 32, {
     index: u32 = 0, num_devices: u32 = 4, vram_size: u64 = 8, vram_free: u64 = 16,
     page_size: u64 = 24,
 });
+uapi_layout!(drm_vgpu_query_links, 8, { links: u32 = 0, group: u32 = 4 });
 uapi_layout!(drm_vgpu_query, 32, {
     extensions: u64 = 0, query: u32 = 8, size: u32 = 12, flags: u32 = 16, pad: u32 = 20,
     data: u64 = 24,
 });
 uapi_layout!(drm_vgpu_migrate, 32, {
     start: u64 = 0, size: u64 = 8, target: u32 = 16, timeslice_ms: u32 = 20, flags: u32 = 24,
-    pad: u32 = 28,
+    pagemap_fd: i32 = 28,
 });
-uapi_layout!(drm_vgpu_stats, 48, {
+uapi_layout!(drm_vgpu_stats, 72, {
     pages_to_device: u64 = 0, pages_to_system: u64 = 8, bytes_copied: u64 = 16,
-    cpu_faults: u64 = 24, evictions: u64 = 32, flags: u32 = 40, pad: u32 = 44,
+    cpu_faults: u64 = 24, evictions: u64 = 32, pages_to_peer: u64 = 40,
+    pages_from_peer: u64 = 48, peer_accesses: u64 = 56, flags: u32 = 64, pad: u32 = 68,
 });
+uapi_layout!(drm_vgpu_devmem_open, 8, { flags: u32 = 0, fd: i32 = 4 });
 uapi_layout!(drm_vgpu_evict, 8, { flags: u32 = 0, evicted: u32 = 4 });
 uapi_layout!(drm_vgpu_vm_create, 8, { flags: u32 = 0, vm_id: u32 = 4 });
 uapi_layout!(drm_vgpu_vm_destroy, 8, { vm_id: u32 = 0, pad: u32 = 4 });
@@ -66,6 +69,10 @@ unsafe impl AsBytes for drm_vgpu_query_device {}
 // SAFETY: As above.
 unsafe impl FromBytes for drm_vgpu_query_device {}
 // SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_query_links {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_query_links {}
+// SAFETY: As above.
 unsafe impl AsBytes for drm_vgpu_query {}
 // SAFETY: As above.
 unsafe impl FromBytes for drm_vgpu_query {}
@@ -77,6 +84,10 @@ unsafe impl FromBytes for drm_vgpu_migrate {}
 unsafe impl AsBytes for drm_vgpu_stats {}
 // SAFETY: As above.
 unsafe impl FromBytes for drm_vgpu_stats {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_devmem_open {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_devmem_open {}
 // SAFETY: As above.
 unsafe impl AsBytes for drm_vgpu_evict {}
 // SAFETY: As above.

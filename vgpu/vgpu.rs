@@ -8,6 +8,7 @@ use kernel::prelude::*;
 mod dmirror;
 mod driver;
 mod engine;
+mod fabric;
 mod file;
 mod gpu;
 mod ioctl;
@@ -76,12 +77,14 @@ impl kernel::Module for VgpuModule {
             return Err(EINVAL);
         }
         let dmirror = module_parameters::hmm_dmirror.value();
+        let fabric = fabric::Fabric::new(fabric::links_param(), count)?;
         let mut gpus = KVec::with_capacity(count as usize, GFP_KERNEL)?;
         for index in 0..count {
             // On error, the GPUs created so far are unregistered as `gpus` drops.
             let vram_size = vram_mib as usize * (1 << 20);
             gpus.push(
                 gpu::Gpu::new(
+                    &fabric,
                     index,
                     count,
                     vram_size,
@@ -93,6 +96,13 @@ impl kernel::Module for VgpuModule {
             )?;
         }
         pr_info!("{count} virtual GPUs with {vram_mib} MiB of device memory each\n");
+        for index in 0..count {
+            pr_info!(
+                "vgpu{index}: links to {:#x}, interconnect group {:#x}\n",
+                fabric.links_of(index),
+                fabric.group_of_index(index)
+            );
+        }
         Ok(Self { _gpus: gpus })
     }
 }

@@ -92,8 +92,9 @@ pub(crate) struct Access {
 struct PageTable {
     #[pin]
     pt: Mutex<Table>,
-    /// This GPU's device-private owner: the invalidations it raises itself to make a page
-    /// exclusive to it leave its table alone.
+    /// This GPU's own cookie (not its interconnect group's owner, which peers share): the
+    /// invalidations it raises itself to make a page exclusive to it leave its table alone,
+    /// those of a peer do not.
     owner: Owner,
 }
 
@@ -207,9 +208,18 @@ impl PageTable {
     }
 }
 
-/// Where a GPU access goes: the GPU's own memory or a system page.
+/// The cookie a GPU makes pages exclusive to itself with: its DRM device's address, unique to
+/// it, where the owner of its memory is shared with its interconnect group.
+fn exclusive_owner(drm: &VgpuDevice) -> Owner {
+    // SAFETY: The DRM device is this driver's own and outlives every GPU VM using the cookie
+    // (they hold a reference on it); it only names invalidations, never pages.
+    unsafe { Owner::of(drm) }
+}
+
+/// Where a GPU access goes: the GPU's own memory, a linked peer's, or a system page.
 enum Target {
     Vram(usize),
+    Peer(usize),
     System(core::ptr::NonNull<kernel::bindings::page>),
 }
 
@@ -225,7 +235,7 @@ impl GpuVm {
                 mm,
                 0,
                 usize::MAX & !(PAGE_SIZE - 1),
-                PageTable::new(drm.vram.owner()),
+                PageTable::new(exclusive_owner(&drm)),
             ),
             drm,
         })
@@ -293,8 +303,9 @@ impl GpuVm {
         // SAFETY: Per this function's contract: the notifier drops entries under the table's
         // lock before their pages go.
         if unsafe { entry.is_device_private() } {
-            // Another GPU's memory: a fault with our owner never maps that.
-            return Err(EFAULT);
+            // Another GPU's memory: a fault with our owner maps only that of GPUs in our
+            // interconnect group, which we reach in place.
+            return Ok(Target::Peer(entry.pfn()));
         }
         // SAFETY: As above.
         unsafe { entry.page() }.map(Target::System).ok_or(EFAULT)
@@ -469,6 +480,9 @@ impl GpuVm {
         // SAFETY: Per this function's contract.
         match unsafe { self.target(entry) }? {
             Target::Vram(pfn) => self.access_local(pfn, buf, write),
+            // The peer's page stays where it is while the table's lock is held: moving it
+            // invalidates the entry first.
+            Target::Peer(pfn) => self.drm.vram.access_peer(pfn, buf, write),
             Target::System(page) => {
                 // SAFETY: The page is mapped by the process and stays so while the table's
                 // lock is held: the notifier drops the entry under it before unmapping.
@@ -514,7 +528,7 @@ impl GpuVm {
                 }
                 retries += 1;
                 let seq = self.notifier.read_begin();
-                let page = ExclusivePage::new(&mm, addr, Some(self.owner()))?;
+                let page = ExclusivePage::new(&mm, addr, Some(exclusive_owner(&self.drm)))?;
                 let delay = self.drm().exclusive_delay_ms.load(Relaxed);
                 if delay > 0 && retries == 1 {
                     // The test knob's window (on the first try only, so that retries stay
@@ -675,6 +689,7 @@ mod tests {
         }?;
         // SAFETY: As for a GPU (`Gpu::new`): the test's own faux device, which outlives it.
         let owner = unsafe { Owner::of(fdev) };
+        let fabric = crate::fabric::Fabric::new(Some(c"none"), 1)?;
         let data = try_pin_init!(GpuData {
             index: 0,
             num_devices: 1,
@@ -682,9 +697,10 @@ mod tests {
             huge_folios: kernel::sync::atomic::Atomic::new(1),
             exclusive_delay_ms: kernel::sync::atomic::Atomic::new(0),
             vram: kernel::sync::Arc::pin_init(
-                Vram::new(4 << 20, owner, c"vgpu_kunit_copy")?,
+                Vram::new(0, fabric.clone(), 4 << 20, owner, c"vgpu_kunit_copy")?,
                 GFP_KERNEL,
             )?,
+            fabric,
         });
         let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
         // SAFETY: As above: the registration is dropped, never forgotten, before `faux`.

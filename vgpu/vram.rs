@@ -13,6 +13,7 @@ use drm_pagemap::devmem::MigrationStats;
 use drm_pagemap::migrate;
 use drm_pagemap::migrate::migrate_to_devmem;
 use drm_pagemap::owner::Owner;
+use drm_pagemap::owner::RegionOwner;
 use drm_pagemap::pagemap::Folios;
 use drm_pagemap::pagemap::Interconnect;
 use drm_pagemap::pagemap::MigrateDetails;
@@ -48,7 +49,9 @@ use crate::driver::VgpuDriver;
 use crate::engine::Backing;
 use crate::engine::CopyDir;
 use crate::engine::CopyEngine;
+use crate::engine::Peers;
 use crate::engine::VramPages;
+use crate::fabric::Fabric;
 
 /// The GPU's huge-folio policy (module parameter and debugfs `vgpu<N>/huge_folios`).
 pub(crate) fn folios(dev: &VgpuDevice) -> Folios {
@@ -64,6 +67,10 @@ pub(crate) const VRAM_PAGE_SIZE: usize = SZ_4K;
 /// The device memory of one virtual GPU.
 #[pin_data]
 pub(crate) struct Vram {
+    /// The GPU's index on its fabric.
+    index: u32,
+    /// The interconnect: the linked peers whose memory this GPU reaches.
+    fabric: Arc<Fabric>,
     region: Arc<DevicePrivateRegion>,
     allocator: GpuBuddy,
     engine: CopyEngine,
@@ -75,6 +82,8 @@ pub(crate) struct Vram {
     /// with `EIO`.
     pub(crate) fail_copies: Atomic<u32>,
     next_id: Atomic<u64>,
+    /// Pages of linked peers' memory the GPU read or wrote in place.
+    peer_accesses: Atomic<u64>,
     /// Allocations holding data, until their release op: what eviction evicts.
     #[pin]
     allocations: Mutex<KVec<(u64, Arc<Devmem>)>>,
@@ -96,8 +105,10 @@ fn inject(counter: &Atomic<u32>) -> bool {
 impl Vram {
     /// Creates `size` bytes of device memory whose pages carry the device-private `owner`.
     pub(crate) fn new(
+        index: u32,
+        fabric: Arc<Fabric>,
         size: usize,
-        owner: Owner,
+        owner: impl Into<RegionOwner>,
         engine_name: &CStr,
     ) -> Result<impl PinInit<Self, Error>> {
         let region = Arc::pin_init(DevicePrivateRegion::new(size, c"vgpu", owner), GFP_KERNEL)?;
@@ -113,6 +124,8 @@ impl Vram {
         )?;
         let engine = CopyEngine::new(engine_name, pages)?;
         Ok(try_pin_init!(Self {
+            index,
+            fabric,
             region,
             allocator: GpuBuddy::new(GpuBuddyParams {
                 base_offset: 0,
@@ -124,6 +137,7 @@ impl Vram {
             fail_allocs: Atomic::new(0),
             fail_copies: Atomic::new(0),
             next_id: Atomic::new(0),
+            peer_accesses: Atomic::new(0),
             allocations <- kernel::new_mutex!(KVec::new(), "Vram::allocations"),
             pagemaps: PagemapCache::new()?,
         }))
@@ -148,6 +162,32 @@ impl Vram {
     /// The copy engine's race widener (debugfs `vgpu<N>/copy_delay_ms`).
     pub(crate) fn copy_delay_ms(&self) -> &Atomic<u32> {
         &self.engine.vram().copy_delay_ms
+    }
+
+    /// Pages of linked peers' memory the GPU read or wrote in place.
+    pub(crate) fn peer_accesses(&self) -> u64 {
+        self.peer_accesses.load(Relaxed)
+    }
+
+    /// The GPU reading (or with `write`, writing) page `pfn` of a linked peer's memory in
+    /// place, over the link: `EFAULT` if no present, linked GPU has that page.
+    pub(crate) fn access_peer(&self, pfn: usize, buf: &mut [u8; PAGE_SIZE], write: bool) -> Result {
+        let (index, peer) = self.fabric.member_of_pfn(pfn).ok_or(EFAULT)?;
+        if !self.fabric.linked(self.index, index) || index == self.index {
+            return Err(EFAULT);
+        }
+        let addr = ((pfn - peer.vram.region.pfn_first()) * PAGE_SIZE) as u64;
+        match write {
+            true => peer.vram.write_at(addr, buf)?,
+            false => peer.vram.read_at(addr, buf)?,
+        }
+        self.peer_accesses.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Whether `pfn` is a page of this GPU's memory.
+    pub(crate) fn contains_pfn(&self, pfn: usize) -> bool {
+        self.region.contains_pfn(pfn)
     }
 
     /// Bytes the copy engine moved.
@@ -260,14 +300,29 @@ struct VramPagemap {
 /// The interconnect of a GPU's own memory: addresses are VRAM offsets.
 pub(crate) const LOCAL_VRAM: Interconnect = Interconnect::Driver(0);
 
+/// The interconnect by which a linked peer reaches GPU `index`'s memory: addresses are VRAM
+/// offsets in that GPU.
+pub(crate) fn peer_link(index: u32) -> Interconnect {
+    Interconnect::Driver(index + 1)
+}
+
+/// The GPU whose memory an address of interconnect `proto` lies in, if `proto` is a peer
+/// link.
+pub(crate) fn peer_of_link(proto: Interconnect) -> Option<u32> {
+    match proto {
+        Interconnect::Driver(link) if link >= 1 => Some(link - 1),
+        _ => None,
+    }
+}
+
 // SAFETY: The type is private to this module, whose module `module` returns.
 unsafe impl PagemapOps for VramPagemap {
     fn module(&self) -> &'static ThisModule {
         kernel::module::this_module::<crate::LocalModule>()
     }
 
-    // The GPU itself reaches its memory by VRAM offset. No peer link exists yet: another
-    // device gets `EOPNOTSUPP` and goes through system memory.
+    // The GPU itself reaches its memory by VRAM offset, a linked peer by the same offset on
+    // the link named after this GPU; any other device gets `EOPNOTSUPP`.
     fn device_map(
         &self,
         pagemap: &Pagemap,
@@ -276,9 +331,15 @@ unsafe impl PagemapOps for VramPagemap {
         order: u32,
         dir: DataDirection,
     ) -> Result<PagemapAddr> {
-        if !core::ptr::eq(dev, pagemap.device()) {
-            return Err(EOPNOTSUPP);
-        }
+        let vram = &self.vram;
+        let proto = if core::ptr::eq(dev, pagemap.device()) {
+            LOCAL_VRAM
+        } else {
+            match vram.fabric.member_of(dev) {
+                Some((peer, _)) if vram.fabric.linked(vram.index, peer) => peer_link(vram.index),
+                _ => return Err(EOPNOTSUPP),
+            }
+        };
         let region = pagemap.region();
         let pages = 1usize.checked_shl(order).ok_or(EINVAL)?;
         if !region.contains_pfn(pfn) || !region.contains_pfn(pfn + pages - 1) {
@@ -286,7 +347,7 @@ unsafe impl PagemapOps for VramPagemap {
         }
         Ok(PagemapAddr {
             addr: ((pfn - region.pfn_first()) * PAGE_SIZE) as u64,
-            proto: LOCAL_VRAM,
+            proto,
             order,
             dir,
         })
@@ -304,9 +365,32 @@ unsafe impl PagemapOps for VramPagemap {
         if range.size() as u64 > vram.size() {
             return Err(ENOMEM);
         }
-        migrate_to_devmem(pagemap, mmap, range, details, |npages| {
-            self.allocate(pagemap, mm, range, npages, details)
-        })?;
+        let place = || {
+            migrate_to_devmem(pagemap, mmap, range, details, |npages| {
+                self.allocate(pagemap, mm, range, npages, details)
+            })
+        };
+        match place() {
+            Err(e) if e == EBUSY => {
+                // Pages in the memory of a GPU outside our interconnect group cannot be
+                // collected with our owner: they go back to system memory through that GPU's
+                // own migration, then move once more, as a driver's C path evicts and retries.
+                let mut bounced = 0;
+                for (_, peer) in vram.fabric.members()?.iter() {
+                    if peer.vram.owner() != vram.owner() {
+                        bounced +=
+                            migrate::migrate_to_ram(mmap, range, peer.vram.owner(), Folios::Huge)?;
+                    }
+                }
+                if bounced == 0 {
+                    return Err(EBUSY);
+                }
+                place()?;
+            }
+            r => {
+                r?;
+            }
+        }
         Ok(())
     }
 }
@@ -376,8 +460,18 @@ impl VramAllocation {
         if inject(&vram.fail_copies) {
             return Err(EIO);
         }
+        // The memory of the peers the runs read from, looked up once per call (not on the
+        // engine's path to signalling).
+        let mut peers = Peers::default();
+        for run in runs.iter().filter_map(|r| r.peer) {
+            let index = peer_of_link(run.proto).ok_or(EINVAL)?;
+            if peers.get(index).is_none() {
+                let member = vram.fabric.member(index).ok_or(ENODEV)?;
+                peers.set(index, member.vram.engine.pages().clone())?;
+            }
+        }
         // SAFETY: Per this function's contract (`dev` is our pagemap's device).
-        unsafe { vram.engine.copy(&self.dev, runs, dir, fence) }
+        unsafe { vram.engine.copy(&self.dev, runs, dir, peers, fence) }
     }
 }
 
@@ -436,7 +530,8 @@ mod tests {
     fn vram(name: &'static CStr) -> Result<Arc<Vram>> {
         // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
         let owner = unsafe { Owner::of(&OWNER) };
-        Arc::pin_init(Vram::new(SIZE, owner, name)?, GFP_KERNEL)
+        let fabric = Fabric::new(Some(c"none"), 1)?;
+        Arc::pin_init(Vram::new(0, fabric, SIZE, owner, name)?, GFP_KERNEL)
     }
 
     /// The pfns of `pages` pages of a fresh allocation of `vram`, and the allocation.

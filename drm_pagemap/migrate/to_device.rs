@@ -13,8 +13,15 @@ use super::*;
 /// The allocation `alloc` returns is accepted: its [`DevmemOps::release`] runs exactly once,
 /// when no page refers to it any more, also when the migration then fails.
 ///
-/// If any page cannot be collected (pinned, locked, in another device's memory, racing),
-/// nothing moves and the result is `EBUSY`. Refuses unaligned or empty ranges (`EINVAL`),
+/// Pages in a peer's memory (a pagemap of this crate sharing `pagemap`'s owner: a device on
+/// the same interconnect) are copied straight from there, through the peer's
+/// [`PagemapOps::device_map`] of them for `pagemap`'s device, each folio once; they count as
+/// [`Direction::ToPeer`] in the peer's statistics and in `pages_from_peer` here.
+///
+/// If any page cannot be collected (pinned, locked, in the memory of a device with another
+/// owner, racing), nothing moves and the result is `EBUSY`.
+///
+/// [`PagemapOps::device_map`]: crate::pagemap::PagemapOps::device_map Refuses unaligned or empty ranges (`EINVAL`),
 /// ranges larger than the pagemap's memory (`ENOMEM`), addresses with no mapping (`ENOENT`),
 /// ranges crossing the end of their mapping (`EINVAL`), shared mappings, and pages of private
 /// file mappings that are still the file's own pages rather than the process's private copies
@@ -73,7 +80,8 @@ pub fn migrate_to_devmem(
         region.owner(),
         select,
         None,
-        None,
+        // Peer pages that moved count in their allocations' statistics.
+        Some(Direction::ToPeer),
         &mut pfns,
         |pfns| placement.place(pfns, start, end, zdd, alloc),
     );
@@ -81,7 +89,7 @@ pub fn migrate_to_devmem(
         devmem.set_populated();
     }
     let (placed, moved) = result?;
-    let (devmem, wanted) = match placed? {
+    let (devmem, wanted, from_peer) = match placed? {
         Some(placed) => placed,
         None => return Ok(0),
     };
@@ -90,6 +98,10 @@ pub fn migrate_to_devmem(
         // Some page changed under us between setup and now; what moved has its data.
         return Err(EBUSY);
     }
+    devmem
+        .stats()
+        .pages_from_peer
+        .fetch_add(from_peer as u64, kernel::sync::atomic::Relaxed);
     Ok(moved)
 }
 
@@ -106,7 +118,8 @@ struct Placement<'a> {
 
 impl Placement<'_> {
     /// Sets up `pfns.dst` with device pages of an allocation from `alloc` and copies the data
-    /// there. Returns the allocation and how many pages are to move, or `None` if every page
+    /// there. Returns the allocation, how many pages are to move and how many of those come
+    /// from a peer's memory, or `None` if every page
     /// already is in the pagemap's memory; on error no destination page is set up any more
     /// (the caller abandons them).
     ///
@@ -120,13 +133,14 @@ impl Placement<'_> {
         end: usize,
         zdd: kernel::sync::UniqueArc<core::mem::MaybeUninit<Zdd>>,
         alloc: impl FnOnce(usize) -> Result<Arc<Devmem>>,
-    ) -> Result<Option<(Arc<Devmem>, usize)>> {
+    ) -> Result<Option<(Arc<Devmem>, usize, usize)>> {
         let region = self.pagemap.region();
         // At most the region's pages (`migrate_to_devmem` refuses more): the walks below are
         // bounded whatever range a caller passes.
         let npages = pfns.len();
         // Pages already in this pagemap stay; everything else moves, or nothing does.
         let mut moving = 0;
+        let mut from_peer = 0;
         let mut i = 0;
         while i < npages {
             let s = pfns.src()[i];
@@ -136,8 +150,13 @@ impl Placement<'_> {
             }
             match pfns.kind(i, Some(region)) {
                 Kind::Own => {}
-                // Another device's memory (sharing our owner): not movable from here yet.
-                Kind::Ours | Kind::Foreign => return Err(EBUSY),
+                // A peer's memory (sharing our owner): copied over the interconnect.
+                Kind::Ours => {
+                    moving += span(s);
+                    from_peer += span(s);
+                }
+                // Another driver's memory that shares our owner: we cannot read it.
+                Kind::Foreign => return Err(EBUSY),
                 Kind::System => {
                     if self.file_backed && !pfns.is_anon(i) {
                         // The file's own pages (or a hole): the core would refuse to move
@@ -187,6 +206,24 @@ impl Placement<'_> {
             for f in 0..folios {
                 pfns.set_device_dst(i + f, &mut pages, next + f, &zdd, huge, s & WRITE != 0)?;
             }
+            if pfns.kind(i, Some(region)) == Kind::Ours {
+                // A peer's folio: read over the interconnect, whole if it moves whole.
+                // A peer that cannot map its page for us has no link to us: not movable.
+                let busy = |e: Error| if e == EOPNOTSUPP { EBUSY } else { e };
+                if huge {
+                    let addr = pfns.map_peer(i, None, dev).map_err(busy)?;
+                    pfns.add_peer_run(self.copies, first, addr)?;
+                } else {
+                    for k in 0..n {
+                        let device_pfn = pages.pfn(next + k).ok_or(EINVAL)?;
+                        let addr = pfns.map_peer(i, Some(k), dev).map_err(busy)?;
+                        pfns.add_peer_run(self.copies, device_pfn, addr)?;
+                    }
+                }
+                next += n;
+                i += n;
+                continue;
+            }
             // The source folio mapped whole for the device: one address for its `n` pages
             // (none for a hole: zeroes); page by page where the device cannot map it whole.
             let hole = pfns.src_is_hole(i);
@@ -216,6 +253,6 @@ impl Placement<'_> {
         // The timeslice starts once the data is there, before the pages become visible to
         // CPU faults (`migrate_vma_pages` comes next).
         devmem.start_timeslice(self.details.timeslice_ms);
-        Ok(Some((devmem, moving)))
+        Ok(Some((devmem, moving, from_peer)))
     }
 }

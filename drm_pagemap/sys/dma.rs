@@ -13,6 +13,8 @@ use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 
 use crate::ffi;
+use crate::pagemap::Pagemap;
+use crate::pagemap::PagemapAddr;
 
 /// The C device behind `dev` (`Device::as_raw` is private to the kernel crate).
 fn raw(dev: &Device) -> *mut ffi::device {
@@ -30,6 +32,8 @@ fn raw(dev: &Device) -> *mut ffi::device {
 pub(crate) struct DmaMappings {
     dev: Option<ARef<Device>>,
     maps: KVVec<(DmaAddress, usize, DataDirection)>,
+    /// Pages of peers' pagemaps mapped for `dev` by their pagemaps' `device_map`.
+    peers: KVVec<(ARef<Pagemap>, PagemapAddr)>,
     /// Bumped by every [`DmaMappings::unmap_all`]: addresses of an older generation are dead.
     generation: u64,
 }
@@ -40,6 +44,7 @@ impl DmaMappings {
         Ok(Self {
             dev: None,
             maps: KVVec::with_capacity(capacity, GFP_KERNEL)?,
+            peers: KVVec::new(),
             generation: 0,
         })
     }
@@ -93,6 +98,53 @@ impl DmaMappings {
         Ok(addr)
     }
 
+    /// Maps the `PAGE_SIZE << order` bytes at device page `pfn` of `pagemap`, a peer's, for
+    /// `dev` through the peer's [`PagemapOps::device_map`]: the address `dev` reads them at
+    /// over the interconnect. `EINVAL` for a second device, or an answer of another order.
+    ///
+    /// [`PagemapOps::device_map`]: crate::pagemap::PagemapOps::device_map
+    pub(crate) fn map_peer(
+        &mut self,
+        dev: &Device,
+        pagemap: &Pagemap,
+        pfn: usize,
+        order: u32,
+    ) -> Result<PagemapAddr> {
+        match &self.dev {
+            Some(d) if !core::ptr::eq(raw(d), raw(dev)) => return Err(EINVAL),
+            _ => {}
+        }
+        self.peers.reserve(1, GFP_KERNEL)?;
+        let ops = pagemap.ops();
+        let addr = ops.device_map(pagemap, dev, pfn, order, DataDirection::ToDevice)?;
+        if addr.order != order {
+            ops.device_unmap(pagemap, dev, addr);
+            return Err(EINVAL);
+        }
+        if self.dev.is_none() {
+            self.dev = Some(dev.into());
+        }
+        // Room reserved above.
+        if let Err(e) = self.peers.push_within_capacity((pagemap.into(), addr)) {
+            ops.device_unmap(pagemap, dev, e.0 .1);
+            return Err(ENOMEM);
+        }
+        Ok(addr)
+    }
+
+    /// Whether `addr` lies inside one live peer mapping (searched from the latest).
+    pub(crate) fn covers_peer(&self, addr: &PagemapAddr) -> bool {
+        let bytes = (PAGE_SIZE as u64) << addr.order;
+        let Some(end) = addr.addr.checked_add(bytes) else {
+            return false;
+        };
+        self.peers.iter().rev().any(|(_, m)| {
+            m.proto == addr.proto
+                && m.addr <= addr.addr
+                && end <= m.addr.saturating_add((PAGE_SIZE as u64) << m.order)
+        })
+    }
+
     /// Undoes every mapping: the device must not access them any more.
     pub(crate) fn unmap_all(&mut self) {
         if let Some(dev) = &self.dev {
@@ -100,8 +152,12 @@ impl DmaMappings {
                 // SAFETY: By the type invariant, a live mapping of `dev`.
                 unsafe { ffi::svm_dma_unmap_page(raw(dev), addr, size, dir.into()) };
             }
+            for (pagemap, addr) in self.peers.iter() {
+                pagemap.ops().device_unmap(pagemap, dev, *addr);
+            }
         }
         self.maps.clear();
+        self.peers.clear();
         self.dev = None;
         self.generation = self.generation.wrapping_add(1);
     }

@@ -30,6 +30,7 @@ use crate::devmem::Direction;
 use crate::devmem::Zdd;
 use crate::ffi;
 use crate::owner::Owner;
+use crate::pagemap::PagemapAddr;
 use crate::range::PageRange;
 use crate::sys::dma::DmaMappings;
 use crate::sys::fault::VmFault;
@@ -489,6 +490,7 @@ impl Pfns<'_> {
         let run = CopyRun {
             device_pfn,
             system,
+            peer: None,
             order,
         };
         let maps = &self.arrays.maps;
@@ -498,6 +500,49 @@ impl Pfns<'_> {
         {
             return Err(EINVAL);
         }
+        runs.push(run, maps.generation())
+    }
+
+    /// Maps source `i`, a page of a peer's pagemap (its allocation is [`Pfns::devmem_of`]), for
+    /// `dev` through the peer's pagemap: its whole folio, or only page `k` of it. The guard
+    /// undoes the mapping with the DMA mappings.
+    pub(crate) fn map_peer(
+        &mut self,
+        i: usize,
+        part: Option<usize>,
+        dev: &Device,
+    ) -> Result<PagemapAddr> {
+        let peer = self.devmem_of(i).ok_or(EINVAL)?;
+        let entry = self.entry(Side::Src, i)?;
+        let head = self.src_pfn(i);
+        let (pfn, order) = match part {
+            None if entry & COMPOUND != 0 => (head, huge_order()),
+            None => (head, 0),
+            Some(k) if k < span_of(entry) => (head + k, 0),
+            Some(_) => return Err(EINVAL),
+        };
+        self.arrays.maps.map_peer(dev, peer.pagemap(), pfn, order)
+    }
+
+    /// Adds a run of `1 << addr.order` pages into device page `device_pfn` from a peer's
+    /// memory at `addr`, which must lie inside a live peer mapping of this operation
+    /// ([`Pfns::map_peer`]); `EINVAL` otherwise.
+    pub(crate) fn add_peer_run(
+        &self,
+        runs: &mut CopyRuns,
+        device_pfn: usize,
+        addr: PagemapAddr,
+    ) -> Result {
+        let maps = &self.arrays.maps;
+        if !maps.covers_peer(&addr) {
+            return Err(EINVAL);
+        }
+        let run = CopyRun {
+            device_pfn,
+            system: None,
+            peer: Some(addr),
+            order: addr.order,
+        };
         runs.push(run, maps.generation())
     }
 

@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vgpu_multi: several GPUs on an interconnect, modelled on Xe's IGT xe_multigpu_svm. Needs
+ * vgpu loaded with num_devices=4 links=0-1,2-3: GPUs 0 and 1 form one interconnect group,
+ * 2 and 3 another. Checked: the groups (QUERY_LINKS), pagemap file descriptors
+ * (DEVMEM_OPEN, MIGRATE to a pagemap fd, refusals, one used by another process that took it
+ * from this one's table), device-to-device migration straight over the link inside a group and
+ * through system memory across groups (the statistics tell which), a GPU reading and
+ * writing a linked GPU's memory in place, two GPUs writing disjoint halves of one buffer,
+ * and two GPUs pulling the same range to themselves in a loop while CPU threads read it.
+ * Every byte is checked.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+
+#include "vgpu_util.h"
+#include "igt.h"
+
+#define NGPU 4
+
+static int gpu[NGPU] = { -1, -1, -1, -1 };
+
+static void open_all(void)
+{
+	char path[64];
+	int cursor = 0, f;
+
+	while ((f = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
+		int i = gpu_index(f);
+
+		if (i >= 0 && i < NGPU && gpu[i] < 0)
+			gpu[i] = f;
+		else
+			close(f);
+	}
+}
+
+static int query_links(int f, struct drm_vgpu_query_links *l)
+{
+	struct drm_vgpu_query q = {
+		.query = DRM_VGPU_QUERY_LINKS, .size = sizeof(*l), .data = (uintptr_t)l,
+	};
+
+	return ioctl(f, DRM_IOCTL_VGPU_QUERY, &q);
+}
+
+static int devmem_open(int f)
+{
+	struct drm_vgpu_devmem_open o = { 0 };
+
+	if (ioctl(f, DRM_IOCTL_VGPU_DEVMEM_OPEN, &o))
+		return -1;
+	return o.fd;
+}
+
+/* Migrates [p, p + size) through GPU `f` into the memory pagemap fd `pfd` names. */
+static int migrate_to_pagemap(int f, void *p, size_t size, int pfd)
+{
+	struct drm_vgpu_migrate m = {
+		.start = (uintptr_t)p, .size = size, .target = DRM_VGPU_MIGRATE_TO_DEVICE,
+		.flags = DRM_VGPU_MIGRATE_PAGEMAP_FD, .pagemap_fd = pfd,
+	};
+
+	return ioctl(f, DRM_IOCTL_VGPU_MIGRATE, &m);
+}
+
+static int vm_create(int f)
+{
+	struct drm_vgpu_vm_create c = { 0 };
+
+	if (ioctl(f, DRM_IOCTL_VGPU_VM_CREATE, &c))
+		return -1;
+	return (int)c.vm_id;
+}
+
+static int vm_access(int f, int id, uint32_t op, void *start, size_t size, void *data)
+{
+	struct drm_vgpu_vm_access a = {
+		.vm_id = (uint32_t)id, .op = op, .start = (uintptr_t)start, .size = size,
+		.data = (uintptr_t)data,
+	};
+
+	return ioctl(f, DRM_IOCTL_VGPU_VM_ACCESS, &a);
+}
+
+static enum igt_result need_four(void)
+{
+	open_all();
+	for (int i = 0; i < NGPU; i++)
+		if (gpu[i] < 0)
+			igt_skip("needs 4 GPUs (num_devices=4 links=0-1,2-3)");
+	return IGT_PASS;
+}
+
+#define NEED_FOUR()                                             \
+	do {                                                    \
+		enum igt_result _r = need_four();               \
+		if (_r != IGT_PASS)                             \
+			return _r;                              \
+	} while (0)
+
+static enum igt_result links_islands(void)
+{
+	static const uint32_t links[NGPU] = { 0x2, 0x1, 0x8, 0x4 };
+	static const uint32_t groups[NGPU] = { 0x3, 0x3, 0xc, 0xc };
+	struct drm_vgpu_query_links l;
+	struct drm_vgpu_query q = { .query = DRM_VGPU_QUERY_LINKS };
+
+	NEED_FOUR();
+	for (int i = 0; i < NGPU; i++) {
+		igt_assert_eq(query_links(gpu[i], &l), 0);
+		igt_assert_eq(l.links, links[i]);
+		igt_assert_eq(l.group, groups[i]);
+	}
+	/* The size probe, and a wrong size. */
+	igt_assert_eq(ioctl(gpu[0], DRM_IOCTL_VGPU_QUERY, &q), 0);
+	igt_assert_eq(q.size, sizeof(l));
+	q.size = 4;
+	q.data = (uintptr_t)&l;
+	igt_assert_errno(ioctl(gpu[0], DRM_IOCTL_VGPU_QUERY, &q), EINVAL);
+	return IGT_PASS;
+}
+
+static enum igt_result devmem_open_fd(void)
+{
+	struct drm_vgpu_devmem_open bad = { .flags = 1 };
+	int pfd;
+
+	NEED_FOUR();
+	igt_assert_errno(ioctl(gpu[0], DRM_IOCTL_VGPU_DEVMEM_OPEN, &bad), EINVAL);
+	pfd = devmem_open(gpu[0]);
+	igt_assert(pfd >= 0);
+	igt_assert(fcntl(pfd, F_GETFD) & FD_CLOEXEC);
+	/* Not readable or writable as a file, not an ioctl target. */
+	{
+		char c;
+
+		igt_assert(read(pfd, &c, 1) < 0);
+	}
+	igt_assert_eq(close(pfd), 0);
+	return IGT_PASS;
+}
+
+static enum igt_result pagemap_fd_refusals(void)
+{
+	size_t size = 16 * PAGE;
+	uint8_t *p = map_anon(size);
+	struct drm_vgpu_migrate m = {
+		.start = (uintptr_t)p, .size = size, .target = DRM_VGPU_MIGRATE_TO_DEVICE,
+	};
+	int pfd0, pfd2;
+
+	NEED_FOUR();
+	igt_assert(p);
+	fill(p, size, 1);
+	pfd0 = devmem_open(gpu[0]);
+	pfd2 = devmem_open(gpu[2]);
+	igt_assert(pfd0 >= 0 && pfd2 >= 0);
+	igt_assert_errno(migrate_to_pagemap(gpu[0], p, size, -1), EBADF);
+	igt_assert_errno(migrate_to_pagemap(gpu[0], p, size, 100000), EBADF);
+	/* A render node is not a pagemap. */
+	igt_assert_errno(migrate_to_pagemap(gpu[0], p, size, gpu[1]), EINVAL);
+	/* GPU 2 is not in GPU 0's group. */
+	igt_assert_errno(migrate_to_pagemap(gpu[0], p, size, pfd2), ENOLINK);
+	/* A descriptor without the flag, the flag to system memory, an unknown flag. */
+	m.pagemap_fd = pfd0;
+	igt_assert_errno(ioctl(gpu[0], DRM_IOCTL_VGPU_MIGRATE, &m), EINVAL);
+	m.flags = DRM_VGPU_MIGRATE_PAGEMAP_FD;
+	m.target = DRM_VGPU_MIGRATE_TO_SYSTEM;
+	igt_assert_errno(ioctl(gpu[0], DRM_IOCTL_VGPU_MIGRATE, &m), EINVAL);
+	m.flags = 2;
+	m.target = DRM_VGPU_MIGRATE_TO_DEVICE;
+	igt_assert_errno(ioctl(gpu[0], DRM_IOCTL_VGPU_MIGRATE, &m), EINVAL);
+	/* Own memory by fd works like no fd. */
+	igt_assert_eq(migrate_to_pagemap(gpu[0], p, size, pfd0), 0);
+	igt_assert_eq(check(p, size, 1), -1);
+	close(pfd0);
+	close(pfd2);
+	return IGT_PASS;
+}
+
+/* RAM -> GPU0 -> GPU1 (straight over the link) -> RAM. */
+static enum igt_result direct_linked(void)
+{
+	size_t size = 4 * MIB, n = size / PAGE;
+	uint8_t *p = map_anon(size);
+	struct drm_vgpu_stats a0, a1, b0, b1;
+	int pfd1;
+
+	NEED_FOUR();
+	igt_assert(p);
+	fill(p, size, 2);
+	igt_assert_eq(migrate(gpu[0], p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	pfd1 = devmem_open(gpu[1]);
+	igt_assert(pfd1 >= 0);
+	a0 = stats(gpu[0]);
+	a1 = stats(gpu[1]);
+	/* Through GPU 0's node, into GPU 1's memory. */
+	igt_assert_eq(migrate_to_pagemap(gpu[0], p, size, pfd1), 0);
+	b0 = stats(gpu[0]);
+	b1 = stats(gpu[1]);
+	igt_assert_eq(b0.pages_to_peer - a0.pages_to_peer, n);
+	igt_assert_eq(b0.pages_to_system - a0.pages_to_system, 0);
+	igt_assert_eq(b1.pages_to_device - a1.pages_to_device, n);
+	igt_assert_eq(b1.pages_from_peer - a1.pages_from_peer, n);
+	/* Back from GPU 1 by its own node... */
+	igt_assert_eq(migrate(gpu[1], p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(stats(gpu[1]).pages_to_device, b1.pages_to_device);
+	/* ...and to RAM, through CPU faults. */
+	igt_assert_eq(check(p, size, 2), -1);
+	igt_assert_eq(stats(gpu[1]).pages_to_system - b1.pages_to_system, n);
+	close(pfd1);
+	return IGT_PASS;
+}
+
+/* RAM -> GPU0 -> GPU2 (no link: through system memory) -> RAM. */
+static enum igt_result bounce_unlinked(void)
+{
+	size_t size = 4 * MIB, n = size / PAGE;
+	uint8_t *p = map_anon(size);
+	struct drm_vgpu_stats a0, a2, b0, b2;
+
+	NEED_FOUR();
+	igt_assert(p);
+	fill(p, size, 3);
+	igt_assert_eq(migrate(gpu[0], p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	a0 = stats(gpu[0]);
+	a2 = stats(gpu[2]);
+	igt_assert_eq(migrate(gpu[2], p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	b0 = stats(gpu[0]);
+	b2 = stats(gpu[2]);
+	igt_assert_eq(b0.pages_to_system - a0.pages_to_system, n);
+	igt_assert_eq(b0.pages_to_peer - a0.pages_to_peer, 0);
+	igt_assert_eq(b2.pages_to_device - a2.pages_to_device, n);
+	igt_assert_eq(b2.pages_from_peer - a2.pages_from_peer, 0);
+	igt_assert_eq(check(p, size, 3), -1);
+	igt_assert_eq(stats(gpu[2]).pages_to_system - b2.pages_to_system, n);
+	return IGT_PASS;
+}
+
+/* GPU1 reads and writes data resident on GPU0 in place; GPU2 (no link) migrates it home. */
+static enum igt_result peer_access_in_place(void)
+{
+	size_t size = 2 * MIB, n = size / PAGE;
+	uint8_t *p = map_anon(size), *buf = malloc(size);
+	struct drm_vgpu_stats a0, a1, b0, b1;
+	int vm1;
+
+	NEED_FOUR();
+	igt_assert(p && buf);
+	fill(p, size, 4);
+	igt_assert_eq(migrate(gpu[0], p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	vm1 = vm_create(gpu[1]);
+	igt_assert(vm1 > 0);
+	a0 = stats(gpu[0]);
+	a1 = stats(gpu[1]);
+	memset(buf, 0, size);
+	igt_assert_eq(vm_access(gpu[1], vm1, DRM_VGPU_VM_READ, p, size, buf), 0);
+	igt_assert_eq(check(buf, size, 4), -1);
+	fill(buf, size, 5);
+	igt_assert_eq(vm_access(gpu[1], vm1, DRM_VGPU_VM_WRITE, p, size, buf), 0);
+	b0 = stats(gpu[0]);
+	b1 = stats(gpu[1]);
+	/* Nothing moved: GPU 1 went over the link. */
+	igt_assert_eq(b0.pages_to_system - a0.pages_to_system, 0);
+	igt_assert_eq(b0.pages_to_peer - a0.pages_to_peer, 0);
+	igt_assert_eq(b1.pages_to_device - a1.pages_to_device, 0);
+	igt_assert_eq(b1.peer_accesses - a1.peer_accesses, 2 * n);
+	/* The CPU sees GPU 1's writes (faulting the pages back from GPU 0). */
+	igt_assert_eq(check(p, size, 5), -1);
+	igt_assert_eq(stats(gpu[0]).pages_to_system - b0.pages_to_system, n);
+	free(buf);
+	return IGT_PASS;
+}
+
+/* GPU0 and GPU1 write disjoint halves of one buffer; the CPU reads both. */
+static enum igt_result disjoint_halves(void)
+{
+	size_t size = 4 * MIB, half = size / 2;
+	uint8_t *p = map_anon(size), *buf = malloc(size);
+	int vm0, vm1;
+
+	NEED_FOUR();
+	igt_assert(p && buf);
+	memset(p, 0xaa, size);
+	igt_assert_eq(migrate(gpu[0], p, half, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(migrate(gpu[1], p + half, half, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	vm0 = vm_create(gpu[0]);
+	vm1 = vm_create(gpu[1]);
+	igt_assert(vm0 > 0 && vm1 > 0);
+	/* Each writes the half in the other's memory, in place over the link. */
+	fill(buf, size, 6);
+	igt_assert_eq(vm_access(gpu[0], vm0, DRM_VGPU_VM_WRITE, p + half, half, buf + half), 0);
+	igt_assert_eq(vm_access(gpu[1], vm1, DRM_VGPU_VM_WRITE, p, half, buf), 0);
+	igt_assert_eq(check(p, size, 6), -1);
+	free(buf);
+	return IGT_PASS;
+}
+
+/*
+ * A pagemap fd taken by another process from this one's table (pidfd_getfd: the test kernel
+ * has no networking, so no unix socket to pass it over) and used there.
+ */
+static enum igt_result pagemap_fd_in_another_process(void)
+{
+	int pfd, status, go[2];
+	pid_t pid;
+
+	NEED_FOUR();
+	pfd = devmem_open(gpu[1]);
+	igt_assert(pfd >= 0);
+	igt_assert_eq(pipe(go), 0);
+	pid = fork();
+	igt_assert(pid >= 0);
+	if (pid == 0) {
+		size_t size = MIB, n = size / PAGE;
+		uint8_t *p = map_anon(size);
+		struct drm_vgpu_stats a1;
+		int parent, got;
+		char c;
+
+		/* Not the copy fork gave: one taken from the parent's table. */
+		close(pfd);
+		if (!p || read(go[0], &c, 1) != 1)
+			_exit(2);
+		parent = (int)syscall(SYS_pidfd_open, getppid(), 0);
+		got = parent < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, parent, pfd, 0);
+		if (got < 0) {
+			printf("# pidfd_getfd: %s\n", strerror(errno));
+			_exit(3);
+		}
+		fill(p, size, 7);
+		a1 = stats(gpu[1]);
+		/* Through GPU 0's node (inherited), into GPU 1's memory named by the fd. */
+		if (migrate_to_pagemap(gpu[0], p, size, got))
+			_exit(4);
+		if (stats(gpu[1]).pages_to_device - a1.pages_to_device != n)
+			_exit(5);
+		_exit(check(p, size, 7) == -1 ? 0 : 6);
+	}
+	igt_assert_eq(write(go[1], "g", 1), 1);
+	igt_assert_eq(waitpid(pid, &status, 0), pid);
+	close(pfd);
+	igt_assert(WIFEXITED(status));
+	igt_assert_eq(WEXITSTATUS(status), 0);
+	return IGT_PASS;
+}
+
+/* Two GPUs pull the same range to themselves in a loop while CPU threads read it. */
+#define RACE_SIZE (2 * MIB)
+#define RACE_ROUNDS 60
+
+static uint8_t *race_buf;
+static atomic_int race_stop;
+static atomic_long race_bad;
+static atomic_long race_moves;
+
+static void *race_gpu(void *arg)
+{
+	int f = gpu[(long)arg];
+
+	for (int i = 0; i < RACE_ROUNDS && !race_stop; i++) {
+		int r = migrate(f, race_buf, RACE_SIZE, DRM_VGPU_MIGRATE_TO_DEVICE);
+
+		/* EBUSY: the other GPU (or a CPU fault) held some page; nothing moved. */
+		if (r && errno != EBUSY) {
+			printf("# gpu%ld: migrate failed: %s\n", (long)arg, strerror(errno));
+			race_bad++;
+		} else if (!r) {
+			race_moves++;
+		}
+	}
+	return NULL;
+}
+
+static void *race_cpu(void *arg)
+{
+	(void)arg;
+	while (!race_stop) {
+		long bad = check(race_buf, RACE_SIZE, 8);
+
+		if (bad >= 0) {
+			printf("# CPU read a wrong byte at %ld\n", bad);
+			race_bad++;
+			break;
+		}
+	}
+	return NULL;
+}
+
+static enum igt_result racing_pull(void)
+{
+	pthread_t g[2], c[2];
+
+	NEED_FOUR();
+	race_buf = map_anon(RACE_SIZE);
+	igt_assert(race_buf);
+	fill(race_buf, RACE_SIZE, 8);
+	for (long i = 0; i < 2; i++) {
+		igt_assert_eq(pthread_create(&g[i], NULL, race_gpu, (void *)i), 0);
+		igt_assert_eq(pthread_create(&c[i], NULL, race_cpu, NULL), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(g[i], NULL);
+	race_stop = 1;
+	for (int i = 0; i < 2; i++)
+		pthread_join(c[i], NULL);
+	igt_info("%ld migrations completed\n", (long)race_moves);
+	igt_assert_eq(race_bad, 0);
+	igt_assert(race_moves > 0);
+	igt_assert_eq(check(race_buf, RACE_SIZE, 8), -1);
+	return IGT_PASS;
+}
+
+static const struct igt_subtest tests[] = {
+	{ "links-islands", links_islands },
+	{ "devmem-open", devmem_open_fd },
+	{ "pagemap-fd-refusals", pagemap_fd_refusals },
+	{ "direct-linked", direct_linked },
+	{ "bounce-unlinked", bounce_unlinked },
+	{ "peer-access-in-place", peer_access_in_place },
+	{ "disjoint-halves", disjoint_halves },
+	{ "pagemap-fd-in-another-process", pagemap_fd_in_another_process },
+	{ "racing-pull", racing_pull },
+};
+
+IGT_MAIN(tests)
