@@ -21,8 +21,11 @@ use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::aref::AlwaysRefCounted;
+use kernel::sync::atomic::Acquire;
+use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Full;
 use kernel::sync::atomic::Relaxed;
+use kernel::sync::atomic::Release;
 use kernel::sync::Arc;
 use kernel::sync::Refcount;
 use kernel::workqueue::Work;
@@ -137,13 +140,16 @@ pub unsafe trait PagemapOps: Send + Sync {
 
 /// Populates `range` of `mm` with `pagemap`'s memory through its provider: takes a user
 /// reference on `mm` (`EFAULT` if the address space is already gone) and its mmap lock for
-/// reading, and calls [`PagemapOps::populate_mm`].
+/// reading, and calls [`PagemapOps::populate_mm`]. `ENODEV` once the pagemap is revoked.
 pub fn populate_mm(
     pagemap: &Pagemap,
     mm: &Mm,
     range: PageRange,
     details: &MigrateDetails,
 ) -> Result {
+    if pagemap.is_revoked() {
+        return Err(ENODEV);
+    }
     let user = mm.mmget_not_zero().ok_or(EFAULT)?;
     let mmap = user.mmap_read_lock();
     pagemap
@@ -161,6 +167,8 @@ pub fn populate_mm(
 #[pin_data]
 pub struct Pagemap {
     refcount: Refcount,
+    /// Non-zero once the device is going away: no new data moves in.
+    revoked: Atomic<u32>,
     // Dropped before `module`: the ops may hold the provider's state, whose drop code lives in
     // the provider module.
     ops: KBox<dyn PagemapOps>,
@@ -201,6 +209,7 @@ impl Pagemap {
         let pagemap = KBox::pin_init(
             try_pin_init!(Pagemap {
                 refcount: Refcount::new(1),
+                revoked: Atomic::new(0),
                 ops,
                 device: device.into(),
                 region,
@@ -224,6 +233,19 @@ impl Pagemap {
     /// The device-private memory this pagemap hands out.
     pub fn region(&self) -> &DevicePrivateRegion {
         &self.region
+    }
+
+    /// Marks the pagemap's device as going away (unplugged, unbound, its driver unloading):
+    /// [`populate_mm`] refuses it with `ENODEV` from now on. References stay valid (a held
+    /// pagemap file descriptor keeps working as a descriptor); evicting what lives in the
+    /// memory is the provider's part.
+    pub fn revoke(&self) {
+        self.revoked.store(1, Release);
+    }
+
+    /// Whether [`Pagemap::revoke`] was called.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Acquire) != 0
     }
 
     /// The provider's ops.

@@ -217,7 +217,9 @@ elif [ "$mode" = stress ]; then
 	huge_folios 0
 	t vgpu_fuzz $((secs * 2 + 60)) env VGPU_FUZZ_SECONDS=$secs $FUZZ_AVOID /tests/vgpu_fuzz
 elif [ "$mode" = bench ]; then
-	load_stack num_devices=1 vram_mib=320 huge_folios=1
+	# GPU0 for the table against test_hmm; GPUs 1 (linked to 0) and 2 (not) for the
+	# device-to-device table.
+	load_stack num_devices=3 links=0-1 vram_mib=320 huge_folios=1
 	insmod $M/test_hmm.ko || echo "SVM-ERROR insmod test_hmm failed"
 	/tests/bench_migrate
 elif [ "$mode" = profile ]; then
@@ -278,7 +280,9 @@ else
 	# then against the C reference driver, for comparison. The lower modules stay loaded, so
 	# their KUnit suites run once.
 	[ -d /sys/module/vgpu ] && { bounded rmmod/vgpu 30 rmmod vgpu || echo "SVM-ERROR rmmod vgpu failed"; }
-	bounded insmod/vgpu 60 insmod $M/vgpu.ko hmm_dmirror=1 huge_folios=1 ||
+	# links=none: test_hmm's devices are each their own owner, and hmm-tests' two-device
+	# cases (hmm2) expect the other device's pages to be remote.
+	bounded insmod/vgpu 60 insmod $M/vgpu.ko hmm_dmirror=1 huge_folios=1 links=none ||
 		echo "SVM-ERROR insmod vgpu hmm_dmirror=1 failed"
 	t hmm-tests/vgpu 240 /tests/hmm-tests -T benchmark_thp_migration
 	unload_stack

@@ -12,6 +12,9 @@
  * and ROUNDS migrations back by CPU faults (every page touched after a migration to the
  * device). Each row shows the median and the range of the samples; ratios are of medians.
  * Every round trip's data is checked, so a fast wrong answer cannot win.
+ *
+ * Then device to device (vgpu loaded with 3 GPUs, 0 and 1 linked): 2, 16 and 64 MiB moved
+ * GPU0 -> GPU1 straight over the link and GPU0 -> GPU2 through system memory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -253,6 +256,102 @@ static double memcpy_gbps(size_t size)
 	return (double)size * n / 1e9 / (t / 1e3);
 }
 
+/* The vgpu node of GPU `index`, or -1. */
+static int vgpu_fd_of(int index)
+{
+	char path[64];
+	int cursor = 0, f;
+
+	while ((f = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
+		if ((int)vgpu_query(f).index == index)
+			return f;
+		close(f);
+	}
+	return -1;
+}
+
+/*
+ * One device-to-device sample: ROUNDS moves of the buffer (resident on `src`) into `dst` by
+ * `dst`'s own migrate ioctl, timed; moved back untimed. GB/s into `out`; 0 or -1.
+ */
+static int d2d_sample(int src, int dst, uint8_t *p, size_t size, double *out)
+{
+	int rounds = ROUNDS(size);
+	double t = 0;
+
+	for (int i = 0; i < rounds; i++) {
+		double t0;
+
+		if (vgpu_to_dev(src, p, size))
+			return -1;
+		vgpu_settle(dst);
+		t0 = now_ms();
+		if (vgpu_to_dev(dst, p, size))
+			return -1;
+		t += now_ms() - t0;
+		if (vgpu_to_sys(dst, p, size))
+			return -1;
+		vgpu_settle(src);
+		vgpu_settle(dst);
+	}
+	if (!intact(p, size)) {
+		printf("# device to device: data corrupted\n");
+		return -1;
+	}
+	*out = size / 1e9 * rounds / (t / 1e3);
+	return 0;
+}
+
+/*
+ * Device to device, with vgpu loaded as num_devices=3 links=0-1: GPU0 -> GPU1 straight over
+ * their link, GPU0 -> GPU2 (no link) through system memory, samples interleaved.
+ */
+static int d2d_table(void)
+{
+	size_t sizes[] = { 2 * MIB, 16 * MIB, 64 * MIB };
+	int g0 = vgpu_fd_of(0), g1 = vgpu_fd_of(1), g2 = vgpu_fd_of(2), failed = 0;
+
+	if (g0 < 0 || g1 < 0 || g2 < 0) {
+		printf("device to device: needs 3 GPUs (num_devices=3 links=0-1)\n");
+		return 1;
+	}
+	printf("\nDevice to device (GPU0 -> GPU1 linked: direct; GPU0 -> GPU2 not linked: through "
+	       "system memory). GB/s: median (min-max) of %d samples, interleaved.\n\n", REPS);
+	printf("| size | THP | direct GB/s | through RAM GB/s | direct/through RAM |\n");
+	printf("| --- | --- | --- | --- | --- |\n");
+	for (unsigned int s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		for (int thp = 1; thp >= 0; thp--) {
+			size_t size = sizes[s];
+			uint8_t *raw, *p = buffer(size, thp, &raw);
+			double direct[REPS], bounce[REPS];
+			int i;
+
+			if (!p) {
+				failed = 1;
+				continue;
+			}
+			for (i = 0; i < REPS; i++)
+				if (d2d_sample(g0, g1, p, size, &direct[i]) ||
+				    d2d_sample(g0, g2, p, size, &bounce[i]))
+					break;
+			if (i < REPS) {
+				printf("| %zu MiB | %s | failed: errno %d |\n", size / MIB,
+				       thp ? "yes" : "no", errno);
+				failed = 1;
+			} else {
+				struct stat3 d = stat3(direct, REPS), b = stat3(bounce, REPS);
+
+				printf("| %zu MiB | %s | %.3f (%.3f-%.3f) | %.3f (%.3f-%.3f) | %.2f |\n",
+				       size / MIB, thp ? "yes" : "no", d.med, d.min, d.max, b.med,
+				       b.min, b.max, d.med / b.med);
+			}
+			fflush(stdout);
+			munmap(raw, size + 2 * MIB);
+		}
+	}
+	return failed;
+}
+
 /* Prints one row: vgpu's and test_hmm's samples of one direction, and the ceiling. */
 static void row(size_t size, int thp, const char *dir, double *ours, double *ref, double mc)
 {
@@ -337,6 +436,7 @@ next:
 				munmap(rraw, size + 2 * MIB);
 		}
 	}
+	failed |= d2d_table();
 	printf("SVM-BENCH-END\n");
 	return failed;
 }
