@@ -151,6 +151,13 @@ impl PagemapCache {
         Ok(pagemap)
     }
 
+    /// The cached pagemap, with a new reference, if it is alive.
+    pub fn current(&self) -> Option<ARef<Pagemap>> {
+        let current = self.slot.current.lock();
+        // SAFETY: As in `get_or_create`: not freed while cached, and the lock is held.
+        current.and_then(|ptr| unsafe { ptr.as_ref() }.get_unless_zero())
+    }
+
     /// Whether a pagemap is cached (alive or being destroyed). For diagnostics and tests.
     pub fn is_populated(&self) -> bool {
         self.slot.current.lock().is_some()

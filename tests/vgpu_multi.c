@@ -7,7 +7,8 @@
  * from this one's table), device-to-device migration straight over the link inside a group and
  * through system memory across groups (the statistics tell which), a GPU reading and
  * writing a linked GPU's memory in place, two GPUs writing disjoint halves of one buffer,
- * and two GPUs pulling the same range to themselves in a loop while CPU threads read it.
+ * two GPUs pulling the same range to themselves in a loop while CPU threads read it, and
+ * hot-unplug of a GPU holding data, then re-plug.
  * Every byte is checked.
  */
 #include <pthread.h>
@@ -413,6 +414,76 @@ static enum igt_result racing_pull(void)
 	return IGT_PASS;
 }
 
+/* Writes `text` to /sys/kernel/debug/vgpu/`file`: 0, or -1 with errno. */
+static int plug_write(const char *file, const char *text)
+{
+	char path[64];
+	ssize_t n;
+	int f, err;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/vgpu/%s", file);
+	f = open(path, O_WRONLY | O_CLOEXEC);
+	if (f < 0)
+		return -1;
+	n = write(f, text, strlen(text));
+	err = errno;
+	close(f);
+	errno = err;
+	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/*
+ * Hot-unplug GPU1 while data lives in its memory: the process still reads every byte, GPU1's
+ * node and pagemap fd answer ENODEV, the group shrinks; plugged back, it works again.
+ */
+static enum igt_result unplug_replug(void)
+{
+	size_t size = 4 * MIB;
+	uint8_t *p = map_anon(size);
+	struct drm_vgpu_query_links l;
+	struct drm_vgpu_stats s;
+	int pfd1, again = -1;
+
+	NEED_FOUR();
+	igt_assert(p);
+	fill(p, size, 9);
+	igt_assert_eq(migrate(gpu[1], p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	pfd1 = devmem_open(gpu[1]);
+	igt_assert(pfd1 >= 0);
+	igt_assert_eq(plug_write("unplug", "1"), 0);
+	/* Evicted: every byte is there, without a fault on GPU1's memory. */
+	igt_assert_eq(check(p, size, 9), -1);
+	igt_assert_errno(ioctl(gpu[1], DRM_IOCTL_VGPU_STATS, &s), ENODEV);
+	igt_assert_errno(migrate_to_pagemap(gpu[0], p, size, pfd1), ENODEV);
+	igt_assert_errno(plug_write("unplug", "1"), ENODEV);
+	igt_assert_errno(plug_write("unplug", "9"), ENOENT);
+	igt_assert_errno(plug_write("unplug", "x"), EINVAL);
+	igt_assert_eq(query_links(gpu[0], &l), 0);
+	igt_assert_eq(l.group, 0x1);
+	close(pfd1);
+	close(gpu[1]);
+	igt_assert_eq(plug_write("plug", "1"), 0);
+	igt_assert_errno(plug_write("plug", "1"), EEXIST);
+	{
+		char path[64];
+		int cursor = 0, f;
+
+		while ((f = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
+			if (gpu_index(f) == 1 && again < 0)
+				again = f;
+			else
+				close(f);
+		}
+	}
+	igt_assert(again >= 0);
+	igt_assert_eq(query_links(gpu[0], &l), 0);
+	igt_assert_eq(l.group, 0x3);
+	igt_assert_eq(migrate(again, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(stats(again).pages_to_device, size / PAGE);
+	igt_assert_eq(check(p, size, 9), -1);
+	return IGT_PASS;
+}
+
 static const struct igt_subtest tests[] = {
 	{ "links-islands", links_islands },
 	{ "devmem-open", devmem_open_fd },
@@ -423,6 +494,8 @@ static const struct igt_subtest tests[] = {
 	{ "disjoint-halves", disjoint_halves },
 	{ "pagemap-fd-in-another-process", pagemap_fd_in_another_process },
 	{ "racing-pull", racing_pull },
+	/* Last: a failure may leave GPU1 unplugged. */
+	{ "unplug-replug", unplug_replug },
 };
 
 IGT_MAIN(tests)

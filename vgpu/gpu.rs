@@ -40,20 +40,32 @@ pub(crate) struct Gpu {
     _faux: faux::Registration,
 }
 
+/// What every GPU of a load is created with (the module parameters).
+#[derive(Clone, Copy)]
+pub(crate) struct GpuConfig {
+    /// Number of GPUs.
+    pub(crate) num_devices: u32,
+    /// Bytes of device memory per GPU.
+    pub(crate) vram_size: usize,
+    /// Bound of migration timeslices, in ms.
+    pub(crate) timeslice_max_ms: u32,
+    /// Whether transparent huge pages move into 2 MiB device folios.
+    pub(crate) huge_folios: bool,
+    /// Whether each GPU is also `/dev/hmm_dmirror<index>`.
+    pub(crate) dmirror: bool,
+}
+
 impl Gpu {
-    /// Creates GPU `index` of `num_devices`, with `vram_size` bytes of device memory,
-    /// migration timeslices clamped to `timeslice_max_ms` and 2 MiB device folios if
-    /// `huge_folios`, its debugfs directory and its `/dev/hmm_dmirror<index>` node if
-    /// `dmirror`.
-    pub(crate) fn new(
-        fabric: &Arc<Fabric>,
-        index: u32,
-        num_devices: u32,
-        vram_size: usize,
-        timeslice_max_ms: u32,
-        huge_folios: bool,
-        dmirror: bool,
-    ) -> Result<Self> {
+    /// Creates GPU `index` as `config` says: its memory (on `fabric`), its render node, its
+    /// debugfs directory and its `/dev/hmm_dmirror<index>` node if asked for.
+    pub(crate) fn new(fabric: &Arc<Fabric>, index: u32, config: &GpuConfig) -> Result<Self> {
+        let GpuConfig {
+            num_devices,
+            vram_size,
+            timeslice_max_ms,
+            huge_folios,
+            dmirror,
+        } = *config;
         let name = CString::try_from_fmt(fmt!("vgpu{index}"))?;
         let faux = faux::Registration::new(&name, None)?;
         // The faux device stays registered and bound until `faux` is dropped, which `Gpu`'s
@@ -110,6 +122,29 @@ impl Gpu {
         })
     }
 }
+
+impl Gpu {
+    /// Unplugs the GPU: revokes its memory, evicts what lives there (best effort, bounded),
+    /// takes it off the interconnect and unregisters it.
+    pub(crate) fn unplug(self) {
+        let vram = self._drm.device().vram.clone();
+        vram.revoke();
+        // Pages that stay pinned keep their data in the device memory, reachable by CPU
+        // faults until their last user is gone: a few passes, then give up on them.
+        for _ in 0..UNPLUG_EVICT_PASSES {
+            if vram.is_empty() || kernel::current!().signal_pending() {
+                break;
+            }
+            if let Err(e) = vram.evict_all() {
+                pr_warn!("vgpu: unplug: eviction: {e:?}\n");
+            }
+        }
+        drop(self);
+    }
+}
+
+/// How many times an unplug tries to evict the GPU's memory.
+const UNPLUG_EVICT_PASSES: u32 = 3;
 
 /// Fills a GPU's debugfs directory, `/sys/kernel/debug/vgpu<N>/` (root only):
 ///
@@ -175,7 +210,7 @@ fn show_u32(value: &Atomic<u32>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 }
 
 /// Parses a decimal `u32` written to a knob (surrounding white space allowed).
-fn parse_u32(reader: &mut UserSliceReader) -> Result<u32> {
+pub(crate) fn parse_u32(reader: &mut UserSliceReader) -> Result<u32> {
     let mut buf = [0u8; 16];
     let n = reader.len();
     let text = buf.get_mut(..n).ok_or(EINVAL)?;

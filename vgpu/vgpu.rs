@@ -4,6 +4,7 @@
 //! user of every layer of the rust-svm stack and what its tests drive.
 
 use kernel::prelude::*;
+use kernel::sync::Arc;
 
 mod dmirror;
 mod driver;
@@ -12,6 +13,7 @@ mod fabric;
 mod file;
 mod gpu;
 mod ioctl;
+mod plug;
 mod uapi;
 mod vm;
 mod vram;
@@ -54,7 +56,9 @@ pub(crate) const MAX_DEVICES: u32 = 8;
 pub(crate) const TIMESLICE_MAX_MS: u32 = 1000;
 
 struct VgpuModule {
-    _gpus: KVec<gpu::Gpu>,
+    // Dropped first: no unplug or plug runs once the GPUs go.
+    _debugfs: Pin<KBox<kernel::debugfs::Scope<Arc<plug::Gpus>>>>,
+    _gpus: Arc<plug::Gpus>,
 }
 
 impl kernel::Module for VgpuModule {
@@ -76,25 +80,16 @@ impl kernel::Module for VgpuModule {
             );
             return Err(EINVAL);
         }
-        let dmirror = module_parameters::hmm_dmirror.value();
         let fabric = fabric::Fabric::new(fabric::links_param(), count)?;
-        let mut gpus = KVec::with_capacity(count as usize, GFP_KERNEL)?;
-        for index in 0..count {
-            // On error, the GPUs created so far are unregistered as `gpus` drops.
-            let vram_size = vram_mib as usize * (1 << 20);
-            gpus.push(
-                gpu::Gpu::new(
-                    &fabric,
-                    index,
-                    count,
-                    vram_size,
-                    timeslice_max_ms,
-                    module_parameters::huge_folios.value(),
-                    dmirror,
-                )?,
-                GFP_KERNEL,
-            )?;
-        }
+        let config = gpu::GpuConfig {
+            num_devices: count,
+            vram_size: vram_mib as usize * (1 << 20),
+            timeslice_max_ms,
+            huge_folios: module_parameters::huge_folios.value(),
+            dmirror: module_parameters::hmm_dmirror.value(),
+        };
+        let gpus = plug::Gpus::new(fabric.clone(), config)?;
+        let debugfs = plug::debugfs(gpus.clone())?;
         pr_info!("{count} virtual GPUs with {vram_mib} MiB of device memory each\n");
         for index in 0..count {
             pr_info!(
@@ -103,6 +98,9 @@ impl kernel::Module for VgpuModule {
                 fabric.group_of_index(index)
             );
         }
-        Ok(Self { _gpus: gpus })
+        Ok(Self {
+            _debugfs: debugfs,
+            _gpus: gpus,
+        })
     }
 }

@@ -38,8 +38,10 @@ use kernel::sizes::SZ_2M;
 use kernel::sizes::SZ_4K;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Atomic;
+use kernel::sync::atomic::Acquire;
 use kernel::sync::atomic::Full;
 use kernel::sync::atomic::Relaxed;
+use kernel::sync::atomic::Release;
 use kernel::sync::Arc;
 use kernel::sync::Mutex;
 use pagemap_util::cache::PagemapCache;
@@ -84,6 +86,8 @@ pub(crate) struct Vram {
     next_id: Atomic<u64>,
     /// Pages of linked peers' memory the GPU read or wrote in place.
     peer_accesses: Atomic<u64>,
+    /// Non-zero once the GPU is unplugged: no new allocation, no new pagemap.
+    revoked: Atomic<u32>,
     /// Allocations holding data, until their release op: what eviction evicts.
     #[pin]
     allocations: Mutex<KVec<(u64, Arc<Devmem>)>>,
@@ -138,6 +142,7 @@ impl Vram {
             fail_copies: Atomic::new(0),
             next_id: Atomic::new(0),
             peer_accesses: Atomic::new(0),
+            revoked: Atomic::new(0),
             allocations <- kernel::new_mutex!(KVec::new(), "Vram::allocations"),
             pagemaps: PagemapCache::new()?,
         }))
@@ -212,6 +217,20 @@ impl Vram {
         self.engine.vram().backing.write_page(index, Some(src))
     }
 
+    /// The GPU is going away: no data moves in any more (`ENODEV`), through its current
+    /// pagemap or a new one.
+    pub(crate) fn revoke(&self) {
+        self.revoked.store(1, Release);
+        if let Some(pagemap) = self.pagemaps.current() {
+            pagemap.revoke();
+        }
+    }
+
+    /// Whether no allocation holds data.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.allocations.lock().is_empty()
+    }
+
     /// Moves the data of every allocation back to system memory. Returns how many
     /// allocations were evicted.
     ///
@@ -264,6 +283,9 @@ pub(crate) fn pagemap(drm: &drm::Device<VgpuDriver>) -> Result<ARef<Pagemap>> {
 impl Vram {
     /// Returns a reference to the pagemap of this memory, on `device`, created on first use.
     pub(crate) fn pagemap(self: &Arc<Self>, device: &Device) -> Result<ARef<Pagemap>> {
+        if self.revoked.load(Acquire) != 0 {
+            return Err(ENODEV);
+        }
         self.pagemaps.get_or_create(device, &self.region, || {
             Ok(VramPagemap { vram: self.clone() })
         })
@@ -407,6 +429,9 @@ impl VramPagemap {
         details: &MigrateDetails,
     ) -> Result<Arc<Devmem>> {
         let vram = &self.vram;
+        if pagemap.is_revoked() {
+            return Err(ENODEV);
+        }
         if inject(&vram.fail_allocs) {
             return Err(ENOMEM);
         }
@@ -435,6 +460,12 @@ impl VramPagemap {
         vram.allocations
             .lock()
             .push((id, devmem.clone()), GFP_KERNEL)?;
+        // Checked once listed: an unplug revokes, then evicts what is listed, so either it
+        // sees this allocation or this sees it revoked (the list's lock orders the two).
+        if vram.revoked.load(Acquire) != 0 {
+            vram.allocations.lock().retain(|(i, _)| *i != id);
+            return Err(ENODEV);
+        }
         Ok(devmem)
     }
 }
