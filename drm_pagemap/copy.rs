@@ -30,21 +30,29 @@ use kernel::sync::Completion;
 use crate::pagemap::PagemapAddr;
 use crate::sys::dma;
 
-/// One run of a copy between system and device memory: `1 << order` pages, contiguous both in
-/// device memory and in the device's DMA address space.
+/// What a run's device memory is copied from or to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Counterpart {
+    /// Nothing (only towards device memory): the source has no page yet (never touched, or
+    /// the zero page), so the device pages are filled with zeroes.
+    Zeroes,
+    /// System memory at this DMA address, mapped for the pagemap's device.
+    System(DmaAddress),
+    /// Only towards device memory: a peer's device memory (a pagemap of the same provider
+    /// sharing this one's owner), at this address the peer's pagemap's `device_map` gave for
+    /// this pagemap's device. The copy goes over the interconnect, never through system
+    /// memory.
+    Peer(PagemapAddr),
+}
+
+/// One run of a copy between device memory and its counterpart: `1 << order` pages,
+/// contiguous both in device memory and in the counterpart's address space.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CopyRun {
     /// Device-private frame number of the run's first device page.
     pub device_pfn: usize,
-    /// The DMA address of the run's system memory, mapped for the pagemap's device; `None`
-    /// (only towards device memory) when the source has no page yet (never touched, or the
-    /// zero page): the device pages are then to be filled with zeroes.
-    pub system: Option<DmaAddress>,
-    /// Towards device memory only: the run's data is in a peer's device memory (a pagemap
-    /// sharing this one's owner), at this address its pagemap's `device_map` gave for this
-    /// pagemap's device; `system` is `None` then. The copy goes over the interconnect, never
-    /// through system memory.
-    pub peer: Option<PagemapAddr>,
+    /// The memory the run copies from (towards device memory) or to (back).
+    pub counterpart: Counterpart,
     /// Log2 of the run's pages.
     pub order: u32,
 }

@@ -147,17 +147,23 @@ pub unsafe trait DevmemOps: Send + Sync {
     /// `pfns.len()` pages, in order.
     fn populate_devmem_pfn(&self, pfns: &mut [usize]) -> Result;
 
-    /// Starts copying each run's system memory (or zeroes, for a run without) into its device
-    /// pages, and signals `fence` with the result once the engine has finished; may return
-    /// before that. An error returned means the copy did not start (the core still waits for
-    /// `fence`, which dropping signals). On any error nothing has been migrated: the data stays
-    /// in system memory.
+    /// Starts copying each run's counterpart (system memory, zeroes, or a peer's device
+    /// memory) into its device pages, and signals `fence` with the result once the engine has
+    /// finished; may return before that. An error returned means the copy did not start (the
+    /// core still waits for `fence`, which dropping signals). On any error nothing has been
+    /// migrated: the data stays where it was.
     ///
     /// # Safety
     ///
-    /// Each run's `system` address lies inside a live DMA mapping, for the device of the
-    /// allocation's pagemap, of system memory that stays allocated and mapped until `fence`
-    /// is signalled or dropped (the core's calls, from the mappings of the running migration).
+    /// A run's [`Counterpart::System`] address lies inside a live DMA mapping, for the device
+    /// of the allocation's pagemap, of system memory that stays allocated and mapped until
+    /// `fence` is signalled or dropped; a [`Counterpart::Peer`] address is one the source
+    /// page's pagemap (a pagemap of this same provider, sharing the owner) gave for that
+    /// device by `device_map`, for a page locked by the migration and mapped until then (the
+    /// core's calls, from the mappings of the running migration).
+    ///
+    /// [`Counterpart::System`]: crate::copy::Counterpart::System
+    /// [`Counterpart::Peer`]: crate::copy::Counterpart::Peer
     unsafe fn copy_to_devmem(&self, runs: &[CopyRun], fence: CopyFence) -> Result;
 
     /// Starts copying each run's device pages into its system memory (`system` is always set),
@@ -752,7 +758,7 @@ mod tests {
         const PAGES: usize = 3;
         let fdev = faux::Registration::new(c"drm_pagemap_kunit_devmem", None)?;
         // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
-        let owner = unsafe { crate::owner::Owner::of(&OWNER) };
+        let owner = unsafe { crate::owner::RegionOwner::unique(crate::owner::Owner::of(&OWNER)) };
         let region = Arc::pin_init(
             DevicePrivateRegion::new(1 << 21, c"drm_pagemap_kunit", owner),
             GFP_KERNEL,

@@ -34,6 +34,7 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 
 use crate::copy::CopyRuns;
+use crate::device_private::DevicePrivateRegion;
 use crate::devmem::Devmem;
 use crate::devmem::Direction;
 use crate::devmem::Zdd;
@@ -167,6 +168,7 @@ pub use to_ram::migrate_to_ram;
 use to_ram::vma_to_ram;
 use to_ram::BackBuffers;
 use to_ram::CopyBatch;
+use to_ram::Which;
 
 #[kunit_tests(drm_pagemap_migrate)]
 mod tests {
@@ -174,6 +176,7 @@ mod tests {
     use crate::copy::set_software_dma_mask;
     use crate::copy::CopyFence;
     use crate::copy::CopyRun;
+    use crate::copy::Counterpart;
     use crate::device_private::DevicePrivateRegion;
     use crate::devmem::DevmemOps;
     use crate::devmem::MigrationStats;
@@ -271,12 +274,14 @@ mod tests {
         for run in runs {
             let off = (run.device_pfn - first_pfn) * PAGE_SIZE;
             let dst = vram.get_mut(off..off + run.bytes()).ok_or(EINVAL)?;
-            let Some(addr) = run.system else {
-                if !to_device {
-                    return Err(EINVAL);
+            let addr = match run.counterpart {
+                Counterpart::System(addr) => addr,
+                Counterpart::Zeroes if to_device => {
+                    dst.fill(0);
+                    continue;
                 }
-                dst.fill(0);
-                continue;
+                // The test engines have no interconnect.
+                Counterpart::Zeroes | Counterpart::Peer(_) => return Err(EINVAL),
             };
             let sys = crate::copy::system_ptr(dev, addr, run.bytes())?;
             if to_device {
@@ -403,8 +408,8 @@ mod tests {
         let fdev = faux::Registration::new(name, None)?;
         // SAFETY: The device is new: nothing maps for it yet.
         unsafe { set_software_dma_mask(fdev.as_ref().as_ref(), DmaMask::new::<64>()) }?;
-        // SAFETY: Per this function's doc: no other driver's owner.
-        let owner = unsafe { Owner::of(owner) };
+        // SAFETY: Per this function's doc: no other driver's owner, a static.
+        let owner = unsafe { crate::owner::RegionOwner::unique(Owner::of(owner)) };
         let region = Arc::pin_init(
             DevicePrivateRegion::new(2 * PAGES * PAGE_SIZE, name, owner),
             GFP_KERNEL,
@@ -689,21 +694,22 @@ mod tests {
         let a = gpu(c"drm_pagemap_kunit_mig_f", &OWNER_A)?;
         let b = gpu(c"drm_pagemap_kunit_mig_g", &OWNER_A)?;
         let (on_b, b_done, addr) = page_on_other_device(&a, &b, 5)?;
-        // A migration back to RAM of the owner's pages moves the peer's page through its
-        // own allocation's ops.
+        // A migration back to RAM of `a`'s pages leaves the peer's page alone (it is
+        // collected, sharing the owner, and left); one of `b`'s moves it through its own
+        // allocation's ops.
         // No assertion under the mmap lock: a failing one ends the test's thread there.
-        let moved = {
+        let (moved_a, moved_b) = {
             let task = kernel::current!();
             let mm = task.mm().ok_or(EINVAL)?;
             let mmap = mm.mmap_read_lock();
-            migrate_to_ram(
-                &mmap,
-                PageRange::with_pages(addr, PAGES)?,
-                a.region.owner(),
-                Folios::Huge,
-            )?
+            let range = PageRange::with_pages(addr, PAGES)?;
+            (
+                migrate_to_ram(&mmap, range, &a.region, Folios::Huge)?,
+                migrate_to_ram(&mmap, range, &b.region, Folios::Huge)?,
+            )
         };
-        assert_eq!(moved, 1);
+        assert_eq!(moved_a, 0);
+        assert_eq!(moved_b, 1);
         b_done.wait_for_completion();
         assert!(on_b.is_detached());
         assert_eq!(on_b.stats().pages_to_ram.load(Relaxed), 1);
@@ -813,7 +819,7 @@ mod tests {
             migrate_to_ram(
                 &mmap,
                 PageRange::new(upper, addr + PAGES * PAGE_SIZE)?,
-                a.region.owner(),
+                &a.region,
                 Folios::Huge,
             )?
         };
@@ -860,7 +866,7 @@ mod tests {
         let back = {
             let mmap = mm.mmap_read_lock();
             let all = PageRange::with_pages(addr, PAGES)?;
-            migrate_to_ram(&mmap, all, a.region.owner(), Folios::Huge)
+            migrate_to_ram(&mmap, all, &a.region, Folios::Huge)
         };
         assert_eq!(back, Err(EIO));
         assert_eq!(first.stats().pages_to_ram.load(Relaxed), 0);

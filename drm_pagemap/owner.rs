@@ -9,6 +9,10 @@ use core::ptr::NonNull;
 
 use kernel::ffi::c_void;
 use kernel::prelude::*;
+use kernel::sync::atomic::Acquire;
+use kernel::sync::atomic::Atomic;
+use kernel::sync::atomic::Full;
+use kernel::sync::atomic::Release;
 use kernel::sync::Arc;
 
 /// A device-private owner, as the core mm compares it: `dev_pagemap::owner`,
@@ -66,39 +70,85 @@ impl SharedOwner {
         Ok(Arc::new(SharedOwner { _unique: 0 }, GFP_KERNEL)?)
     }
 
-    /// The owner value, for comparisons; using it in a region goes through
-    /// [`RegionOwner::Shared`], which keeps the allocation alive.
+    /// The owner value, for comparisons and for range faults and migrations while a region
+    /// made with this owner lives. A region is made with the [`SharedOwner`] itself
+    /// (`RegionOwner::from`), which keeps the address allocated; the value alone never
+    /// makes a region owner without `unsafe` ([`RegionOwner::unique`]).
     pub fn owner(self: &Arc<Self>) -> Owner {
         Owner(NonNull::from(&**self).cast::<c_void>())
     }
 }
 
 /// The owner a [`crate::device_private::DevicePrivateRegion`] is created with.
-pub enum RegionOwner {
-    /// An owner whose lifetime the caller promised when making it ([`Owner::of`]).
+pub struct RegionOwner(OwnerKind);
+
+enum OwnerKind {
+    /// An owner whose lifetime the caller promised ([`RegionOwner::unique`]).
     Unique(Owner),
-    /// A group's owner, kept alive by the region.
-    Shared(Arc<SharedOwner>),
+    /// A group's owner, kept alive by the region, and the lease the region counts in.
+    Shared(Arc<SharedOwner>, Option<Arc<RegionLease>>),
 }
 
-impl RegionOwner {
-    /// The owner value.
-    pub fn owner(&self) -> Owner {
-        match self {
-            RegionOwner::Unique(o) => *o,
-            RegionOwner::Shared(s) => s.owner(),
-        }
+/// Counts the regions made under one lease (a device's membership of a group): whoever
+/// hands out the owner learns whether pages carrying it may still exist.
+pub struct RegionLease {
+    regions: Atomic<u32>,
+}
+
+impl RegionLease {
+    /// A lease with no region yet.
+    pub fn new() -> Result<Arc<Self>> {
+        Ok(Arc::new(
+            RegionLease {
+                regions: Atomic::new(0),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// Whether a region made under this lease still lives.
+    pub fn in_use(&self) -> bool {
+        self.regions.load(Acquire) != 0
     }
 }
 
-impl From<Owner> for RegionOwner {
-    fn from(owner: Owner) -> Self {
-        RegionOwner::Unique(owner)
+impl RegionOwner {
+    /// A region owner from an owner value.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Owner::of`], for as long as the region lives: `owner` names an object its
+    /// maker keeps alive (not a [`SharedOwner`] that may be freed meanwhile) and shares only
+    /// with the devices whose memory it may treat as its own.
+    pub unsafe fn unique(owner: Owner) -> Self {
+        Self(OwnerKind::Unique(owner))
+    }
+
+    /// The owner value.
+    pub fn owner(&self) -> Owner {
+        match &self.0 {
+            OwnerKind::Unique(o) => *o,
+            OwnerKind::Shared(s, _) => s.owner(),
+        }
+    }
+
+    /// A region owner for `owner`, counted in `lease` until the region is gone.
+    pub fn leased(owner: Arc<SharedOwner>, lease: Arc<RegionLease>) -> Self {
+        lease.regions.fetch_add(1, Full);
+        Self(OwnerKind::Shared(owner, Some(lease)))
     }
 }
 
 impl From<Arc<SharedOwner>> for RegionOwner {
     fn from(owner: Arc<SharedOwner>) -> Self {
-        RegionOwner::Shared(owner)
+        Self(OwnerKind::Shared(owner, None))
+    }
+}
+
+impl Drop for RegionOwner {
+    fn drop(&mut self) {
+        if let OwnerKind::Shared(_, Some(lease)) = &self.0 {
+            lease.regions.fetch_sub(1, Release);
+        }
     }
 }

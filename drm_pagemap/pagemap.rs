@@ -113,6 +113,18 @@ pub unsafe trait PagemapOps: Send + Sync {
     /// Undoes a [`Self::device_map`] of `addr` for `dev`.
     fn device_unmap(&self, _pagemap: &Pagemap, _dev: &Device, _addr: PagemapAddr) {}
 
+    /// Whether [`Self::idle`] is wanted: a cache that keeps one reference of its own on the
+    /// pagemap learns when every other user is gone.
+    fn watches_idle(&self) -> bool {
+        false
+    }
+
+    /// With [`Self::watches_idle`]: a put is about to leave one reference (the caller's own
+    /// is still counted while this runs). Called from the put's context, which may be atomic:
+    /// record and schedule, nothing more. It may also be called when the count then does not
+    /// drop to one (a racing get), never missed when it does.
+    fn idle(&self, _pagemap: &Pagemap) {}
+
     /// Whether [`Self::destroy`] must run from a work item instead of the last put's context.
     fn destroy_in_work(&self) -> bool {
         false
@@ -323,10 +335,27 @@ unsafe impl AlwaysRefCounted for Pagemap {
 
     unsafe fn dec_ref(obj: NonNull<Self>) {
         // SAFETY: The caller gives back a reference it owns, so `obj` is alive.
-        if unsafe { obj.as_ref() }.refcount.dec_and_test() {
-            // SAFETY: The count just reached zero; nothing else may touch the pagemap.
-            unsafe { Self::release(obj) };
+        let this = unsafe { obj.as_ref() };
+        if this.ops.watches_idle() {
+            let count = this.refcount.as_atomic();
+            let mut old = count.load(Relaxed);
+            // Lock-free: a retry means another CPU changed the count meanwhile.
+            loop {
+                // Told while our reference still keeps the pagemap alive.
+                if old == 2 {
+                    this.ops.idle(this);
+                }
+                match count.cmpxchg(old, old - 1, Full) {
+                    Ok(1) => break,
+                    Ok(_) => return,
+                    Err(cur) => old = cur,
+                }
+            }
+        } else if !this.refcount.dec_and_test() {
+            return;
         }
+        // SAFETY: The count just reached zero; nothing else may touch the pagemap.
+        unsafe { Self::release(obj) };
     }
 }
 
@@ -377,9 +406,9 @@ mod tests {
     /// The device-private owner of the tests' regions.
     static OWNER: u8 = 0;
 
-    fn owner() -> Owner {
+    fn owner() -> crate::owner::RegionOwner {
         // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
-        unsafe { Owner::of(&OWNER) }
+        unsafe { crate::owner::RegionOwner::unique(Owner::of(&OWNER)) }
     }
 
     /// A small device-private region for a test's pagemap.

@@ -58,6 +58,11 @@ impl Invalidation<'_> {
     }
 
     /// Whether the invalidation comes from a migration or an exclusive access by `owner`.
+    ///
+    /// A migration's owner is its pagemap's, which a whole interconnect group shares: a
+    /// device that skips the migrations it "owns" would also skip its peers' and keep stale
+    /// mappings of their pages. Skip only invalidations raised with a cookie of the device's
+    /// own (as vgpu does for `make_device_exclusive`).
     pub fn is_owned_by(&self, owner: Owner) -> bool {
         core::ptr::eq(self.raw.owner, owner.as_ptr())
     }

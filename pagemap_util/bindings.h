@@ -14,4 +14,13 @@ int svm_close_fd(unsigned int fd);
 /* Defined in Rust (fd.rs): gives back the reference of a pagemap file closed for good. */
 void svm_pagemap_file_put(void *pagemap);
 
+/* The idle reaper and shrinker (helpers.c). */
+int svm_idle_init(void);
+void svm_idle_fini(void);
+void svm_idle_arm(unsigned int ms);
+/* Defined in Rust (cache.rs). */
+void svm_pagemap_idle_reap(void);
+unsigned long svm_pagemap_idle_count(void);
+unsigned long svm_pagemap_idle_scan(unsigned long nr);
+
 #endif

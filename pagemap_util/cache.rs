@@ -1,14 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A per-region pagemap cache: the pagemap is created on first use and destroyed when its last
-//! user is gone.
+//! A per-region pagemap cache: the pagemap is created on first use; when its last user is
+//! gone it stays cached, idle, for a delay (the `idle_ms` module parameter, 5 s by default),
+//! and is then destroyed, or earlier when a shrinker scan asks for memory. A lookup revives an
+//! idle pagemap instead of racing its destruction (the C `drm_pagemap_get_from_cache`,
+//! `drm_pagemap_shrinker`).
 //!
-//! The region's provider keeps no counted reference of its own: a counted reference pins the
-//! provider's module (see [`Pagemap`]), so a provider that held one could never be unloaded.
-//! The cache instead keeps an uncounted pointer and revives it with
-//! [`Pagemap::get_unless_zero`] under its lock. The pagemaps it creates carry ops of its own
-//! around the provider's, whose destroy unlinks the pagemap under the same lock before the
-//! memory goes away: nothing the provider writes can leave a dangling pointer behind.
+//! The cache keeps one counted reference of its own, the keeper, while the pagemap is cached:
+//! so the pagemap (and its provider's module) stays alive while idle, and the last user's put
+//! leaves one reference, which the pagemap reports ([`PagemapOps::idle`]). Dropping the keeper
+//! is what destroys an idle pagemap; it is done under the cache's lock, where a lookup would
+//! take a new reference, so the two never race. Besides, the cache keeps an uncounted pointer
+//! that the pagemap's destroy clears (the ops wrap the provider's), so that nothing the
+//! provider writes can leave a dangling pointer behind.
+//!
+//! Lock order: a cache's lock, then the list of kept pagemaps ([`KEPT`]). The reaper and the
+//! shrinker go the other way, with `try_lock` only.
 //!
 //! C header: [`include/drm/drm_pagemap_util.h`](srctree/include/drm/drm_pagemap_util.h)
 
@@ -28,40 +35,94 @@ use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::Arc;
 use kernel::sync::Mutex;
+use kernel::sync::SpinLock;
+use kernel::time::Delta;
+use kernel::time::Instant;
+use kernel::time::Monotonic;
+
+use crate::ffi;
+
+kernel::sync::global_lock! {
+    // SAFETY: `idle_init` initialises it in the module initializer, before any cache exists.
+    pub(crate) unsafe(uninit) static KEPT: Mutex<Kept> = Kept { slots: KVec::new() };
+}
+
+/// The caches holding a keeper: what the reaper and the shrinker look at.
+pub(crate) struct Kept {
+    slots: KVec<Arc<Slot>>,
+}
+
+/// What a cache holds.
+struct Current {
+    /// The cached pagemap, alive or being destroyed (uncounted).
+    ptr: Option<NonNull<Pagemap>>,
+    /// The cache's own reference on it while it is cached; its slot is in [`KEPT`] then.
+    keeper: Option<ARef<Pagemap>>,
+}
 
 /// The cache's one slot, shared with the ops of the pagemap it holds.
 ///
 /// # Invariants
 ///
-/// While `current` holds a pointer, that pagemap has not been freed: its destroy op (always
-/// [`Cached::destroy`]) clears it under the lock before the pagemap is freed.
+/// While `current.ptr` holds a pointer, that pagemap has not been freed: its destroy op
+/// (always [`Cached::destroy`]) clears it under the lock before the pagemap is freed.
 #[pin_data]
-struct Slot {
+pub(crate) struct Slot {
     #[pin]
-    current: Mutex<Option<NonNull<Pagemap>>>,
+    current: Mutex<Current>,
+    /// When the pagemap last became idle (a put left only the keeper).
+    #[pin]
+    idle_since: SpinLock<Option<Instant<Monotonic>>>,
+    /// How long an idle pagemap stays cached.
+    delay: Delta,
 }
 
 // SAFETY: The raw pointer is only dereferenced under the lock, and `Pagemap` is `Sync`.
 unsafe impl Send for Slot {}
-// SAFETY: As above; all access goes through the mutex.
+// SAFETY: As above; all access goes through the locks.
 unsafe impl Sync for Slot {}
 
 impl Slot {
     /// Forgets `pagemap` if it is the cached one.
     fn unlink(&self, pagemap: &Pagemap) {
         let mut current = self.current.lock();
-        if *current == Some(NonNull::from(pagemap)) {
-            *current = None;
+        if current.ptr == Some(NonNull::from(pagemap)) {
+            current.ptr = None;
         }
+    }
+
+    /// Takes the keeper out of `current` if the pagemap is idle (only the keeper left) and,
+    /// unless `now`, has been for the delay. Returns the keeper (to drop outside the lock),
+    /// or how long until it expires.
+    fn take_if_idle(
+        &self,
+        current: &mut Current,
+        now: bool,
+    ) -> core::result::Result<ARef<Pagemap>, Option<Delta>> {
+        let idle = current.keeper.as_ref().is_some_and(|k| k.refcount() == 1);
+        if !idle {
+            return Err(None);
+        }
+        if !now {
+            let since = *self.idle_since.lock();
+            let elapsed = since.map(|t| t.elapsed()).unwrap_or(Delta::from_nanos(0));
+            if elapsed.as_nanos() < self.delay.as_nanos() {
+                return Err(Some(Delta::from_nanos(
+                    self.delay.as_nanos() - elapsed.as_nanos(),
+                )));
+            }
+        }
+        current.keeper.take().ok_or(None)
     }
 }
 
-/// Holds a region's current pagemap, if any, without counting a reference on it.
+/// Holds a region's current pagemap, if any.
 pub struct PagemapCache {
     slot: Arc<Slot>,
 }
 
-/// The ops of a cached pagemap: the provider's, plus the unlink from the cache on destroy.
+/// The ops of a cached pagemap: the provider's, plus the unlink from the cache on destroy
+/// and the idle report.
 struct Cached<T> {
     slot: Arc<Slot>,
     ops: T,
@@ -90,7 +151,18 @@ unsafe impl<T: PagemapOps> PagemapOps for Cached<T> {
         self.ops.device_unmap(pagemap, dev, addr)
     }
 
-    // The unlink takes the slot's mutex: never in the last put's (maybe atomic) context.
+    fn watches_idle(&self) -> bool {
+        true
+    }
+
+    // Any context: a spinlock and a timer.
+    fn idle(&self, _pagemap: &Pagemap) {
+        *self.slot.idle_since.lock() = Some(Instant::now());
+        arm(self.slot.delay);
+    }
+
+    // The unlink takes the slot's mutex: never in the last put's (maybe atomic, maybe
+    // reclaim) context.
     fn destroy_in_work(&self) -> bool {
         true
     }
@@ -112,21 +184,43 @@ unsafe impl<T: PagemapOps> PagemapOps for Cached<T> {
     }
 }
 
+/// Runs the reaper after `delay` (at the latest).
+fn arm(delay: Delta) {
+    let ms = u32::try_from(delay.as_millis_ceil()).unwrap_or(u32::MAX);
+    // SAFETY: Queues the module's delayed work, which `idle_fini` cancels before unload.
+    unsafe { ffi::svm_idle_arm(ms) };
+}
+
 impl PagemapCache {
-    /// Creates an empty cache.
+    /// Creates an empty cache whose idle pagemaps stay for the module's `idle_ms`.
     pub fn new() -> Result<Self> {
+        Self::with_idle_delay(Delta::from_millis(i64::from(
+            crate::module_parameters::idle_ms.value(),
+        )))
+    }
+
+    /// Creates an empty cache whose idle pagemaps stay for `delay`.
+    pub fn with_idle_delay(delay: Delta) -> Result<Self> {
         let slot = Arc::pin_init(
             pin_init!(Slot {
-                current <- kernel::new_mutex!(None, "PagemapCache::current"),
+                current <- kernel::new_mutex!(
+                    Current {
+                        ptr: None,
+                        keeper: None,
+                    },
+                    "PagemapCache::current"
+                ),
+                idle_since <- kernel::new_spinlock!(None, "PagemapCache::idle_since"),
+                delay,
             }),
             GFP_KERNEL,
         )?;
         Ok(Self { slot })
     }
 
-    /// Returns a reference to the cached pagemap, or to a new pagemap of `region` on `device`
-    /// with the ops `ops()` returns, if there is none or the cached one is being destroyed.
-    /// The provider's [`PagemapOps::destroy`] runs from a work item.
+    /// Returns a reference to the cached pagemap (reviving it if idle), or to a new pagemap
+    /// of `region` on `device` with the ops `ops()` returns, if there is none or the cached
+    /// one is being destroyed. The provider's [`PagemapOps::destroy`] runs from a work item.
     pub fn get_or_create<T: PagemapOps + 'static>(
         &self,
         device: &Device,
@@ -134,7 +228,7 @@ impl PagemapCache {
         ops: impl FnOnce() -> Result<T>,
     ) -> Result<ARef<Pagemap>> {
         let mut current = self.slot.current.lock();
-        if let Some(ptr) = *current {
+        if let Some(ptr) = current.ptr {
             // SAFETY: By the type invariant of `Slot` the pagemap is not freed while cached,
             // and we hold the lock its destroy op needs to leave it.
             if let Some(pagemap) = unsafe { ptr.as_ref() }.get_unless_zero() {
@@ -145,9 +239,20 @@ impl PagemapCache {
             slot: self.slot.clone(),
             ops: ops()?,
         };
+        // Room in the kept list first: nothing allocates once the pagemap exists.
+        KEPT.lock().slots.reserve(1, GFP_KERNEL)?;
         let pagemap = Pagemap::new(device, region.clone(), ops)?;
         // INVARIANT: Its ops are `Cached`, whose destroy unlinks it under this lock.
-        *current = Some(NonNull::from(&*pagemap));
+        current.ptr = Some(NonNull::from(&*pagemap));
+        current.keeper = Some(pagemap.clone());
+        let mut kept = KEPT.lock();
+        if kept.slots.push_within_capacity(self.slot.clone()).is_err() {
+            // Another cache took the room: kept uncached (destroyed with its last user).
+            drop(kept);
+            let keeper = current.keeper.take();
+            drop(current);
+            drop(keeper);
+        }
         Ok(pagemap)
     }
 
@@ -155,13 +260,148 @@ impl PagemapCache {
     pub fn current(&self) -> Option<ARef<Pagemap>> {
         let current = self.slot.current.lock();
         // SAFETY: As in `get_or_create`: not freed while cached, and the lock is held.
-        current.and_then(|ptr| unsafe { ptr.as_ref() }.get_unless_zero())
+        current
+            .ptr
+            .and_then(|ptr| unsafe { ptr.as_ref() }.get_unless_zero())
     }
 
-    /// Whether a pagemap is cached (alive or being destroyed). For diagnostics and tests.
-    pub fn is_populated(&self) -> bool {
-        self.slot.current.lock().is_some()
+    /// Stops keeping the cached pagemap: it is destroyed with its last user, now if it is
+    /// idle (a device going away).
+    pub fn flush(&self) {
+        let keeper = {
+            let mut current = self.slot.current.lock();
+            let keeper = current.keeper.take();
+            if keeper.is_some() {
+                KEPT.lock().slots.retain(|s| !Arc::ptr_eq(s, &self.slot));
+            }
+            keeper
+        };
+        drop(keeper);
     }
+
+    /// Whether a pagemap is cached (alive, idle or being destroyed). For diagnostics and
+    /// tests.
+    pub fn is_populated(&self) -> bool {
+        self.slot.current.lock().ptr.is_some()
+    }
+}
+
+impl Drop for PagemapCache {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Sets up the reaper and the shrinker (module init).
+pub(crate) fn idle_init() -> Result {
+    // SAFETY: Called once, in the module initializer, before any cache exists.
+    unsafe { KEPT.init() };
+    // SAFETY: Registers the module's shrinker, unregistered by `idle_fini`.
+    kernel::error::to_result(unsafe { ffi::svm_idle_init() })
+}
+
+/// Tears the reaper and the shrinker down (module exit): no cache exists any more.
+pub(crate) fn idle_fini() {
+    // SAFETY: Undoes `idle_init`; waits for a running reaper or scan.
+    unsafe { ffi::svm_idle_fini() };
+    // A static is never dropped: its buffer is freed here.
+    drop(core::mem::take(&mut KEPT.lock().slots));
+}
+
+/// At most this many caches are looked at per reaper run or scan (the slots of one machine's
+/// devices; more means a later run).
+const SCAN_MAX: usize = 64;
+
+/// The reaper: destroys the pagemaps idle for their delay, and runs again when the next one
+/// is due.
+#[no_mangle]
+extern "C" fn svm_pagemap_idle_reap() {
+    let mut again: Option<Delta> = None;
+    let mut doomed = KVec::new();
+    // Never blocks on a cache's lock (the order is the other way): a busy cache is retried.
+    let Some(mut kept) = KEPT.try_lock() else {
+        arm(Delta::from_millis(100));
+        return;
+    };
+    let _ = doomed.reserve(kept.slots.len().min(SCAN_MAX), GFP_KERNEL);
+    kept.slots.retain(|slot| {
+        if doomed.len() == doomed.capacity() {
+            again = Some(Delta::from_millis(100));
+            return true;
+        }
+        let Some(mut current) = slot.current.try_lock() else {
+            again = Some(Delta::from_millis(100));
+            return true;
+        };
+        match slot.take_if_idle(&mut current, false) {
+            Ok(keeper) => {
+                // Room reserved above.
+                let _ = doomed.push_within_capacity(keeper);
+                false
+            }
+            Err(Some(left)) => {
+                again = Some(match again {
+                    Some(a) if a.as_nanos() < left.as_nanos() => a,
+                    _ => left,
+                });
+                true
+            }
+            Err(None) => true,
+        }
+    });
+    drop(kept);
+    // Destroyed from the pagemap core's work item (`destroy_in_work`).
+    drop(doomed);
+    if let Some(delay) = again {
+        arm(delay);
+    }
+}
+
+/// The shrinker's count: pagemaps idle now, whatever their delay.
+#[no_mangle]
+extern "C" fn svm_pagemap_idle_count() -> usize {
+    let Some(kept) = KEPT.try_lock() else {
+        return 0;
+    };
+    kept.slots
+        .iter()
+        .take(SCAN_MAX)
+        .filter(|slot| {
+            slot.current
+                .try_lock()
+                .is_some_and(|c| c.keeper.as_ref().is_some_and(|k| k.refcount() == 1))
+        })
+        .count()
+}
+
+/// The shrinker's scan: destroys up to `nr` idle pagemaps now; returns how many. In reclaim:
+/// only `try_lock`, no allocation; the destruction itself runs from a work item.
+#[no_mangle]
+extern "C" fn svm_pagemap_idle_scan(nr: usize) -> usize {
+    let Some(mut kept) = KEPT.try_lock() else {
+        return 0;
+    };
+    let mut freed = 0;
+    let mut seen = 0;
+    kept.slots.retain(|slot| {
+        seen += 1;
+        if freed >= nr || seen > SCAN_MAX {
+            return true;
+        }
+        let Some(mut current) = slot.current.try_lock() else {
+            return true;
+        };
+        match slot.take_if_idle(&mut current, true) {
+            Ok(keeper) => {
+                // The last reference: its destroy is queued, not run here.
+                drop(keeper);
+                freed += 1;
+                false
+            }
+            Err(_) => true,
+        }
+    });
+    freed
 }
 
 #[kunit_tests(pagemap_util_cache)]
@@ -171,7 +411,7 @@ mod tests {
     use kernel::sync::atomic::Atomic;
     use kernel::sync::atomic::Full;
     use kernel::sync::atomic::Relaxed;
-    use kernel::sync::Completion;
+    use kernel::time::delay::fsleep;
 
     struct Counters {
         created: Atomic<u32>,
@@ -181,7 +421,6 @@ mod tests {
     /// Provider ops that know nothing of the cache: the unlink is the cache's own business.
     struct ProviderOps {
         counters: Arc<Counters>,
-        done: Arc<Completion>,
     }
 
     // SAFETY: A test type of this module.
@@ -192,70 +431,170 @@ mod tests {
 
         fn destroy(&self, _pagemap: &Pagemap) {
             self.counters.destroyed.fetch_add(1, Full);
-            self.done.complete_all();
         }
     }
 
     static OWNER: u8 = 0;
 
-    fn get(
-        cache: &PagemapCache,
-        fdev: &faux::Registration,
-        region: &Arc<DevicePrivateRegion>,
-        counters: &Arc<Counters>,
-        done: &Arc<Completion>,
-    ) -> Result<ARef<Pagemap>> {
-        cache.get_or_create(fdev.as_ref().as_ref(), region, || {
-            counters.created.fetch_add(1, Full);
-            Ok(ProviderOps {
-                counters: counters.clone(),
-                done: done.clone(),
+    /// A cache, its region's device and region, and its provider's counters.
+    struct Fixture {
+        cache: PagemapCache,
+        fdev: faux::Registration,
+        region: Arc<DevicePrivateRegion>,
+        counters: Arc<Counters>,
+    }
+
+    impl Fixture {
+        fn new(name: &'static CStr, delay_ms: i64) -> Result<Self> {
+            // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
+            let owner = unsafe {
+                drm_pagemap::owner::RegionOwner::unique(drm_pagemap::owner::Owner::of(&OWNER))
+            };
+            Ok(Self {
+                cache: PagemapCache::with_idle_delay(Delta::from_millis(delay_ms))?,
+                fdev: faux::Registration::new(name, None)?,
+                region: Arc::pin_init(
+                    DevicePrivateRegion::new(1 << 21, c"pagemap_util_kunit", owner),
+                    GFP_KERNEL,
+                )?,
+                counters: Arc::new(
+                    Counters {
+                        created: Atomic::new(0),
+                        destroyed: Atomic::new(0),
+                    },
+                    GFP_KERNEL,
+                )?,
             })
-        })
+        }
+
+        fn get(&self) -> Result<ARef<Pagemap>> {
+            self.cache
+                .get_or_create(self.fdev.as_ref().as_ref(), &self.region, || {
+                    self.counters.created.fetch_add(1, Full);
+                    Ok(ProviderOps {
+                        counters: self.counters.clone(),
+                    })
+                })
+        }
+
+        fn created(&self) -> u32 {
+            self.counters.created.load(Relaxed)
+        }
+
+        fn destroyed(&self) -> u32 {
+            self.counters.destroyed.load(Relaxed)
+        }
+
+        /// Waits (at most `ms`) until `n` pagemaps were destroyed.
+        fn wait_destroyed(&self, n: u32, ms: u32) -> bool {
+            for _ in 0..ms / 10 {
+                if self.destroyed() >= n {
+                    return true;
+                }
+                fsleep(Delta::from_millis(10));
+            }
+            self.destroyed() >= n
+        }
     }
 
     #[test]
-    fn create_on_first_use_and_reuse() -> Result {
-        let fdev = faux::Registration::new(c"pagemap_util_kunit0", None)?;
-        // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
-        let owner = unsafe { drm_pagemap::owner::Owner::of(&OWNER) };
-        let region = Arc::pin_init(
-            DevicePrivateRegion::new(1 << 21, c"pagemap_util_kunit", owner),
-            GFP_KERNEL,
-        )?;
-        let cache = PagemapCache::new()?;
-        let counters = Arc::new(
-            Counters {
-                created: Atomic::new(0),
-                destroyed: Atomic::new(0),
-            },
-            GFP_KERNEL,
-        )?;
-        let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
-
-        assert!(!cache.is_populated());
-        let a = get(&cache, &fdev, &region, &counters, &done)?;
-        let b = get(&cache, &fdev, &region, &counters, &done)?;
+    fn reuse_while_used() -> Result {
+        let f = Fixture::new(c"pagemap_util_kunit0", 60_000)?;
+        assert!(!f.cache.is_populated());
+        let a = f.get()?;
+        let b = f.get()?;
         assert!(core::ptr::eq(&*a, &*b));
-        assert_eq!(counters.created.load(Relaxed), 1);
-        assert_eq!(a.refcount(), 2);
+        assert_eq!(f.created(), 1);
+        // Two users and the keeper.
+        assert_eq!(a.refcount(), 3);
         drop(a);
         drop(b);
-        done.wait_for_completion();
-        assert_eq!(counters.destroyed.load(Relaxed), 1);
-        // The provider's destroy did not unlink it; the cache did.
-        assert!(!cache.is_populated());
-
+        assert_eq!(f.destroyed(), 0);
+        // Flushed (the device goes): destroyed now that it is idle.
+        f.cache.flush();
+        assert!(f.wait_destroyed(1, 2000));
+        assert!(!f.cache.is_populated());
         // A new user after destruction gets a fresh pagemap (with KASAN, a dangling cached
         // pointer would be a use-after-free report here).
-        let done2 = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
-        let c = get(&cache, &fdev, &region, &counters, &done2)?;
-        assert_eq!(counters.created.load(Relaxed), 2);
-        assert_eq!(c.refcount(), 1);
+        let c = f.get()?;
+        assert_eq!(f.created(), 2);
         drop(c);
-        done2.wait_for_completion();
-        assert_eq!(counters.destroyed.load(Relaxed), 2);
-        assert!(!cache.is_populated());
+        Ok(())
+    }
+
+    #[test]
+    fn idle_destroy_fires_once_after_the_delay_and_not_before() -> Result {
+        let f = Fixture::new(c"pagemap_util_kunit1", 300)?;
+        let a = f.get()?;
+        drop(a);
+        fsleep(Delta::from_millis(100));
+        // Idle, not yet for the delay: still cached.
+        assert_eq!(f.destroyed(), 0);
+        assert!(f.cache.is_populated());
+        assert!(f.wait_destroyed(1, 3000));
+        assert!(!f.cache.is_populated());
+        // Once.
+        fsleep(Delta::from_millis(400));
+        assert_eq!(f.destroyed(), 1);
+        assert_eq!(f.created(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn lookup_revives_an_idle_pagemap() -> Result {
+        let f = Fixture::new(c"pagemap_util_kunit2", 300)?;
+        let a = f.get()?;
+        let first = NonNull::from(&*a);
+        drop(a);
+        // Idle; revived before its delay ends, and used past it.
+        fsleep(Delta::from_millis(150));
+        let b = f.get()?;
+        assert!(NonNull::from(&*b) == first);
+        assert_eq!(f.created(), 1);
+        fsleep(Delta::from_millis(400));
+        assert_eq!(f.destroyed(), 0);
+        drop(b);
+        assert!(f.wait_destroyed(1, 3000));
+        assert_eq!(f.created(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn revive_races_destroy() -> Result {
+        // No delay: the reaper runs at once after every last put, racing the next lookup.
+        let f = Fixture::new(c"pagemap_util_kunit3", 0)?;
+        for i in 0..300u32 {
+            let a = f.get()?;
+            drop(a);
+            if i % 3 == 0 {
+                fsleep(Delta::from_micros(200));
+            }
+        }
+        // Every pagemap created is destroyed exactly once, none while in use.
+        f.cache.flush();
+        assert!(f.wait_destroyed(f.created(), 3000));
+        assert_eq!(f.destroyed(), f.created());
+        assert!(f.created() >= 1);
+        Ok(())
+    }
+
+    #[test]
+    fn shrinker_scan_frees_idle_pagemaps() -> Result {
+        let f = Fixture::new(c"pagemap_util_kunit4", 60_000)?;
+        let busy = Fixture::new(c"pagemap_util_kunit5", 60_000)?;
+        let a = f.get()?;
+        let held = busy.get()?;
+        drop(a);
+        // One idle pagemap (the busy one is not counted, nor freed).
+        assert_eq!(svm_pagemap_idle_count(), 1);
+        assert_eq!(svm_pagemap_idle_scan(16), 1);
+        assert!(f.wait_destroyed(1, 3000));
+        assert_eq!(busy.destroyed(), 0);
+        assert_eq!(svm_pagemap_idle_count(), 0);
+        assert_eq!(svm_pagemap_idle_scan(16), 0);
+        drop(held);
+        busy.cache.flush();
+        assert!(busy.wait_destroyed(1, 3000));
         Ok(())
     }
 }

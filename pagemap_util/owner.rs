@@ -4,6 +4,12 @@
 //! device-private owner, so that range faults and migrations see the group's pages as their
 //! own (the C `drm_pagemap_acquire_owner`/`drm_pagemap_release_owner`).
 //!
+//! A group that lost a member is sealed while the departed device's region lives: nobody
+//! joins it meanwhile. The departed device's pages may still carry the group's owner (its
+//! region lives while anything uses its memory), and a newcomer that has no link to it must
+//! not see them as its own, as it would with the C version, which lets it join. Once that
+//! region is gone (counted by a [`RegionLease`]), the group is open again.
+//!
 //! A device joins the first group whose every member it can reach, both ways; if there is
 //! none, it starts a group of its own. Groups are not transitive: in a chain `a-b-c` where `a`
 //! and `c` have no link, `a` and `b` share an owner and `c` has its own. Leaving a group never
@@ -13,6 +19,8 @@
 //! C header: [`include/drm/drm_pagemap_util.h`](srctree/include/drm/drm_pagemap_util.h)
 
 use drm_pagemap::owner::Owner;
+use drm_pagemap::owner::RegionLease;
+use drm_pagemap::owner::RegionOwner;
 use drm_pagemap::owner::SharedOwner;
 use kernel::prelude::*;
 use kernel::sync::Arc;
@@ -29,6 +37,9 @@ struct Peer {
 struct Peers {
     list: KVec<Peer>,
     next_id: u64,
+    /// Owners of groups that lost a member whose region may still live, with its lease:
+    /// closed to newcomers while the lease is in use.
+    sealed: KVec<(Arc<SharedOwner>, Arc<RegionLease>)>,
 }
 
 /// Devices, named by the caller's numbers, and the owners of their interconnect groups (the C
@@ -45,6 +56,7 @@ pub struct Membership {
     list: Arc<OwnerList>,
     id: u64,
     owner: Arc<SharedOwner>,
+    lease: Arc<RegionLease>,
 }
 
 impl OwnerList {
@@ -56,6 +68,7 @@ impl OwnerList {
                     Peers {
                         list: KVec::new(),
                         next_id: 0,
+                        sealed: KVec::new(),
                     },
                     "OwnerList::peers"
                 ),
@@ -75,12 +88,20 @@ impl OwnerList {
     ) -> Result<Membership> {
         let mut peers = self.peers.lock();
         peers.list.reserve(1, GFP_KERNEL)?;
+        // Room to seal this device's group when it leaves, taken now: leaving cannot fail.
+        let groups = peers.list.len() + 1;
+        peers.sealed.reserve(groups, GFP_KERNEL)?;
         let mut chosen: Option<Arc<SharedOwner>> = None;
         // Bounded by the number of members (each group is examined once, each member once).
         for (i, first) in peers.list.iter().enumerate() {
             let group = first.owner.owner();
             // Each group is examined from its first member in joining order.
-            if peers.list[..i].iter().any(|p| p.owner.owner() == group) {
+            if peers.list[..i].iter().any(|p| p.owner.owner() == group)
+                || peers
+                    .sealed
+                    .iter()
+                    .any(|(s, lease)| s.owner() == group && lease.in_use())
+            {
                 continue;
             }
             let reaches_all = peers
@@ -97,6 +118,7 @@ impl OwnerList {
             Some(owner) => owner,
             None => SharedOwner::new()?,
         };
+        let lease = RegionLease::new()?;
         let id = peers.next_id;
         peers.next_id += 1;
         peers.list.push(
@@ -111,6 +133,7 @@ impl OwnerList {
             list: self.clone(),
             id,
             owner,
+            lease,
         })
     }
 
@@ -126,7 +149,14 @@ impl OwnerList {
 }
 
 impl Membership {
-    /// The group's owner, to create the device's region with.
+    /// The group's owner, to create the device's region with: the region counts in this
+    /// membership's lease, which keeps the group closed to newcomers once the device has
+    /// left, for as long as the region lives.
+    pub fn region_owner(&self) -> RegionOwner {
+        RegionOwner::leased(self.owner.clone(), self.lease.clone())
+    }
+
+    /// The group's owner.
     pub fn shared_owner(&self) -> &Arc<SharedOwner> {
         &self.owner
     }
@@ -139,12 +169,29 @@ impl Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        let removed = {
-            let mut peers = self.list.peers.lock();
-            let pos = peers.list.iter().position(|p| p.id == self.id);
-            pos.and_then(|pos| peers.list.remove(pos).ok())
-        };
-        drop(removed);
+        let mut peers = self.list.peers.lock();
+        let pos = peers.list.iter().position(|p| p.id == self.id);
+        // A member is plain data (an id, a number, an owner reference): dropped under the lock.
+        let _removed = pos.and_then(|pos| peers.list.remove(pos).ok());
+        let owner = self.owner.owner();
+        if self.lease.in_use() && peers.list.iter().any(|p| p.owner.owner() == owner) {
+            // Room reserved by `acquire`.
+            let _ = peers
+                .sealed
+                .push_within_capacity((self.owner.clone(), self.lease.clone()));
+        }
+        // Seals whose region is gone, or whose group is empty (nobody can join it), go.
+        // Bounded by the sealed owners.
+        let mut i = 0;
+        while i < peers.sealed.len() {
+            let (o, lease) = &peers.sealed[i];
+            let o = o.owner();
+            if lease.in_use() && peers.list.iter().any(|p| p.owner.owner() == o) {
+                i += 1;
+            } else {
+                let _ = peers.sealed.remove(i);
+            }
+        }
     }
 }
 
@@ -226,18 +273,27 @@ mod tests {
         let c_owner = c.owner();
         drop(c);
         assert_eq!(list.group_size(c_owner), 0);
-        // a leaves: b is alone in the first group.
+        // a leaves while its region lives: b is alone in the first group, which is sealed
+        // (a's pages may still carry its owner).
+        let a_region = m[0].region_owner();
         let a = m.remove(0)?;
         drop(a);
         assert_eq!(list.group_size(first), 1);
-        // Now b's group is b alone, which c reaches: c joins it and gets b's owner.
+        // c reaches b but cannot join the sealed group: a group of its own.
         let c = list.acquire(2, linked_by(&[(0, 1), (1, 2)]))?;
-        assert!(c.owner() == first);
-        assert_eq!(list.group_size(first), 2);
-        // a comes back: it reaches b but not c, so it starts a new group.
+        assert!(c.owner() != first);
+        assert_eq!(list.group_size(first), 1);
+        // a comes back: it reaches b (sealed) but not c, so it starts a new group.
         let a = list.acquire(0, linked_by(&[(0, 1), (1, 2)]))?;
         assert!(a.owner() != first);
+        assert!(a.owner() != c.owner());
         assert_eq!(list.group_size(a.owner()), 1);
+        // Once a's region is gone, b's group is open again: a full mesh newcomer joins it
+        // (the first group in joining order).
+        drop(a_region);
+        let d = list.acquire(3, |_, _| true)?;
+        assert!(d.owner() == first);
+        assert_eq!(list.group_size(first), 2);
         Ok(())
     }
 

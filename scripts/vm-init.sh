@@ -183,6 +183,10 @@ bounded() {
 	return $rc
 }
 
+# Unloads vgpu, retrying for 10 s while its pagemaps stay cached, idle, after their last
+# user (pagemap_util's idle_ms, 5 s). A command for `bounded`: sh -c "$RMMOD_VGPU".
+RMMOD_VGPU='for i in $(seq 40); do rmmod vgpu 2>/dev/null && exit 0; sleep 0.25; done; rmmod vgpu'
+
 # load_stack [vgpu parameters...]
 load_stack() {
 	for m in drm_pagemap pagemap_util gpusvm; do
@@ -201,6 +205,7 @@ huge_folios() {
 unload_stack() {
 	for m in vgpu gpusvm pagemap_util drm_pagemap; do
 		[ -d /sys/module/$m ] || continue
+		[ $m = vgpu ] && { bounded rmmod/vgpu 30 sh -c "$RMMOD_VGPU" || echo "SVM-ERROR rmmod vgpu failed"; continue; }
 		bounded rmmod/$m 30 rmmod $m 2>/dev/null || { sleep 1; bounded rmmod/$m 30 rmmod $m; } ||
 			echo "SVM-ERROR rmmod $m failed"
 	done
@@ -271,7 +276,7 @@ else
 	t module_lifecycle 90 sh /tests/module_lifecycle.sh
 
 	# Four GPUs on two interconnect islands.
-	[ -d /sys/module/vgpu ] && { bounded rmmod/vgpu 30 rmmod vgpu || echo "SVM-ERROR rmmod vgpu failed"; }
+	[ -d /sys/module/vgpu ] && { bounded rmmod/vgpu 30 sh -c "$RMMOD_VGPU" || echo "SVM-ERROR rmmod vgpu failed"; }
 	bounded insmod/vgpu 60 insmod $M/vgpu.ko num_devices=4 links=0-1,2-3 vram_mib=32 ||
 		echo "SVM-ERROR insmod vgpu num_devices=4 failed"
 	t vgpu_multi 120 /tests/vgpu_multi
@@ -279,7 +284,7 @@ else
 	# The kernel's own HMM selftest, unmodified, against our stack (vgpu's dmirror nodes),
 	# then against the C reference driver, for comparison. The lower modules stay loaded, so
 	# their KUnit suites run once.
-	[ -d /sys/module/vgpu ] && { bounded rmmod/vgpu 30 rmmod vgpu || echo "SVM-ERROR rmmod vgpu failed"; }
+	[ -d /sys/module/vgpu ] && { bounded rmmod/vgpu 30 sh -c "$RMMOD_VGPU" || echo "SVM-ERROR rmmod vgpu failed"; }
 	# links=none: test_hmm's devices are each their own owner, and hmm-tests' two-device
 	# cases (hmm2) expect the other device's pages to be remote.
 	bounded insmod/vgpu 60 insmod $M/vgpu.ko hmm_dmirror=1 huge_folios=1 links=none ||

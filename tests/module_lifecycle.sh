@@ -12,9 +12,10 @@ flunk() { n=$((n + 1)); echo "not ok $n $1"; fail=1; }
 expect() { name=$1; shift; if "$@"; then pass "$name"; else flunk "$name"; fi; }
 # refuse NAME CMD...: CMD must fail.
 refuse() { name=$1; shift; if "$@"; then flunk "$name"; else pass "$name"; fi; }
-# The last destroy of a pagemap (which holds the module) runs from a work item just after
-# the last close, so unloading right after a close may briefly still find the module busy.
-unload() { for i in 1 2 3 4 5 6 7 8 9 10; do rmmod "$1" 2>/dev/null && return 0; usleep 100000; done; return 1; }
+# A GPU's pagemap (which holds the module) stays cached for pagemap_util's idle_ms (5 s)
+# after its last user closes, then is destroyed from a work item: unloading within that
+# time finds the module busy. Retried for 8 s.
+unload() { for i in $(seq 80); do rmmod "$1" 2>/dev/null && return 0; usleep 100000; done; return 1; }
 logged() { dmesg | grep -q "$1"; }
 # vgpu_nodes: the render nodes whose device is one of vgpu's faux devices (not by number:
 # other DRM drivers may hold any minor).

@@ -188,14 +188,17 @@ struct drm_vgpu_migrate {
  * @bytes_copied: Out: bytes the copy engine moved, both ways.
  * @cpu_faults: Out: CPU faults on this GPU's pages served by migrating them back.
  * @evictions: Out: allocations evicted to system memory.
+ * @flags: Must be 0 on input (EINVAL otherwise).
+ * @pad: Must be 0 on input (EINVAL otherwise).
  * @pages_to_peer: Out: pages migrated out of this GPU's memory straight into a linked GPU's
  *	(not counted in @pages_to_system).
  * @pages_from_peer: Out: of @pages_to_device, those copied straight from a linked GPU's
  *	memory.
  * @peer_accesses: Out: pages of a linked GPU's memory this GPU read or wrote in place
  *	(&drm_vgpu_vm_access), without migrating them.
- * @flags: Must be 0 on input (EINVAL otherwise).
- * @pad: Must be 0 on input (EINVAL otherwise).
+ *
+ * The last three fields came later: a caller built with the older 48-byte structure gets the
+ * first five counters, as before.
  */
 struct drm_vgpu_stats {
 	__u64 pages_to_device;
@@ -203,11 +206,11 @@ struct drm_vgpu_stats {
 	__u64 bytes_copied;
 	__u64 cpu_faults;
 	__u64 evictions;
+	__u32 flags;
+	__u32 pad;
 	__u64 pages_to_peer;
 	__u64 pages_from_peer;
 	__u64 peer_accesses;
-	__u32 flags;
-	__u32 pad;
 };
 
 /**

@@ -12,7 +12,6 @@
 use core::pin::Pin;
 
 use drm_pagemap::migrate;
-use drm_pagemap::owner::Owner;
 use drm_pagemap::pagemap::Folios;
 use drm_pagemap::pagemap::MigrateDetails;
 use drm_pagemap::range::PageRange;
@@ -212,10 +211,6 @@ impl Mirror {
         &self.vm.drm().vram
     }
 
-    fn owner(&self) -> Owner {
-        self.vram().owner()
-    }
-
     /// The GPU reading (or with `write`, writing) the range through the user buffer at
     /// `user`, a `CHUNK` at a time. `test_hmm` uses one bounce buffer for the whole range and
     /// counts the fault rounds over it; the count reported here is that of the chunk that
@@ -325,7 +320,7 @@ impl Mirror {
                 }
                 let stop = next.min((addr / CHUNK + 1) * CHUNK);
                 let range = PageRange::new(addr, stop)?;
-                let moved = migrate::migrate_to_ram(&mmap, range, self.owner(), folios)?;
+                let moved = migrate::migrate_to_ram(&mmap, range, self.vram().region(), folios)?;
                 cmd.cpages += moved as u64;
                 addr = stop;
             }

@@ -15,6 +15,7 @@ use kernel::sync::aref::ARef;
 use drm_pagemap::copy;
 use drm_pagemap::copy::CopyFence;
 use drm_pagemap::copy::CopyRun;
+use drm_pagemap::copy::Counterpart;
 use drm_pagemap::copy::Signalling;
 use drm_pagemap::pending::task::cond_resched;
 use drm_pagemap::pending::workqueue::Order;
@@ -182,42 +183,39 @@ impl VramPages {
         for run in runs {
             let bytes = run.bytes();
             let vram = self.backing.span(self.index(run.device_pfn)?, bytes)?;
-            if let Some(addr) = run.peer {
-                // From a linked peer's memory, over the link: its page is locked by the
-                // migration and mapped nowhere, so it does not change meanwhile.
-                let peer = peer_of_link(addr.proto)
-                    .and_then(|i| peers.get(i))
-                    .ok_or(EIO)?;
-                let index = usize::try_from(addr.addr).map_err(|_| EIO)? / PAGE_SIZE;
-                let src = peer.backing.span(index, bytes)?;
-                if dir != CopyDir::ToVram || core::ptr::eq(peer.as_ref(), self) {
-                    return Err(EINVAL);
-                }
-                // SAFETY: `src` and `vram` are `bytes` of two different GPUs' buffers.
-                unsafe { core::ptr::copy_nonoverlapping(src, vram, bytes) };
-                self.bytes_copied.fetch_add(bytes as u64, Relaxed);
-                cond_resched();
-                continue;
-            }
-            let system = run
-                .system
-                .map(|addr| copy::system_ptr(dev, addr, bytes))
-                .transpose()?;
             // `vram` belongs to the migration's device pages, locked and mapped nowhere (GPU
             // mappings were invalidated first), so nothing else touches them meanwhile.
-            match (dir, system) {
-                // SAFETY: `sys` is the run's system memory, valid per the contract; `vram` is
-                // `bytes` of our buffer, distinct from any system page.
-                (CopyDir::ToVram, Some(sys)) => unsafe {
-                    core::ptr::copy_nonoverlapping(sys.as_ptr(), vram, bytes)
-                },
+            match (dir, run.counterpart) {
+                (CopyDir::ToVram, Counterpart::System(addr)) => {
+                    let sys = copy::system_ptr(dev, addr, bytes)?;
+                    // SAFETY: `sys` is the run's system memory, valid per the contract;
+                    // `vram` is `bytes` of our buffer, distinct from any system page.
+                    unsafe { core::ptr::copy_nonoverlapping(sys.as_ptr(), vram, bytes) }
+                }
+                (CopyDir::ToRam, Counterpart::System(addr)) => {
+                    let sys = copy::system_ptr(dev, addr, bytes)?;
+                    // SAFETY: As above.
+                    unsafe { core::ptr::copy_nonoverlapping(vram, sys.as_ptr(), bytes) }
+                }
                 // SAFETY: As above.
-                (CopyDir::ToVram, None) => unsafe { core::ptr::write_bytes(vram, 0, bytes) },
-                // SAFETY: As above.
-                (CopyDir::ToRam, Some(sys)) => unsafe {
-                    core::ptr::copy_nonoverlapping(vram, sys.as_ptr(), bytes)
+                (CopyDir::ToVram, Counterpart::Zeroes) => unsafe {
+                    core::ptr::write_bytes(vram, 0, bytes)
                 },
-                (CopyDir::ToRam, None) => return Err(EINVAL),
+                (CopyDir::ToVram, Counterpart::Peer(addr)) => {
+                    // From a linked peer's memory, over the link: its page is locked by the
+                    // migration and mapped nowhere, so it does not change meanwhile.
+                    let peer = peer_of_link(addr.proto)
+                        .and_then(|i| peers.get(i))
+                        .ok_or(EIO)?;
+                    if core::ptr::eq(peer.as_ref(), self) {
+                        return Err(EINVAL);
+                    }
+                    let index = usize::try_from(addr.addr).map_err(|_| EIO)? / PAGE_SIZE;
+                    let src = peer.backing.span(index, bytes)?;
+                    // SAFETY: `src` and `vram` are `bytes` of two different GPUs' buffers.
+                    unsafe { core::ptr::copy_nonoverlapping(src, vram, bytes) };
+                }
+                (CopyDir::ToRam, Counterpart::Zeroes | Counterpart::Peer(_)) => return Err(EINVAL),
             }
             self.bytes_copied.fetch_add(bytes as u64, Relaxed);
             // A batch may be as large as the GPU's memory.

@@ -177,7 +177,7 @@ impl VgpuFile {
             pagemap::populate_mm(target, mm, range, &details)?
         } else {
             let mmap = mm.mmap_read_lock();
-            migrate::migrate_to_ram(&mmap, range, dev.vram.owner(), Folios::Huge)?;
+            migrate::migrate_to_ram(&mmap, range, dev.vram.region(), Folios::Huge)?;
         }
         Ok(0)
     }

@@ -79,7 +79,7 @@ impl Gpu {
         // The GPU's pages carry its interconnect group's owner: linked peers see them as theirs.
         let seat = fabric.seat(index)?;
         let engine = CString::try_from_fmt(fmt!("vgpu{index}_copy"))?;
-        let owner = seat.membership().shared_owner().clone();
+        let owner = seat.membership().region_owner();
         let vram = Arc::pin_init(
             Vram::new(index, fabric.clone(), vram_size, owner, &engine)?,
             GFP_KERNEL,

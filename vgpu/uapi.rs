@@ -48,8 +48,8 @@ uapi_layout!(drm_vgpu_migrate, 32, {
 });
 uapi_layout!(drm_vgpu_stats, 72, {
     pages_to_device: u64 = 0, pages_to_system: u64 = 8, bytes_copied: u64 = 16,
-    cpu_faults: u64 = 24, evictions: u64 = 32, pages_to_peer: u64 = 40,
-    pages_from_peer: u64 = 48, peer_accesses: u64 = 56, flags: u32 = 64, pad: u32 = 68,
+    cpu_faults: u64 = 24, evictions: u64 = 32, flags: u32 = 40, pad: u32 = 44,
+    pages_to_peer: u64 = 48, pages_from_peer: u64 = 56, peer_accesses: u64 = 64,
 });
 uapi_layout!(drm_vgpu_devmem_open, 8, { flags: u32 = 0, fd: i32 = 4 });
 uapi_layout!(drm_vgpu_evict, 8, { flags: u32 = 0, evicted: u32 = 4 });

@@ -357,8 +357,13 @@ impl GpuVm {
             }
             // A racing munmap leaves a hole (`ENOENT` from the migration): to the GPU that is
             // an unmapped address, as for a CPU access.
-            migrate::migrate_to_ram(&mmap, PageRange::new(a, b)?, self.owner(), Folios::Huge)
-                .map_err(|e| if e == ENOENT { EFAULT } else { e })?;
+            migrate::migrate_to_ram(
+                &mmap,
+                PageRange::new(a, b)?,
+                self.drm.vram.region(),
+                Folios::Huge,
+            )
+            .map_err(|e| if e == ENOENT { EFAULT } else { e })?;
         }
         Err(EBUSY)
     }
@@ -687,8 +692,8 @@ mod tests {
                 kernel::dma::DmaMask::new::<64>(),
             )
         }?;
-        // SAFETY: As for a GPU (`Gpu::new`): the test's own faux device, which outlives it.
-        let owner = unsafe { Owner::of(fdev) };
+        // SAFETY: The test's own faux device, which outlives the region.
+        let owner = unsafe { drm_pagemap::owner::RegionOwner::unique(Owner::of(fdev)) };
         let fabric = crate::fabric::Fabric::new(Some(c"none"), 1)?;
         let data = try_pin_init!(GpuData {
             index: 0,

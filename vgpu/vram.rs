@@ -5,6 +5,7 @@
 
 use drm_pagemap::copy::CopyFence;
 use drm_pagemap::copy::CopyRun;
+use drm_pagemap::copy::Counterpart;
 use drm_pagemap::device_private::DevicePrivateRegion;
 use drm_pagemap::devmem::Devmem;
 use drm_pagemap::devmem::DevmemOps;
@@ -37,8 +38,8 @@ use kernel::ptr::Alignment;
 use kernel::sizes::SZ_2M;
 use kernel::sizes::SZ_4K;
 use kernel::sync::aref::ARef;
-use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Acquire;
+use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Full;
 use kernel::sync::atomic::Relaxed;
 use kernel::sync::atomic::Release;
@@ -190,6 +191,11 @@ impl Vram {
         Ok(())
     }
 
+    /// The device-private region of this memory.
+    pub(crate) fn region(&self) -> &DevicePrivateRegion {
+        &self.region
+    }
+
     /// Whether `pfn` is a page of this GPU's memory.
     pub(crate) fn contains_pfn(&self, pfn: usize) -> bool {
         self.region.contains_pfn(pfn)
@@ -224,6 +230,8 @@ impl Vram {
         if let Some(pagemap) = self.pagemaps.current() {
             pagemap.revoke();
         }
+        // Not kept idle any more: destroyed with its last user.
+        self.pagemaps.flush();
     }
 
     /// Whether no allocation holds data.
@@ -401,7 +409,7 @@ unsafe impl PagemapOps for VramPagemap {
                 for (_, peer) in vram.fabric.members()?.iter() {
                     if peer.vram.owner() != vram.owner() {
                         bounced +=
-                            migrate::migrate_to_ram(mmap, range, peer.vram.owner(), Folios::Huge)?;
+                            migrate::migrate_to_ram(mmap, range, peer.vram.region(), Folios::Huge)?;
                     }
                 }
                 if bounced == 0 {
@@ -494,8 +502,11 @@ impl VramAllocation {
         // The memory of the peers the runs read from, looked up once per call (not on the
         // engine's path to signalling).
         let mut peers = Peers::default();
-        for run in runs.iter().filter_map(|r| r.peer) {
-            let index = peer_of_link(run.proto).ok_or(EINVAL)?;
+        for run in runs.iter() {
+            let Counterpart::Peer(addr) = run.counterpart else {
+                continue;
+            };
+            let index = peer_of_link(addr.proto).ok_or(EINVAL)?;
             if peers.get(index).is_none() {
                 let member = vram.fabric.member(index).ok_or(ENODEV)?;
                 peers.set(index, member.vram.engine.pages().clone())?;
@@ -560,7 +571,7 @@ mod tests {
 
     fn vram(name: &'static CStr) -> Result<Arc<Vram>> {
         // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
-        let owner = unsafe { Owner::of(&OWNER) };
+        let owner = unsafe { RegionOwner::unique(Owner::of(&OWNER)) };
         let fabric = Fabric::new(Some(c"none"), 1)?;
         Arc::pin_init(Vram::new(0, fabric, SIZE, owner, name)?, GFP_KERNEL)
     }

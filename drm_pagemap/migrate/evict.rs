@@ -69,7 +69,7 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
             &mut batch,
             None,
             0,
-            Some(&**devmem),
+            Which::Allocation(devmem),
             Direction::Eviction,
             Folios::Huge,
         );

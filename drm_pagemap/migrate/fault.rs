@@ -78,7 +78,7 @@ pub(crate) fn cpu_fault(fault: &mut VmFault<'_>) -> Result<FaultServed> {
         vma,
         PageRange::new(start, end)?,
         owner,
-        Some(&*devmem),
+        Which::Allocation(&devmem),
         Some(&*fault),
         Direction::CpuFault,
         if huge { Folios::Huge } else { Folios::Base },

@@ -13,21 +13,21 @@ use super::*;
 /// The allocation `alloc` returns is accepted: its [`DevmemOps::release`] runs exactly once,
 /// when no page refers to it any more, also when the migration then fails.
 ///
-/// Pages in a peer's memory (a pagemap of this crate sharing `pagemap`'s owner: a device on
-/// the same interconnect) are copied straight from there, through the peer's
+/// Pages in a peer's memory (a pagemap of the same provider sharing `pagemap`'s owner: a
+/// device on the same interconnect) are copied straight from there, through the peer's
 /// [`PagemapOps::device_map`] of them for `pagemap`'s device, each folio once; they count as
 /// [`Direction::ToPeer`] in the peer's statistics and in `pages_from_peer` here.
 ///
 /// If any page cannot be collected (pinned, locked, in the memory of a device with another
-/// owner, racing), nothing moves and the result is `EBUSY`.
-///
-/// [`PagemapOps::device_map`]: crate::pagemap::PagemapOps::device_map Refuses unaligned or empty ranges (`EINVAL`),
+/// owner or of another provider, racing), nothing moves and the result is `EBUSY`. Refuses
+/// unaligned or empty ranges (`EINVAL`),
 /// ranges larger than the pagemap's memory (`ENOMEM`), addresses with no mapping (`ENOENT`),
 /// ranges crossing the end of their mapping (`EINVAL`), shared mappings, and pages of private
 /// file mappings that are still the file's own pages rather than the process's private copies
 /// (`EOPNOTSUPP`): only anonymous memory can live in device-private memory. An allocation
 /// backs one migration only (`EBUSY` on reuse).
 ///
+/// [`PagemapOps::device_map`]: crate::pagemap::PagemapOps::device_map
 /// [`DevmemOps::release`]: crate::devmem::DevmemOps::release
 pub fn migrate_to_devmem(
     pagemap: &Pagemap,
@@ -150,8 +150,15 @@ impl Placement<'_> {
             }
             match pfns.kind(i, Some(region)) {
                 Kind::Own => {}
-                // A peer's memory (sharing our owner): copied over the interconnect.
+                // A peer's memory (sharing our owner): copied over the interconnect, if the
+                // peer is of our provider (whose engine knows the peer's addresses).
                 Kind::Ours => {
+                    let same_provider = pfns.devmem_of(i).is_some_and(|peer| {
+                        core::ptr::eq(peer.pagemap().ops().module(), self.pagemap.ops().module())
+                    });
+                    if !same_provider {
+                        return Err(EBUSY);
+                    }
                     moving += span(s);
                     from_peer += span(s);
                 }

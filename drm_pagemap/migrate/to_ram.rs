@@ -44,8 +44,26 @@ impl BackBuffers {
     }
 }
 
-/// Moves the device pages of `range` of `vma` back to system memory: all of them with the
-/// owner `owner`, or with `only`, just those of that allocation. At most as many pages as
+/// Which of the collected device pages a migration back moves.
+#[derive(Clone, Copy)]
+pub(super) enum Which<'a> {
+    /// Those of one region (one device's memory; its peers share the owner).
+    Region(&'a DevicePrivateRegion),
+    /// Those of one allocation.
+    Allocation(&'a Devmem),
+}
+
+impl Which<'_> {
+    fn takes(&self, devmem: &Devmem) -> bool {
+        match self {
+            Which::Region(region) => core::ptr::eq(devmem.pagemap().region(), *region),
+            Which::Allocation(only) => core::ptr::eq(*only, devmem),
+        }
+    }
+}
+
+/// Moves the device pages of `range` of `vma` with the owner `owner` that `which` takes back
+/// to system memory. At most as many pages as
 /// `bufs` was made for. `fault` is the CPU fault this serves, if any (its page inside the
 /// range).
 #[expect(clippy::too_many_arguments)]
@@ -54,7 +72,7 @@ pub(super) fn vma_to_ram(
     vma: &VmaRef,
     range: PageRange,
     owner: Owner,
-    only: Option<&Devmem>,
+    which: Which<'_>,
     fault: Option<&VmFault<'_>>,
     dir: Direction,
     folios: Folios,
@@ -74,7 +92,7 @@ pub(super) fn vma_to_ram(
         fault,
         Some(dir),
         &mut bufs.pfns,
-        |pfns| copy_back(pfns, batch, Some(vma), start, only, dir, folios),
+        |pfns| copy_back(pfns, batch, Some(vma), start, which, dir, folios),
     )?;
     copied?;
     Ok(moved)
@@ -85,7 +103,7 @@ pub(super) fn vma_to_ram(
 fn vma_to_ram_chunked(
     vma: &VmaRef,
     range: PageRange,
-    owner: Owner,
+    region: &DevicePrivateRegion,
     dir: Direction,
     folios: Folios,
 ) -> Result<usize> {
@@ -101,14 +119,24 @@ fn vma_to_ram_chunked(
         }
         let stop = end.min((addr & !(chunk - 1)).saturating_add(chunk));
         let part = PageRange::new(addr, stop)?;
-        moved += vma_to_ram(&mut bufs, vma, part, owner, None, None, dir, folios)?;
+        let which = Which::Region(region);
+        moved += vma_to_ram(
+            &mut bufs,
+            vma,
+            part,
+            region.owner(),
+            which,
+            None,
+            dir,
+            folios,
+        )?;
         addr = stop;
     }
     Ok(moved)
 }
 
-/// Allocates system pages for the collected device pages of `pfns.src` that are ours (and
-/// `only`'s, if given) and copies the data into them, one batch per device allocation through
+/// Allocates system pages for the collected device pages of `pfns.src` that are ours and
+/// `which` takes and copies the data into them, one batch per device allocation through
 /// that allocation's own ops. Other pages are left where they are. With no `vma` (eviction)
 /// pages come from any node. `batch` is empty, and the pages unmapped for the device, when
 /// this returns.
@@ -121,11 +149,11 @@ pub(super) fn copy_back(
     batch: &mut CopyBatch,
     vma: Option<&VmaRef>,
     start: usize,
-    only: Option<&Devmem>,
+    which: Which<'_>,
     dir: Direction,
     folios: Folios,
 ) -> Result {
-    let copied = fill_and_copy(pfns, batch, vma, start, only, dir, folios);
+    let copied = fill_and_copy(pfns, batch, vma, start, which, dir, folios);
     // What is left was not copied (an error): the device loses access before the migration
     // abandons the destinations.
     batch.runs.clear();
@@ -139,7 +167,7 @@ fn fill_and_copy(
     batch: &mut CopyBatch,
     vma: Option<&VmaRef>,
     start: usize,
-    only: Option<&Devmem>,
+    which: Which<'_>,
     dir: Direction,
     folios: Folios,
 ) -> Result {
@@ -157,7 +185,7 @@ fn fill_and_copy(
                 continue;
             }
         };
-        if only.is_some_and(|only| !core::ptr::eq(only, &*devmem)) {
+        if !which.takes(&devmem) {
             i += n;
             continue;
         }
@@ -211,9 +239,9 @@ fn fill_and_copy(
     Ok(())
 }
 
-/// Moves whatever of `range` of the address space locked by `mmap` lives in device
-/// memory with the private owner `owner` (and this module's pagemap ops) back to system
-/// memory, in chunks of at most [`CHUNK_PAGES`]. Returns the pages moved; `EINTR` if a fatal
+/// Moves whatever of `range` of the address space locked by `mmap` lives in `region` (one
+/// device's memory: not its peers', which share its owner) back to system memory, in chunks
+/// of at most [`CHUNK_PAGES`]. Returns the pages moved; `EINTR` if a fatal
 /// signal arrives meanwhile (what moved until then stays moved).
 ///
 /// Huge device folios come back as transparent huge pages where the VMA allows, unless
@@ -221,7 +249,7 @@ fn fill_and_copy(
 pub fn migrate_to_ram(
     mmap: &MmapReadGuard<'_>,
     range: PageRange,
-    owner: Owner,
+    region: &DevicePrivateRegion,
     folios: Folios,
 ) -> Result<usize> {
     let (start, end) = (range.start(), range.end());
@@ -231,7 +259,7 @@ pub fn migrate_to_ram(
         let vma = mmap.vma_lookup(addr).ok_or(ENOENT)?;
         let stop = end.min(vma.end());
         let part = PageRange::new(addr, stop)?;
-        moved += vma_to_ram_chunked(vma, part, owner, Direction::ToRam, folios)?;
+        moved += vma_to_ram_chunked(vma, part, region, Direction::ToRam, folios)?;
         addr = stop;
     }
     Ok(moved)

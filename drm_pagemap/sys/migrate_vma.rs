@@ -23,6 +23,7 @@ use kernel::sync::Arc;
 use crate::copy::copy_and_wait;
 use crate::copy::CopyRun;
 use crate::copy::CopyRuns;
+use crate::copy::Counterpart;
 use crate::device_private::DevicePrivateRegion;
 use crate::devmem::DevicePages;
 use crate::devmem::Devmem;
@@ -487,17 +488,17 @@ impl Pfns<'_> {
         system: Option<DmaAddress>,
         order: u32,
     ) -> Result {
+        let counterpart = match system {
+            Some(addr) => Counterpart::System(addr),
+            None => Counterpart::Zeroes,
+        };
         let run = CopyRun {
             device_pfn,
-            system,
-            peer: None,
+            counterpart,
             order,
         };
         let maps = &self.arrays.maps;
-        if run
-            .system
-            .is_some_and(|addr| !maps.covers(addr, run.bytes()))
-        {
+        if system.is_some_and(|addr| !maps.covers(addr, run.bytes())) {
             return Err(EINVAL);
         }
         runs.push(run, maps.generation())
@@ -539,8 +540,7 @@ impl Pfns<'_> {
         }
         let run = CopyRun {
             device_pfn,
-            system: None,
-            peer: Some(addr),
+            counterpart: Counterpart::Peer(addr),
             order: addr.order,
         };
         runs.push(run, maps.generation())
