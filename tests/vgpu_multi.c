@@ -507,6 +507,58 @@ static enum igt_result unplug_replug(void)
 	return IGT_PASS;
 }
 
+/*
+ * Hot-unplug GPU1 while its copy engine fails (fail_copies): some data stays in its memory,
+ * which lives on, unplugged. A GPU plugged back at index 1 has memory of its own: moving the
+ * range to GPU0 must copy the old memory's pages, never the new GPU's; GPU0 reads them in
+ * place meanwhile; the CPU gets every byte.
+ */
+static enum igt_result unplug_leftover(void)
+{
+	size_t size = 2 * MIB;
+	uint8_t *p = map_anon(size), *other = map_anon(size), *buf = malloc(size);
+	struct drm_vgpu_stats s0;
+	int again = -1, vm0;
+
+	NEED_FOUR();
+	igt_assert(p && other && buf);
+	fill(p, size, 10);
+	/* 64 KiB at a time: many allocations, some of which fail to evict. */
+	for (size_t off = 0; off < size; off += 64 * 1024)
+		igt_assert_eq(migrate(gpu[1], p + off, 64 * 1024, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert_eq(knob_set(gpu[1], "fail_copies", 1000), 0);
+	igt_assert_eq(plug_write("unplug", "1"), 0);
+	close(gpu[1]);
+	igt_assert_eq(plug_write("plug", "1"), 0);
+	{
+		char path[64];
+		int cursor = 0, f;
+
+		while ((f = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
+			if (gpu_index(f) == 1 && again < 0)
+				again = f;
+			else
+				close(f);
+		}
+	}
+	igt_assert(again >= 0);
+	/* Someone else's data in the new GPU1, at the same offsets. */
+	fill(other, size, 11);
+	igt_assert_eq(migrate(again, other, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	/* GPU0 reads the old memory in place, then pulls the range over. */
+	vm0 = vm_create(gpu[0]);
+	igt_assert(vm0 > 0);
+	igt_assert_eq(vm_access(gpu[0], vm0, DRM_VGPU_VM_READ, p, size, buf), 0);
+	igt_assert_eq(check(buf, size, 10), -1);
+	s0 = stats(gpu[0]);
+	igt_assert_eq(migrate(gpu[0], p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
+	igt_assert(stats(gpu[0]).pages_from_peer > s0.pages_from_peer);
+	igt_assert_eq(check(p, size, 10), -1);
+	igt_assert_eq(check(other, size, 11), -1);
+	free(buf);
+	return IGT_PASS;
+}
+
 static const struct igt_subtest tests[] = {
 	{ "links-islands", links_islands },
 	{ "devmem-open", devmem_open_fd },
@@ -517,8 +569,10 @@ static const struct igt_subtest tests[] = {
 	{ "disjoint-halves", disjoint_halves },
 	{ "pagemap-fd-in-another-process", pagemap_fd_in_another_process },
 	{ "racing-pull", racing_pull },
-	/* Last: a failure may leave GPU1 unplugged. */
+	/* Last: a failure may leave GPU1 unplugged; the last one leaves GPU1 in a group of its
+	 * own while the old memory lives. */
 	{ "unplug-replug", unplug_replug },
+	{ "unplug-leftover", unplug_leftover },
 };
 
 IGT_MAIN(tests)

@@ -345,6 +345,10 @@ struct drm_vgpu_vm_access {
  *
  * @flags: Must be 0 (EINVAL otherwise).
  * @fd: Out: the new file descriptor. EMFILE if the process has no free descriptor.
+ *
+ * As with DRM's PRIME_HANDLE_TO_FD, the descriptor is installed before the argument is
+ * written back: if that write fails (EFAULT), the descriptor stays open, unknown to the
+ * caller, until the process exits.
  */
 struct drm_vgpu_devmem_open {
 	__u32 flags;

@@ -169,7 +169,7 @@ impl MiscDevice for Mirror {
             MIGRATE_TO_SYS => this.migrate_to_system(start, end, &mut cmd)?,
             SNAPSHOT => this.snapshot(start, end, out, &mut cmd)?,
             RELEASE => {
-                this.vram().evict_all()?;
+                this.vram().evict_all(crate::vram::Signals::Any)?;
             }
             FLAGS => this.flags.store(cmd.npages, Relaxed),
             EXCLUSIVE => this.exclusive(start, end, out, &mut cmd)?,

@@ -108,21 +108,21 @@ impl Drop for Backing {
     }
 }
 
-/// The memory of the linked peers one copy reads from, by GPU index.
+/// The memory of the linked peers one copy reads from, by memory id.
 #[derive(Default)]
 pub(crate) struct Peers {
-    by_index: [Option<Arc<VramPages>>; crate::MAX_DEVICES as usize],
+    by_id: KVec<(u32, Arc<VramPages>)>,
 }
 
 impl Peers {
-    /// Peer `index`'s memory, if looked up.
-    pub(crate) fn get(&self, index: u32) -> Option<&Arc<VramPages>> {
-        self.by_index.get(index as usize)?.as_ref()
+    /// Memory `id`, if looked up.
+    pub(crate) fn get(&self, id: u32) -> Option<&Arc<VramPages>> {
+        self.by_id.iter().find(|(i, _)| *i == id).map(|(_, p)| p)
     }
 
-    /// Records peer `index`'s memory.
-    pub(crate) fn set(&mut self, index: u32, pages: Arc<VramPages>) -> Result {
-        *self.by_index.get_mut(index as usize).ok_or(EINVAL)? = Some(pages);
+    /// Records memory `id`.
+    pub(crate) fn add(&mut self, id: u32, pages: Arc<VramPages>) -> Result {
+        self.by_id.push((id, pages), GFP_KERNEL)?;
         Ok(())
     }
 }
@@ -261,11 +261,6 @@ impl CopyEngine {
 
     /// The VRAM this engine copies to and from.
     pub(crate) fn vram(&self) -> &VramPages {
-        &self.vram
-    }
-
-    /// The VRAM this engine copies to and from, for a peer's engine to read over a link.
-    pub(crate) fn pages(&self) -> &Arc<VramPages> {
         &self.vram
     }
 

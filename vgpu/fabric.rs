@@ -14,8 +14,10 @@ use kernel::sync::Mutex;
 use pagemap_util::owner::Membership;
 use pagemap_util::owner::OwnerList;
 
+use crate::engine::VramPages;
 use crate::vram::Vram;
 use crate::MAX_DEVICES;
+use drm_pagemap::device_private::DevicePrivateRegion;
 
 const MAX: usize = MAX_DEVICES as usize;
 
@@ -27,6 +29,53 @@ pub(crate) struct Member {
     pub(crate) vram: Arc<Vram>,
 }
 
+/// A GPU memory that lives, plugged or not: an unplugged GPU's memory lives on while pages
+/// that could not be evicted use it, and peers still reach them there.
+#[derive(Clone)]
+pub(crate) struct Memory {
+    /// Unique among the load's memories (never reused: a re-plugged GPU has a new one).
+    pub(crate) id: u32,
+    /// The index of the GPU it was made for.
+    pub(crate) index: u32,
+    pub(crate) pages: Arc<VramPages>,
+    pub(crate) region: Arc<DevicePrivateRegion>,
+}
+
+/// A memory's entry in the fabric, removed when dropped (with the memory).
+pub(crate) struct MemoryEntry {
+    fabric: Arc<Fabric>,
+    id: u32,
+}
+
+impl MemoryEntry {
+    /// The memory's id.
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The fabric.
+    pub(crate) fn fabric(&self) -> &Arc<Fabric> {
+        &self.fabric
+    }
+}
+
+impl Drop for MemoryEntry {
+    fn drop(&mut self) {
+        let gone = {
+            let mut memories = self.fabric.memories.lock();
+            let pos = memories.list.iter().position(|m| m.id == self.id);
+            pos.and_then(|pos| memories.list.remove(pos).ok())
+        };
+        drop(gone);
+    }
+}
+
+/// The live memories of a load.
+struct Memories {
+    list: KVec<Memory>,
+    next_id: u32,
+}
+
 /// The links, groups and present GPUs of one load.
 #[pin_data]
 pub(crate) struct Fabric {
@@ -35,6 +84,10 @@ pub(crate) struct Fabric {
     owners: Arc<OwnerList>,
     #[pin]
     members: Mutex<[Option<Member>; MAX]>,
+    /// Every live GPU memory, plugged or not. Never allocates under the lock (taken under a
+    /// GPU VM's page-table lock, itself taken in reclaim) but to add a memory.
+    #[pin]
+    memories: Mutex<Memories>,
 }
 
 /// A GPU's place on the fabric, held while the GPU exists: leaves its group when dropped.
@@ -53,6 +106,13 @@ impl Fabric {
                 links,
                 owners: OwnerList::new()?,
                 members <- kernel::new_mutex!([const { None }; MAX], "Fabric::members"),
+                memories <- kernel::new_mutex!(
+                    Memories {
+                        list: KVec::new(),
+                        next_id: 1,
+                    },
+                    "Fabric::memories"
+                ),
             }),
             GFP_KERNEL,
         )
@@ -97,14 +157,75 @@ impl Fabric {
         })
     }
 
-    /// The present GPU whose memory has page `pfn`, with its index.
-    pub(crate) fn member_of_pfn(&self, pfn: usize) -> Option<(u32, Member)> {
-        let members = self.members.lock();
-        members.iter().enumerate().find_map(|(i, m)| {
-            m.as_ref()
-                .filter(|m| m.vram.contains_pfn(pfn))
-                .map(|m| (i as u32, m.clone()))
-        })
+    /// Adds GPU `index`'s memory; it stays listed as long as the entry.
+    pub(crate) fn add_memory(
+        self: &Arc<Self>,
+        index: u32,
+        pages: Arc<VramPages>,
+        region: Arc<DevicePrivateRegion>,
+    ) -> Result<MemoryEntry> {
+        // Never allocates under the lock: a bigger list is made outside and swapped in. Each
+        // round at least doubles the room, so this ends.
+        let mut spare: Option<KVec<Memory>> = None;
+        loop {
+            let mut memories = self.memories.lock();
+            if let Some(mut bigger) = spare.take() {
+                if bigger.capacity() > memories.list.len() {
+                    for m in core::mem::take(&mut memories.list) {
+                        // Room checked just above.
+                        let _ = bigger.push_within_capacity(m);
+                    }
+                    memories.list = bigger;
+                }
+            }
+            if memories.list.len() < memories.list.capacity() {
+                let id = memories.next_id;
+                memories.next_id = id.checked_add(1).ok_or(ENOSPC)?;
+                let memory = Memory {
+                    id,
+                    index,
+                    pages,
+                    region,
+                };
+                // Room checked just above.
+                let _ = memories.list.push_within_capacity(memory);
+                return Ok(MemoryEntry {
+                    fabric: self.clone(),
+                    id,
+                });
+            }
+            let want = memories.list.len() * 2 + 4;
+            drop(memories);
+            spare = Some(KVec::with_capacity(want, GFP_KERNEL)?);
+        }
+    }
+
+    /// The live memory `id`.
+    pub(crate) fn memory(&self, id: u32) -> Option<Memory> {
+        let memories = self.memories.lock();
+        memories.list.iter().find(|m| m.id == id).cloned()
+    }
+
+    /// The live memory that has page `pfn`.
+    pub(crate) fn memory_of_pfn(&self, pfn: usize) -> Option<Memory> {
+        let memories = self.memories.lock();
+        memories
+            .list
+            .iter()
+            .find(|m| m.region.contains_pfn(pfn))
+            .cloned()
+    }
+
+    /// The live memories, plugged or not.
+    pub(crate) fn memories(&self) -> Result<KVec<Memory>> {
+        // Sized before the lock (see `memories`); a memory added meanwhile is left out.
+        let n = self.memories.lock().list.len();
+        let mut v = KVec::with_capacity(n, GFP_KERNEL)?;
+        let memories = self.memories.lock();
+        for m in memories.list.iter().take(n) {
+            v.push_within_capacity(m.clone()).map_err(|_| ENOMEM)?;
+        }
+        Ok(v)
     }
 
     /// The present GPUs whose memory carries `owner`, as a bit mask.
@@ -124,21 +245,6 @@ impl Fabric {
             Some(m) => self.group_of(m.vram.owner()),
             None => 0,
         }
-    }
-
-    /// The present GPUs, with their indices.
-    pub(crate) fn members(&self) -> Result<KVec<(u32, Member)>> {
-        // Allocated before the lock, which is taken under a GPU VM's page-table lock (itself
-        // taken in reclaim).
-        let mut v = KVec::with_capacity(MAX, GFP_KERNEL)?;
-        let members = self.members.lock();
-        for (i, m) in members.iter().enumerate() {
-            if let Some(m) = m {
-                v.push_within_capacity((i as u32, m.clone()))
-                    .map_err(|_| ENOMEM)?;
-            }
-        }
-        Ok(v)
     }
 }
 

@@ -140,12 +140,9 @@ impl VgpuFile {
         req: &mut uapi::drm_vgpu_migrate,
         file: &drm::File<VgpuFile>,
     ) -> Result<u32> {
-        let pagemap = match req.flags {
-            0 if req.pagemap_fd == 0 => None,
-            uapi::DRM_VGPU_MIGRATE_PAGEMAP_FD => {
-                let fd = u32::try_from(req.pagemap_fd).map_err(|_| EBADF)?;
-                Some(pagemap_util::fd::import(fd)?)
-            }
+        let with_fd = match req.flags {
+            0 if req.pagemap_fd == 0 => false,
+            uapi::DRM_VGPU_MIGRATE_PAGEMAP_FD => true,
             _ => return Err(EINVAL),
         };
         let range = user_range(req.start, req.size)?;
@@ -154,30 +151,53 @@ impl VgpuFile {
             // A timeslice means nothing on the way back: refused, so that it can mean
             // something one day without old userspace breaking.
             uapi::drm_vgpu_migrate_target_DRM_VGPU_MIGRATE_TO_SYSTEM
-                if req.timeslice_ms == 0 && pagemap.is_none() =>
+                if req.timeslice_ms == 0 && !with_fd =>
             {
                 false
             }
             _ => return Err(EINVAL),
         };
+        // Looked up once everything else checked out.
+        let pagemap = match with_fd {
+            true => {
+                let fd = u32::try_from(req.pagemap_fd).map_err(|_| EBADF)?;
+                Some(pagemap_util::fd::import(fd)?)
+            }
+            false => None,
+        };
         let task = kernel::current!();
         let mm = task.mm().ok_or(EFAULT)?;
-        if to_device {
-            // The timeslice is device policy: a process gets at most the device's bound.
-            let details = MigrateDetails {
-                timeslice_ms: req.timeslice_ms.min(dev.timeslice_max_ms.load(Relaxed)),
-                folios: vram::folios(dev),
-            };
-            let target = match &pagemap {
-                // Memory outside this GPU's interconnect group is not ours to name.
-                Some(p) if p.region().owner() != dev.vram.owner() => return Err(ENOLINK),
-                Some(p) => p,
-                None => &file.inner().pagemap,
-            };
-            pagemap::populate_mm(target, mm, range, &details)?
-        } else {
+        if !to_device {
             let mmap = mm.mmap_read_lock();
             migrate::migrate_to_ram(&mmap, range, dev.vram.region(), Folios::Huge)?;
+            return Ok(0);
+        }
+        // The timeslice is device policy: a process gets at most the device's bound.
+        let details = MigrateDetails {
+            timeslice_ms: req.timeslice_ms.min(dev.timeslice_max_ms.load(Relaxed)),
+            folios: vram::folios(dev),
+        };
+        let target = match &pagemap {
+            // Memory outside this GPU's interconnect group is not ours to name.
+            Some(p) if p.region().owner() != dev.vram.owner() => return Err(ENOLINK),
+            Some(p) => p,
+            None => &file.inner().pagemap,
+        };
+        match pagemap::populate_mm(target, mm, range, &details) {
+            // Some page could not be collected: maybe pages of a GPU outside the group,
+            // which go back to system memory first (bounced), then the range moves, once.
+            Err(e) if e == EBUSY => {
+                let bounced = {
+                    let user = mm.mmget_not_zero().ok_or(EFAULT)?;
+                    let mmap = user.mmap_read_lock();
+                    dev.vram.bounce_foreign(&mmap, range)?
+                };
+                if bounced == 0 {
+                    return Err(EBUSY);
+                }
+                pagemap::populate_mm(target, mm, range, &details)?;
+            }
+            r => r?,
         }
         Ok(0)
     }
@@ -235,7 +255,7 @@ impl VgpuFile {
         if !capable_sys_admin() {
             return Err(EPERM);
         }
-        req.evicted = dev.vram.evict_all()?;
+        req.evicted = dev.vram.evict_all(vram::Signals::Any)?;
         Ok(0)
     }
 

@@ -24,8 +24,10 @@ use crate::driver::VgpuDriver;
 use crate::fabric::Fabric;
 use crate::fabric::Member;
 use crate::fabric::Seat;
+use crate::vram::Signals;
 use crate::vram::Vram;
 use crate::TIMESLICE_MAX_MS;
+use drm_pagemap::pending::task::fatal_signal_pending;
 
 /// A registered virtual GPU; dropping it unregisters the render node, then the device.
 pub(crate) struct Gpu {
@@ -132,10 +134,10 @@ impl Gpu {
         // Pages that stay pinned keep their data in the device memory, reachable by CPU
         // faults until their last user is gone: a few passes, then give up on them.
         for _ in 0..UNPLUG_EVICT_PASSES {
-            if vram.is_empty() || kernel::current!().signal_pending() {
+            if vram.is_empty() || fatal_signal_pending() {
                 break;
             }
-            if let Err(e) = vram.evict_all() {
+            if let Err(e) = vram.evict_all(Signals::Fatal) {
                 pr_warn!("vgpu: unplug: eviction: {e:?}\n");
             }
         }

@@ -21,6 +21,7 @@ use drm_pagemap::pagemap::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
 use drm_pagemap::pagemap::PagemapAddr;
 use drm_pagemap::pagemap::PagemapOps;
+use drm_pagemap::pending::task::fatal_signal_pending;
 use drm_pagemap::range::PageRange;
 use kernel::device::Device;
 use kernel::dma::DataDirection;
@@ -55,6 +56,7 @@ use crate::engine::CopyEngine;
 use crate::engine::Peers;
 use crate::engine::VramPages;
 use crate::fabric::Fabric;
+use crate::fabric::MemoryEntry;
 
 /// The GPU's huge-folio policy (module parameter and debugfs `vgpu<N>/huge_folios`).
 pub(crate) fn folios(dev: &VgpuDevice) -> Folios {
@@ -62,6 +64,16 @@ pub(crate) fn folios(dev: &VgpuDevice) -> Folios {
         0 => Folios::Base,
         _ => Folios::Huge,
     }
+}
+
+/// Which pending signals stop an eviction of the whole memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signals {
+    /// Any: a caller that can retry (the `EVICT` ioctl).
+    Any,
+    /// Only a fatal one: a device going away, which must not leave data behind because its
+    /// writer got a signal.
+    Fatal,
 }
 
 /// Smallest allocation unit of device memory.
@@ -72,8 +84,9 @@ pub(crate) const VRAM_PAGE_SIZE: usize = SZ_4K;
 pub(crate) struct Vram {
     /// The GPU's index on its fabric.
     index: u32,
-    /// The interconnect: the linked peers whose memory this GPU reaches.
-    fabric: Arc<Fabric>,
+    /// This memory's entry on the interconnect, where linked peers find it (also once the
+    /// GPU is unplugged, while the memory lives).
+    entry: MemoryEntry,
     region: Arc<DevicePrivateRegion>,
     allocator: GpuBuddy,
     engine: CopyEngine,
@@ -127,10 +140,11 @@ impl Vram {
             },
             GFP_KERNEL,
         )?;
+        let entry = fabric.add_memory(index, pages.clone(), region.clone())?;
         let engine = CopyEngine::new(engine_name, pages)?;
         Ok(try_pin_init!(Self {
             index,
-            fabric,
+            entry,
             region,
             allocator: GpuBuddy::new(GpuBuddyParams {
                 base_offset: 0,
@@ -176,29 +190,45 @@ impl Vram {
     }
 
     /// The GPU reading (or with `write`, writing) page `pfn` of a linked peer's memory in
-    /// place, over the link: `EFAULT` if no present, linked GPU has that page.
+    /// place, over the link (also the memory of a peer since unplugged, while it lives):
+    /// `EFAULT` if no live memory of a linked GPU has that page.
     pub(crate) fn access_peer(&self, pfn: usize, buf: &mut [u8; PAGE_SIZE], write: bool) -> Result {
-        let (index, peer) = self.fabric.member_of_pfn(pfn).ok_or(EFAULT)?;
-        if !self.fabric.linked(self.index, index) || index == self.index {
+        let fabric = self.entry.fabric();
+        let peer = fabric.memory_of_pfn(pfn).ok_or(EFAULT)?;
+        if peer.id == self.entry.id() || !fabric.linked(self.index, peer.index) {
             return Err(EFAULT);
         }
-        let addr = ((pfn - peer.vram.region.pfn_first()) * PAGE_SIZE) as u64;
+        let index = pfn - peer.pages.pfn_first;
         match write {
-            true => peer.vram.write_at(addr, buf)?,
-            false => peer.vram.read_at(addr, buf)?,
+            true => peer.pages.backing.write_page(index, Some(buf))?,
+            false => peer.pages.backing.read_page(index, buf)?,
         }
         self.peer_accesses.fetch_add(1, Relaxed);
         Ok(())
     }
 
+    /// Moves whatever of `range` lives in the memory of a GPU outside this GPU's interconnect
+    /// group (plugged or not) back to system memory, through that memory's own migration;
+    /// returns the pages moved. What a migration into this GPU found uncollectable (`EBUSY`)
+    /// may be such pages: its caller bounces them and tries again, as a C driver evicts and
+    /// retries.
+    pub(crate) fn bounce_foreign(
+        &self,
+        mmap: &MmapReadGuard<'_>,
+        range: PageRange,
+    ) -> Result<usize> {
+        let mut bounced = 0;
+        for memory in self.entry.fabric().memories()?.iter() {
+            if memory.region.owner() != self.owner() {
+                bounced += migrate::migrate_to_ram(mmap, range, &memory.region, Folios::Huge)?;
+            }
+        }
+        Ok(bounced)
+    }
+
     /// The device-private region of this memory.
     pub(crate) fn region(&self) -> &DevicePrivateRegion {
         &self.region
-    }
-
-    /// Whether `pfn` is a page of this GPU's memory.
-    pub(crate) fn contains_pfn(&self, pfn: usize) -> bool {
-        self.region.contains_pfn(pfn)
     }
 
     /// Bytes the copy engine moved.
@@ -244,9 +274,10 @@ impl Vram {
     ///
     /// An allocation that cannot be evicted (its copy failed, a page stayed pinned, ...)
     /// keeps its data in device memory and does not stop the others: every allocation is
-    /// tried, then the first error is returned. A pending signal stops the walk between two
-    /// allocations with `EINTR` (unless an error came first); what was evicted stays so.
-    pub(crate) fn evict_all(&self) -> Result<u32> {
+    /// tried, then the first error is returned. A pending signal (with `Signals::Fatal`, only
+    /// a fatal one) stops the walk between two allocations with `EINTR` (unless an error came
+    /// first); what was evicted stays so.
+    pub(crate) fn evict_all(&self, stop: Signals) -> Result<u32> {
         // As many entries as allocations, up to one per device page: may be large, so
         // virtually contiguous if it must.
         let snapshot = {
@@ -260,7 +291,11 @@ impl Vram {
         let mut evicted = 0;
         let mut first_err = None;
         for devmem in snapshot.iter() {
-            if kernel::current!().signal_pending() {
+            let stopped = match stop {
+                Signals::Any => kernel::current!().signal_pending(),
+                Signals::Fatal => fatal_signal_pending(),
+            };
+            if stopped {
                 return Err(first_err.unwrap_or(EINTR));
             }
             if devmem.is_detached() {
@@ -330,17 +365,17 @@ struct VramPagemap {
 /// The interconnect of a GPU's own memory: addresses are VRAM offsets.
 pub(crate) const LOCAL_VRAM: Interconnect = Interconnect::Driver(0);
 
-/// The interconnect by which a linked peer reaches GPU `index`'s memory: addresses are VRAM
-/// offsets in that GPU.
-pub(crate) fn peer_link(index: u32) -> Interconnect {
-    Interconnect::Driver(index + 1)
+/// The interconnect by which a linked peer reaches the memory `id` (a [`MemoryEntry`] id,
+/// never reused: a re-plugged GPU's memory is another): addresses are VRAM offsets in it.
+pub(crate) fn peer_link(id: u32) -> Interconnect {
+    Interconnect::Driver(id)
 }
 
-/// The GPU whose memory an address of interconnect `proto` lies in, if `proto` is a peer
-/// link.
+/// The memory an address of interconnect `proto` lies in, if `proto` is a peer link.
 pub(crate) fn peer_of_link(proto: Interconnect) -> Option<u32> {
     match proto {
-        Interconnect::Driver(link) if link >= 1 => Some(link - 1),
+        // Memory ids start at 1; 0 is a GPU's own memory (`LOCAL_VRAM`).
+        Interconnect::Driver(id) if id >= 1 => Some(id),
         _ => None,
     }
 }
@@ -365,8 +400,10 @@ unsafe impl PagemapOps for VramPagemap {
         let proto = if core::ptr::eq(dev, pagemap.device()) {
             LOCAL_VRAM
         } else {
-            match vram.fabric.member_of(dev) {
-                Some((peer, _)) if vram.fabric.linked(vram.index, peer) => peer_link(vram.index),
+            match vram.entry.fabric().member_of(dev) {
+                Some((peer, _)) if vram.entry.fabric().linked(vram.index, peer) => {
+                    peer_link(vram.entry.id())
+                }
                 _ => return Err(EOPNOTSUPP),
             }
         };
@@ -395,32 +432,9 @@ unsafe impl PagemapOps for VramPagemap {
         if range.size() as u64 > vram.size() {
             return Err(ENOMEM);
         }
-        let place = || {
-            migrate_to_devmem(pagemap, mmap, range, details, |npages| {
-                self.allocate(pagemap, mm, range, npages, details)
-            })
-        };
-        match place() {
-            Err(e) if e == EBUSY => {
-                // Pages in the memory of a GPU outside our interconnect group cannot be
-                // collected with our owner: they go back to system memory through that GPU's
-                // own migration, then move once more, as a driver's C path evicts and retries.
-                let mut bounced = 0;
-                for (_, peer) in vram.fabric.members()?.iter() {
-                    if peer.vram.owner() != vram.owner() {
-                        bounced +=
-                            migrate::migrate_to_ram(mmap, range, peer.vram.region(), Folios::Huge)?;
-                    }
-                }
-                if bounced == 0 {
-                    return Err(EBUSY);
-                }
-                place()?;
-            }
-            r => {
-                r?;
-            }
-        }
+        migrate_to_devmem(pagemap, mmap, range, details, |npages| {
+            self.allocate(pagemap, mm, range, npages, details)
+        })?;
         Ok(())
     }
 }
@@ -506,10 +520,10 @@ impl VramAllocation {
             let Counterpart::Peer(addr) = run.counterpart else {
                 continue;
             };
-            let index = peer_of_link(addr.proto).ok_or(EINVAL)?;
-            if peers.get(index).is_none() {
-                let member = vram.fabric.member(index).ok_or(ENODEV)?;
-                peers.set(index, member.vram.engine.pages().clone())?;
+            let id = peer_of_link(addr.proto).ok_or(EINVAL)?;
+            if peers.get(id).is_none() {
+                let memory = vram.entry.fabric().memory(id).ok_or(ENODEV)?;
+                peers.add(id, memory.pages)?;
             }
         }
         // SAFETY: Per this function's contract (`dev` is our pagemap's device).
