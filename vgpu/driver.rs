@@ -30,10 +30,6 @@ pub(crate) struct GpuData {
     pub(crate) index: u32,
     /// Number of GPUs the module created.
     pub(crate) num_devices: u32,
-    /// Device policy: the longest timeslice (ms) a migration may ask for; longer requests
-    /// are clamped to it. Set from the module parameter, changed in debugfs (at most
-    /// [`crate::TIMESLICE_MAX_MS`]).
-    pub(crate) timeslice_max_ms: Atomic<u32>,
     /// Device policy: 1 if transparent huge pages move into 2 MiB device folios, 0 if into
     /// base pages. Off by default (7.3's core mm is not safe with them under fork, README).
     pub(crate) huge_folios: Atomic<u32>,

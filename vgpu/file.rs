@@ -172,9 +172,9 @@ impl VgpuFile {
             migrate::migrate_to_ram(&mmap, range, dev.vram.region(), Folios::Huge)?;
             return Ok(0);
         }
-        // The timeslice is device policy: a process gets at most the device's bound.
+        // The timeslice is device policy: the target memory's provider clamps it to its bound.
         let details = MigrateDetails {
-            timeslice_ms: req.timeslice_ms.min(dev.timeslice_max_ms.load(Relaxed)),
+            timeslice_ms: req.timeslice_ms,
             folios: vram::folios(dev),
         };
         let target = match &pagemap {

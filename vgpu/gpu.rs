@@ -83,7 +83,14 @@ impl Gpu {
         let engine = CString::try_from_fmt(fmt!("vgpu{index}_copy"))?;
         let owner = seat.membership().region_owner();
         let vram = Arc::pin_init(
-            Vram::new(index, fabric.clone(), vram_size, owner, &engine)?,
+            Vram::new(
+                index,
+                fabric.clone(),
+                vram_size,
+                owner,
+                timeslice_max_ms,
+                &engine,
+            )?,
             GFP_KERNEL,
         )?;
         let member = Member {
@@ -93,7 +100,6 @@ impl Gpu {
         let data = try_pin_init!(GpuData {
             index,
             num_devices,
-            timeslice_max_ms: Atomic::new(timeslice_max_ms),
             huge_folios: Atomic::new(u32::from(huge_folios)),
             exclusive_delay_ms: Atomic::new(0),
             vram,
@@ -167,7 +173,7 @@ const UNPLUG_EVICT_PASSES: u32 = 3;
 fn knobs<'data>(dev: &'data ARef<VgpuDevice>, dir: &debugfs::ScopedDir<'data, '_>) {
     dir.read_write_callback_file(
         c"timeslice_max_ms",
-        &dev.timeslice_max_ms,
+        &dev.vram.timeslice_max_ms,
         &show_u32,
         &store_timeslice_max,
     );

@@ -698,11 +698,10 @@ mod tests {
         let data = try_pin_init!(GpuData {
             index: 0,
             num_devices: 1,
-            timeslice_max_ms: kernel::sync::atomic::Atomic::new(0),
             huge_folios: kernel::sync::atomic::Atomic::new(1),
             exclusive_delay_ms: kernel::sync::atomic::Atomic::new(0),
             vram: kernel::sync::Arc::pin_init(
-                Vram::new(0, fabric.clone(), 4 << 20, owner, c"vgpu_kunit_copy")?,
+                Vram::new(0, fabric.clone(), 4 << 20, owner, 0, c"vgpu_kunit_copy")?,
                 GFP_KERNEL,
             )?,
             fabric,

@@ -100,6 +100,10 @@ pub(crate) struct Vram {
     next_id: Atomic<u64>,
     /// Pages of linked peers' memory the GPU read or wrote in place.
     peer_accesses: Atomic<u64>,
+    /// Device policy: the longest timeslice (ms) a migration into this memory gets; longer
+    /// requests are clamped to it, whichever GPU's client asks (through a pagemap fd too).
+    /// Set from the module parameter, changed in debugfs (at most [`crate::TIMESLICE_MAX_MS`]).
+    pub(crate) timeslice_max_ms: Atomic<u32>,
     /// Non-zero once the GPU is unplugged: no new allocation, no new pagemap.
     revoked: Atomic<u32>,
     /// Allocations holding data, until their release op: what eviction evicts.
@@ -127,6 +131,7 @@ impl Vram {
         fabric: Arc<Fabric>,
         size: usize,
         owner: impl Into<RegionOwner>,
+        timeslice_max_ms: u32,
         engine_name: &CStr,
     ) -> Result<impl PinInit<Self, Error>> {
         let region = Arc::pin_init(DevicePrivateRegion::new(size, c"vgpu", owner), GFP_KERNEL)?;
@@ -157,6 +162,7 @@ impl Vram {
             fail_copies: Atomic::new(0),
             next_id: Atomic::new(0),
             peer_accesses: Atomic::new(0),
+            timeslice_max_ms: Atomic::new(timeslice_max_ms),
             revoked: Atomic::new(0),
             allocations <- kernel::new_mutex!(KVec::new(), "Vram::allocations"),
             pagemaps: PagemapCache::new()?,
@@ -432,6 +438,13 @@ unsafe impl PagemapOps for VramPagemap {
         if range.size() as u64 > vram.size() {
             return Err(ENOMEM);
         }
+        // The timeslice is this memory's policy.
+        let details = &MigrateDetails {
+            timeslice_ms: details
+                .timeslice_ms
+                .min(vram.timeslice_max_ms.load(Relaxed)),
+            ..*details
+        };
         migrate_to_devmem(pagemap, mmap, range, details, |npages| {
             self.allocate(pagemap, mm, range, npages, details)
         })?;
@@ -587,7 +600,7 @@ mod tests {
         // SAFETY: `OWNER` is a static of this test module, no other driver's owner.
         let owner = unsafe { RegionOwner::unique(Owner::of(&OWNER)) };
         let fabric = Fabric::new(Some(c"none"), 1)?;
-        Arc::pin_init(Vram::new(0, fabric, SIZE, owner, name)?, GFP_KERNEL)
+        Arc::pin_init(Vram::new(0, fabric, SIZE, owner, 0, name)?, GFP_KERNEL)
     }
 
     /// The pfns of `pages` pages of a fresh allocation of `vram`, and the allocation.
