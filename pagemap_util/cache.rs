@@ -259,10 +259,9 @@ impl PagemapCache {
     /// The cached pagemap, with a new reference, if it is alive.
     pub fn current(&self) -> Option<ARef<Pagemap>> {
         let current = self.slot.current.lock();
+        let ptr = current.ptr?;
         // SAFETY: As in `get_or_create`: not freed while cached, and the lock is held.
-        current
-            .ptr
-            .and_then(|ptr| unsafe { ptr.as_ref() }.get_unless_zero())
+        unsafe { ptr.as_ref() }.get_unless_zero()
     }
 
     /// Stops keeping the cached pagemap: it is destroyed with its last user, now if it is

@@ -3,8 +3,8 @@
  * vgpu_multi: several GPUs on an interconnect, modelled on Xe's IGT xe_multigpu_svm. Needs
  * vgpu loaded with num_devices=4 links=0-1,2-3: GPUs 0 and 1 form one interconnect group,
  * 2 and 3 another. Checked: the groups (QUERY_LINKS), pagemap file descriptors
- * (DEVMEM_OPEN, MIGRATE to a pagemap fd, refusals, one used by another process that took it
- * from this one's table), device-to-device migration straight over the link inside a group and
+ * (DEVMEM_OPEN, MIGRATE to a pagemap fd, refusals, passing one to another process over a
+ * unix socket), device-to-device migration straight over the link inside a group and
  * through system memory across groups (the statistics tell which), a GPU reading and
  * writing a linked GPU's memory in place, two GPUs writing disjoint halves of one buffer,
  * two GPUs pulling the same range to themselves in a loop while CPU threads read it, and
@@ -13,7 +13,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
-#include <sys/syscall.h>
+#include <sys/socket.h>
 
 #include "vgpu_util.h"
 #include "igt.h"
@@ -299,50 +299,65 @@ static enum igt_result disjoint_halves(void)
 	return IGT_PASS;
 }
 
-/*
- * A pagemap fd taken by another process from this one's table (pidfd_getfd: the test kernel
- * has no networking, so no unix socket to pass it over) and used there.
- */
-static enum igt_result pagemap_fd_in_another_process(void)
+/* A pagemap fd passed to another process over a unix socket (SCM_RIGHTS) and used there. */
+static enum igt_result pagemap_fd_over_socket(void)
 {
-	int pfd, status, go[2];
+	int sv[2], pfd, status;
 	pid_t pid;
 
 	NEED_FOUR();
 	pfd = devmem_open(gpu[1]);
 	igt_assert(pfd >= 0);
-	igt_assert_eq(pipe(go), 0);
+	igt_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	pid = fork();
 	igt_assert(pid >= 0);
 	if (pid == 0) {
+		char c, ctrl[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+		struct msghdr msg = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = ctrl, .msg_controllen = sizeof(ctrl),
+		};
 		size_t size = MIB, n = size / PAGE;
 		uint8_t *p = map_anon(size);
 		struct drm_vgpu_stats a1;
-		int parent, got;
-		char c;
+		int got;
 
-		/* Not the copy fork gave: one taken from the parent's table. */
+		/* Not the copy fork gave: the one that comes over the socket. */
 		close(pfd);
-		if (!p || read(go[0], &c, 1) != 1)
+		close(sv[0]);
+		if (!p || recvmsg(sv[1], &msg, 0) != 1 || !CMSG_FIRSTHDR(&msg))
 			_exit(2);
-		parent = (int)syscall(SYS_pidfd_open, getppid(), 0);
-		got = parent < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, parent, pfd, 0);
-		if (got < 0) {
-			printf("# pidfd_getfd: %s\n", strerror(errno));
-			_exit(3);
-		}
+		memcpy(&got, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
 		fill(p, size, 7);
 		a1 = stats(gpu[1]);
 		/* Through GPU 0's node (inherited), into GPU 1's memory named by the fd. */
 		if (migrate_to_pagemap(gpu[0], p, size, got))
-			_exit(4);
+			_exit(3);
 		if (stats(gpu[1]).pages_to_device - a1.pages_to_device != n)
-			_exit(5);
-		_exit(check(p, size, 7) == -1 ? 0 : 6);
+			_exit(4);
+		_exit(check(p, size, 7) == -1 ? 0 : 5);
 	}
-	igt_assert_eq(write(go[1], "g", 1), 1);
-	igt_assert_eq(waitpid(pid, &status, 0), pid);
+	close(sv[1]);
+	{
+		char c = 'x', ctrl[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+		struct msghdr msg = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = ctrl, .msg_controllen = sizeof(ctrl),
+		};
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &pfd, sizeof(int));
+		igt_assert_eq(sendmsg(sv[0], &msg, 0), 1);
+	}
+	/* The message holds its own reference: ours can go at once. */
 	close(pfd);
+	close(sv[0]);
+	igt_assert_eq(waitpid(pid, &status, 0), pid);
 	igt_assert(WIFEXITED(status));
 	igt_assert_eq(WEXITSTATUS(status), 0);
 	return IGT_PASS;
@@ -567,7 +582,7 @@ static const struct igt_subtest tests[] = {
 	{ "bounce-unlinked", bounce_unlinked },
 	{ "peer-access-in-place", peer_access_in_place },
 	{ "disjoint-halves", disjoint_halves },
-	{ "pagemap-fd-in-another-process", pagemap_fd_in_another_process },
+	{ "pagemap-fd-over-socket", pagemap_fd_over_socket },
 	{ "racing-pull", racing_pull },
 	/* Last: a failure may leave GPU1 unplugged; the last one leaves GPU1 in a group of its
 	 * own while the old memory lives. */
