@@ -10,7 +10,8 @@
 //! so the pagemap (and its provider's module) stays alive while idle, and the last user's put
 //! leaves one reference, which the pagemap reports ([`PagemapOps::idle`]). Dropping the keeper
 //! is what destroys an idle pagemap; it is done under the cache's lock, where a lookup would
-//! take a new reference, so the two never race. Besides, the cache keeps an uncounted pointer
+//! take a new reference, so the two never race (the destroy the drop starts runs later, from a
+//! work item). Besides, the cache keeps an uncounted pointer
 //! that the pagemap's destroy clears (the ops wrap the provider's), so that nothing the
 //! provider writes can leave a dangling pointer behind.
 //!
@@ -99,18 +100,23 @@ impl Slot {
         current: &mut Current,
         now: bool,
     ) -> core::result::Result<ARef<Pagemap>, Option<Delta>> {
-        let idle = current.keeper.as_ref().is_some_and(|k| k.refcount() == 1);
+        let Some(keeper) = current.keeper.as_ref() else {
+            return Err(None);
+        };
+        let idle = keeper.refcount() == 1;
+        if idle && now {
+            return current.keeper.take().ok_or(None);
+        }
+        let since = *self.idle_since.lock();
+        let elapsed = since.map(|t| t.elapsed()).unwrap_or(Delta::from_nanos(0));
+        let left = self.delay.as_nanos() - elapsed.as_nanos();
+        if left > 0 {
+            // Also when not idle (yet): the putter that reported it may not have dropped its
+            // reference yet; looked at again when the delay is over.
+            return Err(Some(Delta::from_nanos(left)));
+        }
         if !idle {
             return Err(None);
-        }
-        if !now {
-            let since = *self.idle_since.lock();
-            let elapsed = since.map(|t| t.elapsed()).unwrap_or(Delta::from_nanos(0));
-            if elapsed.as_nanos() < self.delay.as_nanos() {
-                return Err(Some(Delta::from_nanos(
-                    self.delay.as_nanos() - elapsed.as_nanos(),
-                )));
-            }
         }
         current.keeper.take().ok_or(None)
     }
@@ -199,8 +205,11 @@ impl PagemapCache {
         )))
     }
 
-    /// Creates an empty cache whose idle pagemaps stay for `delay`.
+    /// Creates an empty cache whose idle pagemaps stay for `delay` (`EINVAL` if negative).
     pub fn with_idle_delay(delay: Delta) -> Result<Self> {
+        if delay.is_negative() {
+            return Err(EINVAL);
+        }
         let slot = Arc::pin_init(
             pin_init!(Slot {
                 current <- kernel::new_mutex!(
@@ -316,15 +325,15 @@ const SCAN_MAX: usize = 64;
 #[no_mangle]
 extern "C" fn svm_pagemap_idle_reap() {
     let mut again: Option<Delta> = None;
-    let mut doomed = KVec::new();
     // Never blocks on a cache's lock (the order is the other way): a busy cache is retried.
     let Some(mut kept) = KEPT.try_lock() else {
         arm(Delta::from_millis(100));
         return;
     };
-    let _ = doomed.reserve(kept.slots.len().min(SCAN_MAX), GFP_KERNEL);
+    let mut seen = 0;
     kept.slots.retain(|slot| {
-        if doomed.len() == doomed.capacity() {
+        seen += 1;
+        if seen > SCAN_MAX {
             again = Some(Delta::from_millis(100));
             return true;
         }
@@ -334,8 +343,9 @@ extern "C" fn svm_pagemap_idle_reap() {
         };
         match slot.take_if_idle(&mut current, false) {
             Ok(keeper) => {
-                // Room reserved above.
-                let _ = doomed.push_within_capacity(keeper);
+                // Dropped under the cache's lock, where a lookup would revive it: the last
+                // reference, whose destroy is queued (`destroy_in_work`), not run here.
+                drop(keeper);
                 false
             }
             Err(Some(left)) => {
@@ -349,8 +359,6 @@ extern "C" fn svm_pagemap_idle_reap() {
         }
     });
     drop(kept);
-    // Destroyed from the pagemap core's work item (`destroy_in_work`).
-    drop(doomed);
     if let Some(delay) = again {
         arm(delay);
     }
@@ -373,12 +381,15 @@ extern "C" fn svm_pagemap_idle_count() -> usize {
         .count()
 }
 
+/// What the shrinker's scan returns when the list is busy (the C `SHRINK_STOP`).
+const SHRINK_STOP: usize = !0 - 1;
+
 /// The shrinker's scan: destroys up to `nr` idle pagemaps now; returns how many. In reclaim:
 /// only `try_lock`, no allocation; the destruction itself runs from a work item.
 #[no_mangle]
 extern "C" fn svm_pagemap_idle_scan(nr: usize) -> usize {
     let Some(mut kept) = KEPT.try_lock() else {
-        return 0;
+        return SHRINK_STOP;
     };
     let mut freed = 0;
     let mut seen = 0;
@@ -523,14 +534,14 @@ mod tests {
 
     #[test]
     fn idle_destroy_fires_once_after_the_delay_and_not_before() -> Result {
-        let f = Fixture::new(c"pagemap_util_kunit1", 300)?;
+        let f = Fixture::new(c"pagemap_util_kunit1", 1000)?;
         let a = f.get()?;
         drop(a);
-        fsleep(Delta::from_millis(100));
+        fsleep(Delta::from_millis(200));
         // Idle, not yet for the delay: still cached.
         assert_eq!(f.destroyed(), 0);
         assert!(f.cache.is_populated());
-        assert!(f.wait_destroyed(1, 3000));
+        assert!(f.wait_destroyed(1, 5000));
         assert!(!f.cache.is_populated());
         // Once.
         fsleep(Delta::from_millis(400));
@@ -541,19 +552,19 @@ mod tests {
 
     #[test]
     fn lookup_revives_an_idle_pagemap() -> Result {
-        let f = Fixture::new(c"pagemap_util_kunit2", 300)?;
+        let f = Fixture::new(c"pagemap_util_kunit2", 1000)?;
         let a = f.get()?;
         let first = NonNull::from(&*a);
         drop(a);
         // Idle; revived before its delay ends, and used past it.
-        fsleep(Delta::from_millis(150));
+        fsleep(Delta::from_millis(200));
         let b = f.get()?;
         assert!(NonNull::from(&*b) == first);
         assert_eq!(f.created(), 1);
-        fsleep(Delta::from_millis(400));
+        fsleep(Delta::from_millis(1300));
         assert_eq!(f.destroyed(), 0);
         drop(b);
-        assert!(f.wait_destroyed(1, 3000));
+        assert!(f.wait_destroyed(1, 5000));
         assert_eq!(f.created(), 1);
         Ok(())
     }

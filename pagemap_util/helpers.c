@@ -67,6 +67,7 @@ static unsigned long svm_idle_count(struct shrinker *s, struct shrink_control *s
 
 static unsigned long svm_idle_scan(struct shrinker *s, struct shrink_control *sc)
 {
+	/* Returns SHRINK_STOP itself when its list is busy. */
 	return svm_pagemap_idle_scan(sc->nr_to_scan);
 }
 
@@ -77,7 +78,6 @@ int svm_idle_init(void)
 		return -ENOMEM;
 	svm_idle_shrinker->count_objects = svm_idle_count;
 	svm_idle_shrinker->scan_objects = svm_idle_scan;
-	/* A pagemap is one object, but its device memory may be large. */
 	svm_idle_shrinker->seeks = DEFAULT_SEEKS;
 	shrinker_register(svm_idle_shrinker);
 	return 0;
@@ -99,7 +99,7 @@ void svm_idle_arm(unsigned int ms)
 	/* Brings a reaper armed for later forward; never postpones one armed for earlier. */
 	spin_lock_irqsave(&svm_idle_arm_lock, flags);
 	if (!delayed_work_pending(&svm_idle_reaper) ||
-	    time_before(jiffies + delay, svm_idle_reaper.timer.expires))
-		mod_delayed_work(system_wq, &svm_idle_reaper, delay);
+	    time_before(jiffies + delay, READ_ONCE(svm_idle_reaper.timer.expires)))
+		mod_delayed_work(system_unbound_wq, &svm_idle_reaper, delay);
 	spin_unlock_irqrestore(&svm_idle_arm_lock, flags);
 }

@@ -447,6 +447,74 @@ static int plug_write(const char *file, const char *text)
 	return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
+/* GPU `index`'s pagemaps created and destroyed (debugfs vgpu<index>/pagemaps): 0, or -1. */
+static int pagemaps(int index, long *created, long *destroyed)
+{
+	char path[64];
+	FILE *f;
+	int n;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/vgpu%d/pagemaps", index);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fscanf(f, "created %ld destroyed %ld", created, destroyed);
+	fclose(f);
+	return n == 2 ? 0 : -1;
+}
+
+/*
+ * Close every fd: GPU3's pagemap stays cached, idle, for pagemap_util's idle_ms (5 s), then
+ * is destroyed, once; its memory is all free.
+ */
+static enum igt_result idle_destroy(void)
+{
+	long c0, d0, c1, d1;
+	struct timespec t0;
+	int f;
+
+	NEED_FOUR();
+	igt_assert_eq(pagemaps(3, &c0, &d0), 0);
+	/* Our open file holds GPU3's pagemap: one alive. */
+	igt_assert_eq(c0 - d0, 1);
+	for (int i = 0; i < NGPU; i++)
+		close(gpu[i]);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	usleep(500000);
+	igt_assert_eq(pagemaps(3, &c1, &d1), 0);
+	igt_assert_eq(d1, d0);
+	for (int i = 0; i < 1000 && d1 == d0; i++) {
+		usleep(20000);
+		igt_assert_eq(pagemaps(3, &c1, &d1), 0);
+	}
+	igt_info("destroyed %ld ms after the last close\n", ms_since(&t0));
+	igt_assert_eq(d1, d0 + 1);
+	igt_assert(ms_since(&t0) >= 4500);
+	usleep(500000);
+	igt_assert_eq(pagemaps(3, &c1, &d1), 0);
+	igt_assert_eq(c1, c0);
+	igt_assert_eq(d1, d0 + 1);
+	/* A new user gets a new pagemap, and the memory is all free. */
+	{
+		char path[64];
+		int cursor = 0;
+
+		f = -1;
+		while ((cursor < 192) && (f = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
+			if (gpu_index(f) == 3)
+				break;
+			close(f);
+			f = -1;
+		}
+	}
+	igt_assert(f >= 0);
+	igt_assert_eq(vram_free(f), vram_size(f));
+	igt_assert_eq(pagemaps(3, &c1, &d1), 0);
+	igt_assert_eq(c1, c0 + 1);
+	close(f);
+	return IGT_PASS;
+}
+
 /* How many vgpu device-memory regions exist (/proc/iomem). */
 static int vgpu_regions(void)
 {
@@ -584,6 +652,7 @@ static const struct igt_subtest tests[] = {
 	{ "disjoint-halves", disjoint_halves },
 	{ "pagemap-fd-over-socket", pagemap_fd_over_socket },
 	{ "racing-pull", racing_pull },
+	{ "idle-destroy", idle_destroy },
 	/* Last: a failure may leave GPU1 unplugged; the last one leaves GPU1 in a group of its
 	 * own while the old memory lives. */
 	{ "unplug-replug", unplug_replug },

@@ -187,11 +187,14 @@ impl VgpuFile {
             // Some page could not be collected: maybe pages of a GPU outside the group,
             // which go back to system memory first (bounced), then the range moves, once.
             Err(e) if e == EBUSY => {
+                let memories = dev.vram.memories()?;
                 let bounced = {
                     let user = mm.mmget_not_zero().ok_or(EFAULT)?;
                     let mmap = user.mmap_read_lock();
-                    dev.vram.bounce_foreign(&mmap, range)?
+                    dev.vram.bounce_foreign(&mmap, range, &memories)?
                 };
+                // Only now, with the mmap lock dropped (see `bounce_foreign`).
+                drop(memories);
                 if bounced == 0 {
                     return Err(EBUSY);
                 }

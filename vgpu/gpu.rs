@@ -147,6 +147,9 @@ impl Gpu {
                 pr_warn!("vgpu: unplug: eviction: {e:?}\n");
             }
         }
+        // A pagemap created while the revocation ran (its creator had seen the memory
+        // unrevoked) is revoked and not kept either.
+        vram.revoke();
         drop(self);
     }
 }
@@ -160,6 +163,7 @@ const UNPLUG_EVICT_PASSES: u32 = 3;
 ///   [`TIMESLICE_MAX_MS`]; a bigger value is refused with `EINVAL`).
 /// - `huge_folios`: 1 if transparent huge pages move into 2 MiB device folios, 0 if into
 ///   base pages (anything else is refused with `EINVAL`).
+/// - `pagemaps` (read only): `created N destroyed M`, the pagemaps of the GPU's memory.
 /// - `fail_allocs`: how many of the next device-memory allocations fail (`ENOMEM`).
 /// - `fail_copies`: how many of the next copy-engine jobs fail (`EIO`).
 ///
@@ -178,6 +182,7 @@ fn knobs<'data>(dev: &'data ARef<VgpuDevice>, dir: &debugfs::ScopedDir<'data, '_
         &store_timeslice_max,
     );
     dir.read_write_callback_file(c"huge_folios", &dev.huge_folios, &show_u32, &store_bool);
+    dir.read_callback_file(c"pagemaps", &dev.vram, &show_pagemaps);
     dir.read_write_file(c"fail_allocs", &dev.vram.fail_allocs);
     dir.read_write_file(c"fail_copies", &dev.vram.fail_copies);
     dir.read_write_callback_file(
@@ -210,6 +215,16 @@ fn store_at_most(value: &Atomic<u32>, reader: &mut UserSliceReader, max: u32) ->
     }
     value.store(v, Relaxed);
     Ok(())
+}
+
+/// Shows how many pagemaps of the GPU's memory were created and destroyed.
+fn show_pagemaps(vram: &Arc<Vram>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(
+        f,
+        "created {} destroyed {}",
+        vram.pagemaps_created.load(Relaxed),
+        vram.pagemaps_destroyed.load(Relaxed)
+    )
 }
 
 /// Shows a knob's value.

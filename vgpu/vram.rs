@@ -56,6 +56,7 @@ use crate::engine::CopyEngine;
 use crate::engine::Peers;
 use crate::engine::VramPages;
 use crate::fabric::Fabric;
+use crate::fabric::Memory;
 use crate::fabric::MemoryEntry;
 
 /// The GPU's huge-folio policy (module parameter and debugfs `vgpu<N>/huge_folios`).
@@ -100,6 +101,10 @@ pub(crate) struct Vram {
     next_id: Atomic<u64>,
     /// Pages of linked peers' memory the GPU read or wrote in place.
     peer_accesses: Atomic<u64>,
+    /// Pagemaps of this memory created and destroyed (debugfs `vgpu<N>/pagemaps`): a pagemap
+    /// stays cached, idle, for a while after its last user.
+    pub(crate) pagemaps_created: Atomic<u32>,
+    pub(crate) pagemaps_destroyed: Atomic<u32>,
     /// Device policy: the longest timeslice (ms) a migration into this memory gets; longer
     /// requests are clamped to it, whichever GPU's client asks (through a pagemap fd too).
     /// Set from the module parameter, changed in debugfs (at most [`crate::TIMESLICE_MAX_MS`]).
@@ -163,6 +168,8 @@ impl Vram {
             next_id: Atomic::new(0),
             peer_accesses: Atomic::new(0),
             timeslice_max_ms: Atomic::new(timeslice_max_ms),
+            pagemaps_created: Atomic::new(0),
+            pagemaps_destroyed: Atomic::new(0),
             revoked: Atomic::new(0),
             allocations <- kernel::new_mutex!(KVec::new(), "Vram::allocations"),
             pagemaps: PagemapCache::new()?,
@@ -218,18 +225,28 @@ impl Vram {
     /// returns the pages moved. What a migration into this GPU found uncollectable (`EBUSY`)
     /// may be such pages: its caller bounces them and tries again, as a C driver evicts and
     /// retries.
+    ///
+    /// `memories` is [`Vram::memories`], taken before the mmap lock and dropped after it:
+    /// dropping the last reference on a memory's region unmaps its pages, which must not
+    /// happen under the mmap lock.
     pub(crate) fn bounce_foreign(
         &self,
         mmap: &MmapReadGuard<'_>,
         range: PageRange,
+        memories: &[Memory],
     ) -> Result<usize> {
         let mut bounced = 0;
-        for memory in self.entry.fabric().memories()?.iter() {
+        for memory in memories {
             if memory.region.owner() != self.owner() {
                 bounced += migrate::migrate_to_ram(mmap, range, &memory.region, Folios::Huge)?;
             }
         }
         Ok(bounced)
+    }
+
+    /// The fabric's live memories, plugged or not (see [`Vram::bounce_foreign`]).
+    pub(crate) fn memories(&self) -> Result<KVec<Memory>> {
+        self.entry.fabric().memories()
     }
 
     /// The device-private region of this memory.
@@ -336,6 +353,7 @@ impl Vram {
             return Err(ENODEV);
         }
         self.pagemaps.get_or_create(device, &self.region, || {
+            self.pagemaps_created.fetch_add(1, Relaxed);
             Ok(VramPagemap { vram: self.clone() })
         })
     }
@@ -390,6 +408,10 @@ pub(crate) fn peer_of_link(proto: Interconnect) -> Option<u32> {
 unsafe impl PagemapOps for VramPagemap {
     fn module(&self) -> &'static ThisModule {
         kernel::module::this_module::<crate::LocalModule>()
+    }
+
+    fn destroy(&self, _pagemap: &Pagemap) {
+        self.vram.pagemaps_destroyed.fetch_add(1, Relaxed);
     }
 
     // The GPU itself reaches its memory by VRAM offset, a linked peer by the same offset on
