@@ -341,6 +341,10 @@ unsafe impl AlwaysRefCounted for Pagemap {
             let mut old = count.load(Relaxed);
             // Lock-free: a retry means another CPU changed the count meanwhile.
             loop {
+                // We hold a reference: never zero here, unless a put was unbalanced.
+                if kernel::warn_on!(old <= 0) {
+                    return;
+                }
                 // Told while our reference still keeps the pagemap alive.
                 if old == 2 {
                     this.ops.idle(this);

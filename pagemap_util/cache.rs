@@ -34,9 +34,11 @@ use kernel::mm::Mm;
 use kernel::mm::MmapReadGuard;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
+use kernel::sync::atomic::Acquire;
+use kernel::sync::atomic::Atomic;
+use kernel::sync::atomic::Release;
 use kernel::sync::Arc;
 use kernel::sync::Mutex;
-use kernel::sync::SpinLock;
 use kernel::time::Delta;
 use kernel::time::Instant;
 use kernel::time::Monotonic;
@@ -71,9 +73,11 @@ struct Current {
 pub(crate) struct Slot {
     #[pin]
     current: Mutex<Current>,
-    /// When the pagemap last became idle (a put left only the keeper).
-    #[pin]
-    idle_since: SpinLock<Option<Instant<Monotonic>>>,
+    /// When the pagemap last became idle (a put left only the keeper), in nanoseconds since
+    /// `born`; negative for never. Lock-free: reported from any context.
+    idle_since: Atomic<i64>,
+    /// The origin of `idle_since`.
+    born: Instant<Monotonic>,
     /// How long an idle pagemap stays cached.
     delay: Delta,
 }
@@ -107,9 +111,12 @@ impl Slot {
         if idle && now {
             return current.keeper.take().ok_or(None);
         }
-        let since = *self.idle_since.lock();
-        let elapsed = since.map(|t| t.elapsed()).unwrap_or(Delta::from_nanos(0));
-        let left = self.delay.as_nanos() - elapsed.as_nanos();
+        let since = self.idle_since.load(Acquire);
+        if since < 0 {
+            // Never reported idle: its first report arms the reaper.
+            return Err(None);
+        }
+        let left = self.delay.as_nanos() - (self.born.elapsed().as_nanos() - since);
         if left > 0 {
             // Also when not idle (yet): the putter that reported it may not have dropped its
             // reference yet; looked at again when the delay is over.
@@ -161,9 +168,11 @@ unsafe impl<T: PagemapOps> PagemapOps for Cached<T> {
         true
     }
 
-    // Any context: a spinlock and a timer.
+    // Any context: an atomic store and a timer.
     fn idle(&self, _pagemap: &Pagemap) {
-        *self.slot.idle_since.lock() = Some(Instant::now());
+        let slot = &self.slot;
+        slot.idle_since
+            .store(slot.born.elapsed().as_nanos(), Release);
         arm(self.slot.delay);
     }
 
@@ -219,7 +228,8 @@ impl PagemapCache {
                     },
                     "PagemapCache::current"
                 ),
-                idle_since <- kernel::new_spinlock!(None, "PagemapCache::idle_since"),
+                idle_since: Atomic::new(-1),
+                born: Instant::now(),
                 delay,
             }),
             GFP_KERNEL,
