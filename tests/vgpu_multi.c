@@ -433,18 +433,9 @@ static enum igt_result racing_pull(void)
 static int plug_write(const char *file, const char *text)
 {
 	char path[64];
-	ssize_t n;
-	int f, err;
 
 	snprintf(path, sizeof(path), "/sys/kernel/debug/vgpu/%s", file);
-	f = open(path, O_WRONLY | O_CLOEXEC);
-	if (f < 0)
-		return -1;
-	n = write(f, text, strlen(text));
-	err = errno;
-	close(f);
-	errno = err;
-	return n == (ssize_t)strlen(text) ? 0 : -1;
+	return file_write(path, text);
 }
 
 /* GPU `index`'s pagemaps created and destroyed (debugfs vgpu<index>/pagemaps): 0, or -1. */
@@ -495,18 +486,7 @@ static enum igt_result idle_destroy(void)
 	igt_assert_eq(c1, c0);
 	igt_assert_eq(d1, d0 + 1);
 	/* A new user gets a new pagemap, and the memory is all free. */
-	{
-		char path[64];
-		int cursor = 0;
-
-		f = -1;
-		while ((cursor < 192) && (f = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
-			if (gpu_index(f) == 3)
-				break;
-			close(f);
-			f = -1;
-		}
-	}
+	f = open_gpu(3);
 	igt_assert(f >= 0);
 	igt_assert_eq(vram_free(f), vram_size(f));
 	igt_assert_eq(pagemaps(3, &c1, &d1), 0);
@@ -540,7 +520,7 @@ static enum igt_result unplug_replug(void)
 	uint8_t *p = map_anon(size);
 	struct drm_vgpu_query_links l;
 	struct drm_vgpu_stats s;
-	int pfd1, again = -1;
+	int pfd1, again;
 
 	NEED_FOUR();
 	igt_assert(p);
@@ -570,17 +550,7 @@ static enum igt_result unplug_replug(void)
 	igt_assert_eq(vgpu_regions(), NGPU - 1);
 	igt_assert_eq(plug_write("plug", "1"), 0);
 	igt_assert_errno(plug_write("plug", "1"), EEXIST);
-	{
-		char path[64];
-		int cursor = 0, f;
-
-		while ((f = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
-			if (gpu_index(f) == 1 && again < 0)
-				again = f;
-			else
-				close(f);
-		}
-	}
+	again = open_gpu(1);
 	igt_assert(again >= 0);
 	igt_assert_eq(query_links(gpu[0], &l), 0);
 	igt_assert_eq(l.group, 0x3);
@@ -601,7 +571,7 @@ static enum igt_result unplug_leftover(void)
 	size_t size = 2 * MIB;
 	uint8_t *p = map_anon(size), *other = map_anon(size), *buf = malloc(size);
 	struct drm_vgpu_stats s0;
-	int again = -1, vm0;
+	int again, vm0;
 
 	NEED_FOUR();
 	igt_assert(p && other && buf);
@@ -613,17 +583,7 @@ static enum igt_result unplug_leftover(void)
 	igt_assert_eq(plug_write("unplug", "1"), 0);
 	close(gpu[1]);
 	igt_assert_eq(plug_write("plug", "1"), 0);
-	{
-		char path[64];
-		int cursor = 0, f;
-
-		while ((f = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
-			if (gpu_index(f) == 1 && again < 0)
-				again = f;
-			else
-				close(f);
-		}
-	}
+	again = open_gpu(1);
 	igt_assert(again >= 0);
 	/* Someone else's data in the new GPU1, at the same offsets. */
 	fill(other, size, 11);

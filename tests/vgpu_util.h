@@ -156,16 +156,14 @@ static inline void knob_path(int f, const char *knob, char *path, size_t len)
 }
 
 /*
- * Writes `text` to the debugfs file `knob` of the GPU behind `f`. Returns 0, or -1 with
- * errno set (the kernel's refusal of the value, or why the file could not be opened).
+ * Writes `text` to the (debugfs) file `path` in one write. Returns 0, or -1 with errno set
+ * (the kernel's refusal of the value, or why the file could not be opened).
  */
-static inline int knob_write(int f, const char *knob, const char *text)
+static inline int file_write(const char *path, const char *text)
 {
-	char path[96];
 	ssize_t n;
 	int k, err;
 
-	knob_path(f, knob, path, sizeof(path));
 	k = open(path, O_WRONLY | O_CLOEXEC);
 	if (k < 0)
 		return -1;
@@ -174,6 +172,29 @@ static inline int knob_write(int f, const char *knob, const char *text)
 	close(k);
 	errno = err;
 	return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* Writes `text` to the debugfs file `knob` of the GPU behind `f`, as file_write(). */
+static inline int knob_write(int f, const char *knob, const char *text)
+{
+	char path[96];
+
+	knob_path(f, knob, path, sizeof(path));
+	return file_write(path, text);
+}
+
+/* Opens the render node of GPU `index` (QUERY's answer): its fd, or -1. */
+static inline int open_gpu(int index)
+{
+	char path[64];
+	int cursor = 0, f;
+
+	while ((f = vgpu_node_next(&cursor, path, sizeof(path))) >= 0) {
+		if (gpu_index(f) == index)
+			return f;
+		close(f);
+	}
+	return -1;
 }
 
 /* Sets the numeric debugfs knob `knob` of the GPU behind `f` to `val`; 0 or -1 (errno). */

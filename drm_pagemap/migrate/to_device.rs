@@ -221,6 +221,7 @@ impl Placement<'_> {
                     let addr = pfns.map_peer(i, None, dev).map_err(busy)?;
                     pfns.add_peer_run(self.copies, first, addr)?;
                 } else {
+                    // One folio's pages: at most a huge page's.
                     for k in 0..n {
                         let device_pfn = pages.pfn(next + k).ok_or(EINVAL)?;
                         let addr = pfns.map_peer(i, Some(k), dev).map_err(busy)?;
@@ -243,6 +244,7 @@ impl Placement<'_> {
             if huge && (hole || whole.is_some()) {
                 pfns.add_run(self.copies, first, whole, huge_order())?;
             } else {
+                // One folio's pages: at most a huge page's.
                 for k in 0..n {
                     let device_pfn = pages.pfn(next + k).ok_or(EINVAL)?;
                     let system = match whole {
