@@ -3,7 +3,9 @@
 #   make                 build the modules against the cached test kernel (set up on first use)
 #   make KDIR=/path      build the modules against another built Rust-enabled kernel tree
 #   make check           everything from a fresh machine: set-up, kernel, modules, VM, tests
-#   make run             the VM with the modules and virtual GPUs loaded
+#   make run             the VM with the modules and three virtual GPUs loaded: what each GPU
+#                        is, then the SVM demo (tests/svm_demo.c); fails if the demo fails
+#   make shell           the same VM with an interactive shell on the console (exit ends it)
 #   make lint            rustfmt check and a CLIPPY=1 build with warnings as errors
 #   make bench           migration throughput, ours against test_hmm and memcpy, one VM boot
 #   make profile         where a migration back to RAM spends its time, ours and test_hmm's
@@ -30,7 +32,7 @@ KMAKE = kdir=$$($(KDIR_CMD)) && rls=$$($(RUST_LIB_SRC_CMD)) && \
 	PATH="$(SVM_CACHE)/tools/bin:$(HOME)/.cargo/bin:$$PATH" \
 	$(MAKE) -C $$kdir M=$(TOP) LLVM=$(LLVM) $${rls:+RUST_LIB_SRC=$$rls}
 
-.PHONY: all modules check run lint bench profile stress clean
+.PHONY: all modules check run shell lint bench profile stress clean
 
 all: modules
 
@@ -42,6 +44,9 @@ check:
 
 run:
 	+@bash scripts/run.sh
+
+shell:
+	+@bash scripts/shell.sh
 
 lint:
 	+@bash scripts/lint.sh

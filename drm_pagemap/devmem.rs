@@ -677,6 +677,35 @@ impl Zdd {
     }
 }
 
+/// The pagemap whose memory holds the device-private page `pfn`, if it is a page of a region
+/// of this crate (another driver's device page gives `None`). For a device mapping the page
+/// found by a range fault: its pagemap's [`PagemapOps::device_map`] says how to reach it.
+///
+/// # Safety
+///
+/// `pfn` names a page the caller knows stays allocated while this runs: a page a process maps,
+/// found by a range fault whose answer the caller checked current under the lock its
+/// notifier's invalidations take, and still holds.
+///
+/// [`PagemapOps::device_map`]: crate::pagemap::PagemapOps::device_map
+pub unsafe fn pagemap_of_page(pfn: usize) -> Option<ARef<Pagemap>> {
+    let page = crate::sys::page::pfn_to_page(pfn);
+    // SAFETY: Per this function's contract the page is allocated.
+    if !unsafe { ffi::svm_is_device_private_page(page) } {
+        return None;
+    }
+    // SAFETY: As above; a device-private page has a live pagemap.
+    let pgmap = unsafe { ffi::svm_page_pgmap(page) };
+    // SAFETY: `pgmap` is the live pagemap of an allocated page.
+    if !unsafe { crate::device_private::has_our_ops(pgmap) } {
+        return None;
+    }
+    // SAFETY: A page of one of our regions, in use (mapped) per the contract: its data was set
+    // by the migration that placed it and holds its allocation.
+    let zdd = unsafe { Zdd::of_page(page) };
+    Some(zdd.devmem().pagemap().into())
+}
+
 impl Drop for Zdd {
     fn drop(&mut self) {
         // Runs when the last device page goes, possibly in atomic context: mark, wake the

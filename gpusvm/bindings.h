@@ -6,6 +6,7 @@
 #ifndef SVM_GPUSVM_BINDINGS_H
 #define SVM_GPUSVM_BINDINGS_H
 
+#include <linux/dma-mapping.h>
 #include <linux/hmm.h>
 #include <linux/interval_tree.h>
 #include <linux/memremap.h>
@@ -26,7 +27,15 @@ long svm_make_device_exclusive(struct mm_struct *mm, unsigned long addr, void *o
 			       struct folio **folio);
 void svm_folio_unlock_put(struct folio *folio);
 unsigned long svm_hmm_pfn_fix_device_pmd(unsigned long hmm_pfn, unsigned long addr);
+unsigned long svm_next_vma(struct mm_struct *mm, unsigned long addr, unsigned long *end);
 /* From drm_pagemap's helpers (gpusvm loads after drm_pagemap). */
+int svm_dma_map_page(struct device *dev, struct page *page, size_t size,
+		     enum dma_data_direction dir, dma_addr_t *addr);
+void svm_dma_unmap_page(struct device *dev, dma_addr_t addr, size_t size,
+			enum dma_data_direction dir);
+size_t svm_dma_max_mapping_size(struct device *dev);
+void svm_gpusvm_dma_sync(struct device *dev, dma_addr_t addr, size_t size,
+			 enum dma_data_direction dir, bool for_device);
 /* Also from drm_pagemap's helpers, for KUnit tests that need an address space. */
 unsigned long svm_kunit_mmap_anon(unsigned long len);
 

@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! GPU shared virtual memory over a process address space (the Rust counterpart of the C
-//! `drm_gpusvm`). So far: interval notifiers, range faults through HMM, and choosing the size
-//! of a new range around a GPU fault.
+//! `drm_gpusvm`): interval notifiers, range faults through HMM, and the GPU SVM proper: ranges
+//! created around GPU faults, their pages mapped for the device, garbage collection.
 
 pub mod chunk;
 mod ffi;
 pub mod hmm;
 pub mod notifier;
+pub mod pages;
+pub mod svm;
+#[cfg(CONFIG_KUNIT)]
+mod svm_kunit;
 
 use kernel::prelude::*;
 

@@ -100,3 +100,31 @@ unsigned long svm_hmm_pfn_fix_device_pmd(unsigned long hmm_pfn, unsigned long ad
 	return (hmm_pfn & HMM_PFN_FLAGS) | (folio_pfn(folio) + ((addr & ~PMD_MASK) >> PAGE_SHIFT));
 }
 EXPORT_SYMBOL_GPL(svm_hmm_pfn_fix_device_pmd);
+
+/* A software device's accesses through a streaming DMA mapping, bracketed as the DMA API asks. */
+void svm_gpusvm_dma_sync(struct device *dev, dma_addr_t addr, size_t size,
+			 enum dma_data_direction dir, bool for_device)
+{
+	if (for_device)
+		dma_sync_single_for_device(dev, addr, size, dir);
+	else
+		dma_sync_single_for_cpu(dev, addr, size, dir);
+}
+EXPORT_SYMBOL_GPL(svm_gpusvm_dma_sync);
+
+/*
+ * The start and end of the first VMA of @mm ending after @addr, or 0 (and *end 0) if none.
+ * The caller holds the mmap lock.
+ */
+unsigned long svm_next_vma(struct mm_struct *mm, unsigned long addr, unsigned long *end)
+{
+	struct vm_area_struct *vma = find_vma(mm, addr);
+
+	if (!vma) {
+		*end = 0;
+		return 0;
+	}
+	*end = vma->vm_end;
+	return vma->vm_start;
+}
+EXPORT_SYMBOL_GPL(svm_next_vma);

@@ -129,7 +129,7 @@ impl HmmPfn {
 
     /// The entry of the page at `addr` if this one reports a PMD-mapped device-private folio:
     /// the folio's head plus the page's offset in the PMD (see `fault_range`).
-    fn fix_device_pmd(self, addr: usize) -> Self {
+    pub(crate) fn fix_device_pmd(self, addr: usize) -> Self {
         if !self.is_valid() || self.map_order() != PMD_ORDER {
             return self;
         }
@@ -234,6 +234,103 @@ pub unsafe fn fault_range<T: Invalidate, G>(
         }
         return Ok(guard);
     }
+}
+
+/// A notifier's data for [`snapshot`]: the lock its range faults check under.
+#[pin_data]
+struct SnapshotLock {
+    #[pin]
+    lock: kernel::sync::Mutex<()>,
+}
+
+impl Invalidate for SnapshotLock {
+    fn invalidate(
+        notifier: &Notifier<Self>,
+        range: &crate::notifier::Invalidation<'_>,
+        cur_seq: usize,
+    ) -> bool {
+        let _guard = match range.blockable() {
+            true => notifier.data().lock.lock(),
+            false => match notifier.data().lock.try_lock() {
+                Some(guard) => guard,
+                None => return false,
+            },
+        };
+        notifier.set_seq(cur_seq);
+        true
+    }
+}
+
+/// Pages one [`snapshot`] range fault covers at most.
+const SNAPSHOT_BATCH: usize = 4096;
+
+/// Calls `each` for every page of `range` of `mm`, in order, with what the CPU maps there as
+/// a device with `owner` sees it (a snapshot: nothing is faulted in or moved): `None` for
+/// nothing (no mapping, never touched, another owner's device page), else the page frame and
+/// whether it is device-private memory (of `owner`'s group). Time in proportion to the mapped
+/// part of the range (holes are skipped whole), memory bounded; `EINTR` on a fatal signal.
+pub fn snapshot(
+    mm: &MmWithUser,
+    range: PageRange,
+    owner: Option<Owner>,
+    mut each: impl FnMut(Option<(usize, bool)>),
+) -> Result {
+    let mut pfns = KVVec::from_elem(HmmPfn::default(), SNAPSHOT_BATCH, GFP_KERNEL)?;
+    let n = KBox::pin_init(
+        Notifier::new(
+            mm,
+            range.start(),
+            range.end() - range.start(),
+            try_pin_init!(SnapshotLock {
+                lock <- kernel::new_mutex!((), "gpusvm::snapshot"),
+            }),
+        ),
+        GFP_KERNEL,
+    )?;
+    let mut addr = range.start();
+    while addr < range.end() {
+        if fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        // The next mapping at or after `addr`: what lies before it is a hole.
+        let next = {
+            let _mmap = mm.mmap_read_lock();
+            let mut end = 0usize;
+            // SAFETY: The mmap lock of `mm` is held.
+            let start = unsafe { ffi::svm_next_vma(mm.as_raw(), addr, &mut end) };
+            (start, end)
+        };
+        let (vstart, vend) = match next {
+            (0, 0) => (range.end(), range.end()),
+            (s, e) => (s.max(addr).min(range.end()), e.min(range.end())),
+        };
+        while addr < vstart {
+            each(None);
+            addr += PAGE_SIZE;
+        }
+        if addr >= range.end() {
+            break;
+        }
+        let count = ((vend - addr) / PAGE_SIZE).clamp(1, SNAPSHOT_BATCH);
+        let batch = &mut pfns[..count];
+        // SAFETY: `SnapshotLock::invalidate` calls `set_seq` under its mutex, and nothing else
+        // calls it.
+        let guard = unsafe {
+            fault_range(&n, mm, addr, batch, Fault::None, owner, || {
+                n.data().lock.lock()
+            })
+        }?;
+        for p in batch.iter() {
+            // SAFETY: The answer was checked current under the lock, still held.
+            match p.is_valid() {
+                true => each(Some((p.pfn(), unsafe { p.is_device_private() }))),
+                false => each(None),
+            }
+        }
+        drop(guard);
+        addr += count * PAGE_SIZE;
+    }
+    Ok(())
 }
 
 /// Maps `len` bytes of private anonymous memory, readable and writable, into the address

@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 # /init of the test VM. The plan comes from the kernel command line:
-# svm.mode=check|run|bench|stress|deadline (stress: svm.seconds=N), svm.seed=N (the
+# svm.mode=check|run|shell|bench|stress|deadline (stress: svm.seconds=N), svm.seed=N (the
 # fuzzer's seed), svm.budget=SECONDS (when
 # every test program must have ended, counted from boot).
 # Every test program's output is framed by SVM-TEST-BEGIN/END lines for scripts/results.py,
@@ -211,9 +211,28 @@ unload_stack() {
 	done
 }
 
-if [ "$mode" = run ]; then
-	load_stack
+if [ "$mode" = run ] || [ "$mode" = shell ]; then
+	# make run / make shell: the demo's GPUs, GPU0 and GPU1 linked, GPU2 alone. The KUnit
+	# suites that run at insmod print deliberate warnings: kept off the console (they stay in
+	# the kernel log; an oops still shows).
+	dmesg -n 1
+	load_stack num_devices=3 links=0-1
+	dmesg -n 5
 	/tests/vgpu_info
+	if [ "$mode" = run ]; then
+		t svm_demo 240 /tests/svm_demo
+	else
+		echo "vgpu loaded with num_devices=3 links=0-1; programs in /tests (on PATH): svm_demo,"
+		echo "vgpu_info, the tests; modules in /lib/svm. exit, Ctrl-D or poweroff ends the VM."
+		# The shell gets the console as its controlling tty (job control, ^C). It runs in
+		# the foreground: a background job of this (non-interactive) shell would ignore
+		# SIGINT. busybox's poweroff, reboot and halt would signal PID 1 (this script), which
+		# waits for the shell: in the shell they are functions that power off at once.
+		printf '%s() { sync; command reboot -f; }\n' poweroff reboot halt >/tmp/.shrc
+		HOME=/ ENV=/tmp/.shrc PS1='vm:\w\$ ' setsid cttyhack sh
+		sync
+		reboot -f
+	fi
 elif [ "$mode" = stress ]; then
 	load_stack huge_folios=1
 	secs=$(sed -n 's/.*svm\.seconds=\([0-9]*\).*/\1/p' /proc/cmdline)
@@ -279,6 +298,8 @@ else
 	[ -d /sys/module/vgpu ] && { bounded rmmod/vgpu 30 sh -c "$RMMOD_VGPU" || echo "SVM-ERROR rmmod vgpu failed"; }
 	bounded insmod/vgpu 60 insmod $M/vgpu.ko num_devices=4 links=0-1,2-3 vram_mib=32 ||
 		echo "SVM-ERROR insmod vgpu num_devices=4 failed"
+	# Before vgpu_multi, whose last subtests unplug GPU1.
+	t vgpu_svm 180 /tests/vgpu_svm
 	t vgpu_multi 120 /tests/vgpu_multi
 
 	# The kernel's own HMM selftest, unmodified, against our stack (vgpu's dmirror nodes),

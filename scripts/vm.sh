@@ -2,7 +2,8 @@
 # Builds the initramfs (busybox, the modules, test_hmm.ko, the test programs) and boots it
 # under QEMU/TCG with a hard timeout. Usage: vm.sh MODE KDIR OUTDIR
 #   MODE is check, bounce (check's migrations again with every DMA mapping bounced through
-#   swiotlb), run, bench, profile, stress or deadline (the runner's own deadline check); the serial
+#   swiotlb), run, shell (an interactive shell on the console: stdin is passed to it),
+#   bench, profile, stress or deadline (the runner's own deadline check); the serial
 #   log is kept in OUTDIR/vm-MODE.log.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
@@ -26,7 +27,8 @@ cp "$kdir/hmm-tests" "$out"/tests/* "$root/tests/"
 cp "$SVM_TOP/tests/module_lifecycle.sh" "$root/tests/"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs-$mode.cpio.gz"
 
-extra_append=""
+extra_append="" stdin=/dev/null
+[ "$mode" = shell ] && stdin=/dev/stdin
 [ "$mode" = bounce ] && extra_append=" swiotlb=force"
 log="$out/vm-$mode.log"
 log "booting the VM ($mode), log in $log"
@@ -39,7 +41,7 @@ timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -
 	-chardev stdio,id=console,logfile="$log",signal=off -serial chardev:console \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs-$mode.cpio.gz" \
 	-append "console=ttyS0 panic=-1 oops=panic loglevel=5 log_buf_len=8M${extra_append} svm.mode=$mode svm.budget=$budget_s${SVM_SECONDS:+ svm.seconds=$SVM_SECONDS}${SVM_FUZZ_SEED:+ svm.seed=$SVM_FUZZ_SEED}${SVM_ONLY:+ svm.only=$SVM_ONLY}" \
-	</dev/null | if [ "$mode" = run ]; then tr -d '\r'; else cat >/dev/null; fi
+	<"$stdin" | case $mode in run) stdbuf -oL tr -d '\r' ;; shell) cat ;; *) cat >/dev/null ;; esac
 rc=${PIPESTATUS[0]}
 set -e
 # The serial log has CRLF line ends.

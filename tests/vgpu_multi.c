@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "vgpu_util.h"
+#include "vgpu_svm_util.h"
 #include "igt.h"
 
 #define NGPU 4
@@ -254,6 +255,8 @@ static enum igt_result peer_access_in_place(void)
 	igt_assert_eq(migrate(gpu[0], p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
 	vm1 = vm_create(gpu[1]);
 	igt_assert(vm1 > 0);
+	/* Advised to system memory: GPU 1 maps the pages where they are, not moving them. */
+	igt_assert_eq(svm_madvise(gpu[1], vm1, DRM_VGPU_LOCATION_SYSTEM, p, size, 0), 0);
 	a0 = stats(gpu[0]);
 	a1 = stats(gpu[1]);
 	memset(buf, 0, size);
@@ -290,6 +293,8 @@ static enum igt_result disjoint_halves(void)
 	vm0 = vm_create(gpu[0]);
 	vm1 = vm_create(gpu[1]);
 	igt_assert(vm0 > 0 && vm1 > 0);
+	igt_assert_eq(svm_madvise(gpu[0], vm0, DRM_VGPU_LOCATION_SYSTEM, p, size, 0), 0);
+	igt_assert_eq(svm_madvise(gpu[1], vm1, DRM_VGPU_LOCATION_SYSTEM, p, size, 0), 0);
 	/* Each writes the half in the other's memory, in place over the link. */
 	fill(buf, size, 6);
 	igt_assert_eq(vm_access(gpu[0], vm0, DRM_VGPU_VM_WRITE, p + half, half, buf + half), 0);
@@ -591,6 +596,7 @@ static enum igt_result unplug_leftover(void)
 	/* GPU0 reads the old memory in place, then pulls the range over. */
 	vm0 = vm_create(gpu[0]);
 	igt_assert(vm0 > 0);
+	igt_assert_eq(svm_madvise(gpu[0], vm0, DRM_VGPU_LOCATION_SYSTEM, p, size, 0), 0);
 	igt_assert_eq(vm_access(gpu[0], vm0, DRM_VGPU_VM_READ, p, size, buf), 0);
 	igt_assert_eq(check(buf, size, 10), -1);
 	s0 = stats(gpu[0]);

@@ -39,7 +39,7 @@ UAPI_AT(drm_vgpu_query, data, 24);
 _Static_assert(sizeof(struct drm_vgpu_migrate) == 32, "drm_vgpu_migrate");
 UAPI_AT(drm_vgpu_migrate, target, 16);
 UAPI_AT(drm_vgpu_migrate, pagemap_fd, 28);
-_Static_assert(sizeof(struct drm_vgpu_stats) == 72, "drm_vgpu_stats");
+_Static_assert(sizeof(struct drm_vgpu_stats) == 128, "drm_vgpu_stats");
 UAPI_AT(drm_vgpu_stats, flags, 40);
 UAPI_AT(drm_vgpu_stats, pages_to_peer, 48);
 UAPI_AT(drm_vgpu_stats, peer_accesses, 64);

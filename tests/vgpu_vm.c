@@ -19,6 +19,7 @@
 
 #include "igt.h"
 #include "vgpu_util.h"
+#include "vgpu_svm_util.h"
 #include "test_hmm_uapi.h"
 
 #define NEED_GPU() do { if (fd < 0) igt_skip("no vgpu0"); } while (0)
@@ -118,7 +119,10 @@ static enum igt_result bad_access(void)
 	return IGT_PASS;
 }
 
-/* System memory: reads and writes both ways, and the page table is kept warm. */
+/*
+ * System memory (the range advised to stay there): reads and writes both ways, and the page
+ * table is kept warm. The GPU faults once per SVM range: 64 pages take at most 64 ranges.
+ */
 static enum igt_result system_read_write(void)
 {
 	size_t size = 64 * PAGE;
@@ -130,8 +134,9 @@ static enum igt_result system_read_write(void)
 	igt_assert(p && buf);
 	fill(p, size, 21);
 	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(svm_madvise(fd, id, DRM_VGPU_LOCATION_SYSTEM, p, size, 0), 0);
 	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
-	igt_assert_eq(faults, 1);
+	igt_assert(faults >= 1 && faults <= size / PAGE);
 	igt_assert_eq(check(buf, size, 21), -1);
 	/* Mapped now: no fault, and a CPU write in place is seen at once. */
 	p[5 * PAGE + 7] ^= 0xff;
@@ -193,7 +198,7 @@ static enum igt_result never_stale(void)
 	igt_assert(q == p);
 	fill(q, size, 24);
 	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
-	igt_assert_eq(faults, 1);
+	igt_assert(faults >= 1);
 	igt_assert_eq(check(buf, size, 24), -1);
 	/* Copy-on-write after fork: a GPU write goes to the parent's own copy only. */
 	pid = fork();
@@ -248,8 +253,9 @@ static enum igt_result device_memory_in_place(void)
 }
 
 /*
- * Another GPU's memory: a linked GPU's is read and written in place, over the link; an
- * unlinked GPU's data migrates back first. Either way every byte is seen.
+ * Another GPU's memory, the range advised to system memory (so the GPU maps it where it is): a
+ * linked GPU's is read and written in place, over the link; an unlinked GPU's data migrates
+ * back first. Either way every byte is seen.
  */
 static enum igt_result other_gpu_memory(void)
 {
@@ -265,6 +271,7 @@ static enum igt_result other_gpu_memory(void)
 	fill(p, size, 28);
 	igt_assert_eq(migrate(fd1, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
 	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(svm_madvise(fd, id, DRM_VGPU_LOCATION_SYSTEM, p, size, 0), 0);
 	s0 = stats(fd1);
 	peer = stats(fd).peer_accesses;
 	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);

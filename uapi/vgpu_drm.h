@@ -41,6 +41,10 @@ extern "C" {
 #define DRM_VGPU_VM_DESTROY 0x06
 #define DRM_VGPU_VM_ACCESS 0x07
 #define DRM_VGPU_DEVMEM_OPEN 0x08
+#define DRM_VGPU_VM_MADVISE 0x09
+#define DRM_VGPU_VM_PREFETCH 0x0a
+#define DRM_VGPU_VM_ATOMIC 0x0b
+#define DRM_VGPU_RESIDENCY 0x0c
 
 /**
  * enum drm_vgpu_query_kind - What &drm_vgpu_query.query asks for.
@@ -211,6 +215,13 @@ struct drm_vgpu_stats {
 	__u64 pages_to_peer;
 	__u64 pages_from_peer;
 	__u64 peer_accesses;
+	__u64 gpu_faults;
+	__u64 ranges_created;
+	__u64 ranges_collected;
+	__u64 invalidations;
+	__u64 pages_mapped_system;
+	__u64 pages_mapped_local;
+	__u64 pages_mapped_peer;
 };
 
 /**
@@ -291,15 +302,22 @@ enum drm_vgpu_vm_access_op {
  *	around the address space (EINVAL).
  * @data: Address of a @size-byte buffer of the calling process, the source or destination
  *	(EFAULT if it is not all readable, or writable, user memory).
- * @faults: Out: GPU page faults taken: 0 when the page table already mapped the whole range.
- *	Set when the call fails too.
+ * @faults: Out: GPU page faults taken (one per SVM range serviced): 0 when the page table
+ *	already mapped the whole range. Set when the call fails too.
  *
  * Only the process that created the VM may access through it: EACCES from any other
  * process holding the file (a child after fork, a receiver of the descriptor), which would
  * otherwise read and write another address space with its own buffer.
  *
- * Pages in this GPU's memory are accessed there, without moving; all others in system memory
- * (another GPU's pages are first migrated back, as a CPU fault would). The GPU page table
+ * The GPU page table is filled only by GPU page faults: an access that misses in it faults,
+ * and the fault finds or creates the SVM range around the address (2 MiB, 64 KiB or 4 KiB:
+ * the largest aligned chunk inside the mapping that overlaps no other range), places the
+ * range where the VM's advice says (&drm_vgpu_vm_madvise: by default in this GPU's memory,
+ * for private anonymous memory; shared and file mappings stay in system memory), maps its
+ * pages and binds it as one entry, then the access goes on. Pages in this GPU's memory or a
+ * linked GPU's are accessed there, in place; pages in the memory of a GPU outside this GPU's
+ * interconnect group first go back to system memory, as a CPU fault would take them. A range
+ * whose preferred memory has no room stays in system memory. The GPU page table
  * follows every change of the CPU's (unmap, protection, migration, copy-on-write), so an
  * access never sees stale data. The range is accessed in order, a chunk of at most 2 MiB
  * at a time through a kernel bounce buffer; on an error, what came before may have been
@@ -336,6 +354,14 @@ struct drm_vgpu_vm_access {
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_VM_ACCESS, struct drm_vgpu_vm_access)
 #define DRM_IOCTL_VGPU_DEVMEM_OPEN \
 	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_DEVMEM_OPEN, struct drm_vgpu_devmem_open)
+#define DRM_IOCTL_VGPU_VM_MADVISE \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_VM_MADVISE, struct drm_vgpu_vm_madvise)
+#define DRM_IOCTL_VGPU_VM_PREFETCH \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_VM_PREFETCH, struct drm_vgpu_vm_prefetch)
+#define DRM_IOCTL_VGPU_VM_ATOMIC \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_VM_ATOMIC, struct drm_vgpu_vm_atomic)
+#define DRM_IOCTL_VGPU_RESIDENCY \
+	DRM_IOWR(DRM_COMMAND_BASE + DRM_VGPU_RESIDENCY, struct drm_vgpu_residency)
 
 /**
  * struct drm_vgpu_devmem_open - Argument of %DRM_IOCTL_VGPU_DEVMEM_OPEN: opens this GPU's
@@ -353,6 +379,135 @@ struct drm_vgpu_vm_access {
 struct drm_vgpu_devmem_open {
 	__u32 flags;
 	__s32 fd;
+};
+
+/**
+ * enum drm_vgpu_location - Preferred location of a range of a VM (&drm_vgpu_vm_madvise).
+ * @DRM_VGPU_LOCATION_DEFAULT: This GPU's own memory: a GPU fault moves the range there.
+ * @DRM_VGPU_LOCATION_SYSTEM: System memory: a GPU fault maps the range where it is, after
+ *	bringing back what lives in device memory the GPU cannot reach in place (a GPU outside
+ *	its interconnect group); pages in this GPU's memory or a linked GPU's stay there.
+ * @DRM_VGPU_LOCATION_PAGEMAP: The memory a pagemap file descriptor names
+ *	(&drm_vgpu_vm_madvise.pagemap_fd): this GPU's own or a linked GPU's. A GPU fault moves
+ *	the range there (from a linked GPU straight over the link) and maps it in place.
+ */
+enum drm_vgpu_location {
+	DRM_VGPU_LOCATION_DEFAULT = 0,
+	DRM_VGPU_LOCATION_SYSTEM = 1,
+	DRM_VGPU_LOCATION_PAGEMAP = 2,
+};
+
+/**
+ * struct drm_vgpu_vm_madvise - Argument of %DRM_IOCTL_VGPU_VM_MADVISE: sets the preferred
+ * location of a range of a VM, for the GPU faults and prefetches that come after. What the
+ * GPU already maps stays where it is until %DRM_IOCTL_VGPU_VM_PREFETCH or the next fault on it
+ * (the ranges the advice covers are unbound, so the next access faults).
+ * @vm_id: The VM (ENOENT if this file has no such VM).
+ * @location: One of &enum drm_vgpu_location (EINVAL otherwise).
+ * @start: First address, page aligned (EINVAL otherwise).
+ * @size: Bytes, page aligned and non-zero; @start + @size must not wrap (EINVAL).
+ * @pagemap_fd: With %DRM_VGPU_LOCATION_PAGEMAP: a pagemap file descriptor
+ *	(%DRM_IOCTL_VGPU_DEVMEM_OPEN of this GPU or of another). EBADF if it is not an open
+ *	descriptor, EINVAL if it is not a pagemap, ENOLINK if its memory is outside this GPU's
+ *	interconnect group. The VM keeps that memory's pagemap alive while the advice stands.
+ *	Otherwise must be 0 (EINVAL).
+ * @flags: Must be 0 (EINVAL otherwise).
+ * A VM holds at most %DRM_VGPU_MAX_ADVICE pieces of advice (each call over a range splits
+ * or replaces those it overlaps; adjacent equal advice merges): ENOSPC beyond. Advice only
+ * changes where faults place data; a range whose memory is unusable (full, unplugged) falls
+ * back to system memory.
+ */
+struct drm_vgpu_vm_madvise {
+	__u32 vm_id;
+	__u32 location;
+	__u64 start;
+	__u64 size;
+	__s32 pagemap_fd;
+	__u32 flags;
+};
+
+/** DRM_VGPU_MAX_ADVICE - How many pieces of advice one VM holds at most. */
+#define DRM_VGPU_MAX_ADVICE 1024
+
+/**
+ * struct drm_vgpu_vm_prefetch - Argument of %DRM_IOCTL_VGPU_VM_PREFETCH: services a GPU fault
+ * on every SVM range of a range of a VM now, as an access would: each range is placed where
+ * its advice says and bound in the GPU page table, so that the GPU's next accesses there do
+ * not fault. Where the advice is system memory, a prefetch also brings back what lives in
+ * device memory (a fault leaves it there, reached in place).
+ * @vm_id: The VM (ENOENT if this file has no such VM).
+ * @flags: Must be 0 (EINVAL otherwise).
+ * @start: First address, page aligned (EINVAL otherwise).
+ * @size: Bytes, page aligned and non-zero; @start + @size must not wrap (EINVAL).
+ * Errors as &drm_vgpu_vm_access's (EFAULT for a hole, EACCES from another process); the
+ * work goes range by range in address order, and on an error what came before stays placed.
+ */
+struct drm_vgpu_vm_prefetch {
+	__u32 vm_id;
+	__u32 flags;
+	__u64 start;
+	__u64 size;
+};
+
+/**
+ * enum drm_vgpu_atomic_op - What &drm_vgpu_vm_atomic.op does.
+ * @DRM_VGPU_ATOMIC_ADD: Adds @value to the 32-bit word, atomically for the GPU.
+ */
+enum drm_vgpu_atomic_op {
+	DRM_VGPU_ATOMIC_ADD = 0,
+};
+
+/**
+ * struct drm_vgpu_vm_atomic - Argument of %DRM_IOCTL_VGPU_VM_ATOMIC: a GPU atomic on one 32-bit
+ * word of a VM. GPU atomics need the page in device memory: the fault that serves it is
+ * device-memory only (the page moves to the range's preferred device memory, this GPU's own
+ * when its advice is system memory), and the page stays there for the GPU's timeslice
+ * (debugfs vgpu<index>/timeslice_max_ms) so that the atomic completes even while the CPU
+ * keeps writing the same page: the CPU's write then waits for the timeslice, then pulls the
+ * page back.
+ * @vm_id: The VM (ENOENT if this file has no such VM).
+ * @op: One of &enum drm_vgpu_atomic_op (EINVAL otherwise).
+ * @addr: Address of the word, 4-byte aligned (EINVAL otherwise).
+ * @value: The operand.
+ * @pad: Must be 0 (EINVAL otherwise).
+ * @old: Out: the word's value before the operation.
+ * Errors as &drm_vgpu_vm_access's; also ENOMEM if no device memory could hold the page, and
+ * EOPNOTSUPP for memory that cannot move to a device (shared or file mappings).
+ */
+struct drm_vgpu_vm_atomic {
+	__u32 vm_id;
+	__u32 op;
+	__u64 addr;
+	__u32 value;
+	__u32 pad;
+	__u64 old;
+};
+
+/**
+ * struct drm_vgpu_residency - Argument of %DRM_IOCTL_VGPU_RESIDENCY: where the pages of a
+ * range of the calling process's address space live, as this GPU sees them (a snapshot: it
+ * faults nothing in and moves nothing).
+ * @start: First address, page aligned (EINVAL otherwise).
+ * @size: Bytes, page aligned and non-zero; @start + @size must not wrap (EINVAL).
+ * @flags: Must be 0 (EINVAL otherwise).
+ * @pad: Must be 0 (EINVAL otherwise).
+ * @system: Out: pages in system memory.
+ * @local: Out: pages in this GPU's memory.
+ * @peer: Out: pages in the memory of another GPU of this GPU's interconnect group.
+ * @none: Out: pages with nothing this GPU can see: never touched, unmapped, or in the memory
+ *	of a GPU outside its group.
+ * The counts add up to the range's pages. Any size is accepted; the work is done a bounded
+ * batch at a time (EINTR if a fatal signal arrives meanwhile).
+ */
+struct drm_vgpu_residency {
+	__u64 start;
+	__u64 size;
+	__u32 flags;
+	__u32 pad;
+	__u64 system;
+	__u64 local;
+	__u64 peer;
+	__u64 none;
 };
 
 #if defined(__cplusplus)

@@ -89,5 +89,9 @@ impl drm::Driver for VgpuDriver {
         (uapi::DRM_VGPU_VM_DESTROY, drm_vgpu_vm_destroy, RENDER_ALLOW, VgpuFile::vm_destroy),
         (uapi::DRM_VGPU_VM_ACCESS, drm_vgpu_vm_access, RENDER_ALLOW, VgpuFile::vm_access),
         (uapi::DRM_VGPU_DEVMEM_OPEN, drm_vgpu_devmem_open, RENDER_ALLOW, VgpuFile::devmem_open),
+        (uapi::DRM_VGPU_VM_MADVISE, drm_vgpu_vm_madvise, RENDER_ALLOW, VgpuFile::vm_madvise),
+        (uapi::DRM_VGPU_VM_PREFETCH, drm_vgpu_vm_prefetch, RENDER_ALLOW, VgpuFile::vm_prefetch),
+        (uapi::DRM_VGPU_VM_ATOMIC, drm_vgpu_vm_atomic, RENDER_ALLOW, VgpuFile::vm_atomic),
+        (uapi::DRM_VGPU_RESIDENCY, drm_vgpu_residency, RENDER_ALLOW, VgpuFile::residency),
     }
 }

@@ -22,9 +22,9 @@ use kernel::uaccess::UserSlice;
 
 use crate::driver::VgpuDevice;
 use crate::driver::VgpuDriver;
+use crate::svm::SvmVm;
 use crate::uapi;
 use crate::vm::Access;
-use crate::vm::GpuVm;
 use crate::vram;
 use crate::vram::VRAM_PAGE_SIZE;
 
@@ -44,7 +44,7 @@ pub(crate) struct VgpuFile {
 
 /// The GPU VMs of one file.
 struct Vms {
-    list: KVec<(u32, Arc<GpuVm>)>,
+    list: KVec<(u32, Arc<SvmVm>)>,
     next_id: u32,
 }
 
@@ -224,6 +224,14 @@ impl VgpuFile {
         req.pages_to_peer = stats.pages_to_peer.load(Relaxed);
         req.pages_from_peer = stats.pages_from_peer.load(Relaxed);
         req.peer_accesses = dev.vram.peer_accesses();
+        let svm = &dev.vram.svm_stats;
+        req.gpu_faults = svm.gpu_faults.load(Relaxed);
+        req.ranges_created = svm.ranges_created.load(Relaxed);
+        req.ranges_collected = svm.ranges_collected.load(Relaxed);
+        req.invalidations = svm.invalidations.load(Relaxed);
+        req.pages_mapped_system = svm.mapped_system.load(Relaxed);
+        req.pages_mapped_local = svm.mapped_local.load(Relaxed);
+        req.pages_mapped_peer = svm.mapped_peer.load(Relaxed);
         Ok(0)
     }
 
@@ -238,6 +246,10 @@ impl VgpuFile {
         if req.flags != 0 {
             return Err(EINVAL);
         }
+        pr_info!(
+            "DBG devmem_open owner {:?}\n",
+            file.inner().pagemap.region().owner().as_ptr()
+        );
         let fd = pagemap_util::fd::export(file.inner().pagemap.clone())?;
         req.fd = fd as i32;
         Ok(0)
@@ -275,7 +287,7 @@ impl VgpuFile {
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         // Lives as long as the file: charged to the caller's memory cgroup.
-        let vm = Arc::pin_init(GpuVm::new((&**dev).into(), mm), GFP_KERNEL_ACCOUNT)?;
+        let vm = Arc::pin_init(SvmVm::new((&**dev).into(), mm)?, GFP_KERNEL_ACCOUNT)?;
         let inner = file.inner();
         let mut vms = inner.vms.lock();
         if vms.list.len() >= uapi::DRM_VGPU_MAX_VMS as usize {
@@ -314,6 +326,25 @@ impl VgpuFile {
         Ok(0)
     }
 
+    /// The VM `id` of `file`, for the process that created it only: the range is in the
+    /// VM's address space, a buffer in the caller's, and another process holding this file
+    /// (a fork, a passed descriptor) must not reach into the creator's address space.
+    fn own_vm(file: &drm::File<VgpuFile>, id: u32) -> Result<Arc<SvmVm>> {
+        let inner = file.inner();
+        let vm = {
+            let vms = inner.vms.lock();
+            let (_, vm) = vms.list.iter().find(|(i, _)| *i == id).ok_or(ENOENT)?;
+            vm.clone()
+        };
+        let task = kernel::current!();
+        let own = task.mm().ok_or(EACCES)?;
+        let theirs = vm.mm().map_err(|_| EACCES)?;
+        if !core::ptr::eq::<Mm>(&**own, &**theirs) {
+            return Err(EACCES);
+        }
+        Ok(vm)
+    }
+
     /// `DRM_IOCTL_VGPU_VM_ACCESS`.
     pub(crate) fn vm_access(
         _dev: &VgpuDevice<drm::Registered>,
@@ -328,36 +359,110 @@ impl VgpuFile {
             _ => return Err(EINVAL),
         };
         let range = user_range(req.start, req.size)?;
+        let vm = Self::own_vm(file, req.vm_id)?;
+        let mut acc = Access::default();
+        let res = vm.access_user(range, req.data as usize, write, VM_ACCESS_CHUNK, &mut acc);
+        req.faults = acc.faults;
+        res?;
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_VM_MADVISE`.
+    pub(crate) fn vm_madvise(
+        _dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_vm_madvise,
+        file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
+        }
+        let range = user_range(req.start, req.size)?;
+        let with_fd = req.location == uapi::drm_vgpu_location_DRM_VGPU_LOCATION_PAGEMAP;
+        if !with_fd && req.pagemap_fd != 0 {
+            return Err(EINVAL);
+        }
+        if req.location > uapi::drm_vgpu_location_DRM_VGPU_LOCATION_PAGEMAP {
+            return Err(EINVAL);
+        }
         let inner = file.inner();
         let vm = {
             let vms = inner.vms.lock();
             let (_, vm) = vms
                 .list
                 .iter()
-                .find(|(id, _)| *id == req.vm_id)
+                .find(|(i, _)| *i == req.vm_id)
                 .ok_or(ENOENT)?;
             vm.clone()
         };
-        // The buffer is in the caller's address space and the range in the VM's: another
-        // process holding this file (a fork, a passed descriptor) must not reach into the
-        // address space of the one that created the VM.
-        let task = kernel::current!();
-        let own = task.mm().ok_or(EACCES)?;
-        let theirs = vm.mm().map_err(|_| EACCES)?;
-        if !core::ptr::eq::<Mm>(&**own, &**theirs) {
-            return Err(EACCES);
+        let pagemap = match with_fd {
+            true => {
+                let fd = u32::try_from(req.pagemap_fd).map_err(|_| EBADF)?;
+                Some(pagemap_util::fd::import(fd)?)
+            }
+            false => None,
+        };
+        vm.advise(range, req.location, pagemap)?;
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_VM_PREFETCH`.
+    pub(crate) fn vm_prefetch(
+        _dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_vm_prefetch,
+        file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        if req.flags != 0 {
+            return Err(EINVAL);
         }
-        let mut acc = Access::default();
-        let res = vm.access_user(
-            range.start(),
-            range.end(),
-            req.data as usize,
-            write,
-            VM_ACCESS_CHUNK,
-            &mut acc,
-        );
-        req.faults = acc.faults;
-        res?;
+        let range = user_range(req.start, req.size)?;
+        Self::own_vm(file, req.vm_id)?.prefetch(range)?;
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_VM_ATOMIC`.
+    pub(crate) fn vm_atomic(
+        _dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_vm_atomic,
+        file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        req.old = 0;
+        if req.pad != 0 || req.op != uapi::drm_vgpu_atomic_op_DRM_VGPU_ATOMIC_ADD {
+            return Err(EINVAL);
+        }
+        let addr = usize::try_from(req.addr).map_err(|_| EINVAL)?;
+        if addr % 4 != 0 {
+            return Err(EINVAL);
+        }
+        let vm = Self::own_vm(file, req.vm_id)?;
+        req.old = vm.atomic_add(addr, req.value)?.into();
+        Ok(0)
+    }
+
+    /// `DRM_IOCTL_VGPU_RESIDENCY`.
+    pub(crate) fn residency(
+        dev: &VgpuDevice<drm::Registered>,
+        _reg: &(),
+        req: &mut uapi::drm_vgpu_residency,
+        _file: &drm::File<VgpuFile>,
+    ) -> Result<u32> {
+        req.system = 0;
+        req.local = 0;
+        req.peer = 0;
+        req.none = 0;
+        if req.flags != 0 || req.pad != 0 {
+            return Err(EINVAL);
+        }
+        let range = user_range(req.start, req.size)?;
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EFAULT)?;
+        let [system, local, peer, none] = crate::svm::residency(dev, mm, range)?;
+        req.system = system;
+        req.local = local;
+        req.peer = peer;
+        req.none = none;
         Ok(0)
     }
 }

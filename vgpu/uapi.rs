@@ -46,10 +46,25 @@ uapi_layout!(drm_vgpu_migrate, 32, {
     start: u64 = 0, size: u64 = 8, target: u32 = 16, timeslice_ms: u32 = 20, flags: u32 = 24,
     pagemap_fd: i32 = 28,
 });
-uapi_layout!(drm_vgpu_stats, 72, {
+uapi_layout!(drm_vgpu_stats, 128, {
     pages_to_device: u64 = 0, pages_to_system: u64 = 8, bytes_copied: u64 = 16,
     cpu_faults: u64 = 24, evictions: u64 = 32, flags: u32 = 40, pad: u32 = 44,
     pages_to_peer: u64 = 48, pages_from_peer: u64 = 56, peer_accesses: u64 = 64,
+    gpu_faults: u64 = 72, ranges_created: u64 = 80, ranges_collected: u64 = 88,
+    invalidations: u64 = 96, pages_mapped_system: u64 = 104, pages_mapped_local: u64 = 112,
+    pages_mapped_peer: u64 = 120,
+});
+uapi_layout!(drm_vgpu_vm_madvise, 32, {
+    vm_id: u32 = 0, location: u32 = 4, start: u64 = 8, size: u64 = 16, pagemap_fd: i32 = 24,
+    flags: u32 = 28,
+});
+uapi_layout!(drm_vgpu_vm_prefetch, 24, { vm_id: u32 = 0, flags: u32 = 4, start: u64 = 8, size: u64 = 16 });
+uapi_layout!(drm_vgpu_vm_atomic, 32, {
+    vm_id: u32 = 0, op: u32 = 4, addr: u64 = 8, value: u32 = 16, pad: u32 = 20, old: u64 = 24,
+});
+uapi_layout!(drm_vgpu_residency, 56, {
+    start: u64 = 0, size: u64 = 8, flags: u32 = 16, pad: u32 = 20, system: u64 = 24,
+    local: u64 = 32, peer: u64 = 40, none: u64 = 48,
 });
 uapi_layout!(drm_vgpu_devmem_open, 8, { flags: u32 = 0, fd: i32 = 4 });
 uapi_layout!(drm_vgpu_evict, 8, { flags: u32 = 0, evicted: u32 = 4 });
@@ -92,6 +107,22 @@ unsafe impl FromBytes for drm_vgpu_devmem_open {}
 unsafe impl AsBytes for drm_vgpu_evict {}
 // SAFETY: As above.
 unsafe impl FromBytes for drm_vgpu_evict {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_vm_madvise {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_vm_madvise {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_vm_prefetch {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_vm_prefetch {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_vm_atomic {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_vm_atomic {}
+// SAFETY: As above.
+unsafe impl AsBytes for drm_vgpu_residency {}
+// SAFETY: As above.
+unsafe impl FromBytes for drm_vgpu_residency {}
 // SAFETY: As above (`lib/test_hmm_uapi.h`: five `__u64`).
 unsafe impl AsBytes for hmm_dmirror_cmd {}
 // SAFETY: As above.

@@ -14,6 +14,7 @@ mod file;
 mod gpu;
 mod ioctl;
 mod plug;
+mod svm;
 mod uapi;
 mod vm;
 mod vram;

@@ -109,6 +109,8 @@ pub(crate) struct Vram {
     /// requests are clamped to it, whichever GPU's client asks (through a pagemap fd too).
     /// Set from the module parameter, changed in debugfs (at most [`crate::TIMESLICE_MAX_MS`]).
     pub(crate) timeslice_max_ms: Atomic<u32>,
+    /// GPU SVM counters of the VMs on this GPU.
+    pub(crate) svm_stats: crate::svm::SvmStats,
     /// Non-zero once the GPU is unplugged: no new allocation, no new pagemap.
     revoked: Atomic<u32>,
     /// Allocations holding data, until their release op: what eviction evicts.
@@ -168,6 +170,7 @@ impl Vram {
             next_id: Atomic::new(0),
             peer_accesses: Atomic::new(0),
             timeslice_max_ms: Atomic::new(timeslice_max_ms),
+            svm_stats: crate::svm::SvmStats::default(),
             pagemaps_created: Atomic::new(0),
             pagemaps_destroyed: Atomic::new(0),
             revoked: Atomic::new(0),
@@ -212,6 +215,31 @@ impl Vram {
             return Err(EFAULT);
         }
         let index = pfn - peer.pages.pfn_first;
+        match write {
+            true => peer.pages.backing.write_page(index, Some(buf))?,
+            false => peer.pages.backing.read_page(index, buf)?,
+        }
+        self.peer_accesses.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// The GPU reading (or with `write`, writing) the page at `addr` of a linked peer's memory
+    /// over the interconnect `proto`, as its `device_map` gave them: `EFAULT` if `proto` names
+    /// no live memory of a linked GPU.
+    pub(crate) fn access_link(
+        &self,
+        proto: Interconnect,
+        addr: u64,
+        buf: &mut [u8; PAGE_SIZE],
+        write: bool,
+    ) -> Result {
+        let id = peer_of_link(proto).ok_or(EFAULT)?;
+        let fabric = self.entry.fabric();
+        let peer = fabric.memory(id).ok_or(EFAULT)?;
+        if peer.id == self.entry.id() || !fabric.linked(self.index, peer.index) {
+            return Err(EFAULT);
+        }
+        let index = usize::try_from(addr).map_err(|_| EFAULT)? / PAGE_SIZE;
         match write {
             true => peer.pages.backing.write_page(index, Some(buf))?,
             false => peer.pages.backing.read_page(index, buf)?,

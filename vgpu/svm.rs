@@ -1,0 +1,655 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A GPU VM on the GPU SVM: the GPU page table (one entry per bound SVM range, a 2 MiB range
+//! one entry), filled only by the GPU fault handler, emptied by invalidations; the preferred
+//! location of ranges (advice); and GPU reads, writes and atomics through the page table.
+//!
+//! A GPU access that misses in the page table is a GPU page fault, served as Xe serves one
+//! (`xe_svm_handle_pagefault`): collect garbage, find or insert the range, place it where the
+//! advice says (`populate_mm` on the chosen pagemap), get its pages, bind it under the notifier
+//! lock if they are still valid, else retry, a bounded number of times.
+//!
+//! Locks: the SVM's outer lock, then the mmap lock (taken by migrations and range faults), then
+//! the SVM's notifier lock. The advice lock is taken alone.
+
+use core::ops::Range as Span;
+
+use drm_pagemap::pagemap;
+use drm_pagemap::pagemap::Interconnect;
+use drm_pagemap::pagemap::MigrateDetails;
+use drm_pagemap::pagemap::Pagemap;
+use drm_pagemap::range::PageRange;
+use gpusvm::hmm::fatal_signal_pending;
+use gpusvm::notifier::Invalidation;
+use gpusvm::pages::Scan;
+use gpusvm::svm::Ctx;
+use gpusvm::svm::Driver;
+use gpusvm::svm::Gpusvm;
+use gpusvm::svm::LockClasses;
+use gpusvm::svm::Range;
+use gpusvm::svm::Svm;
+use kernel::mm::Mm;
+use kernel::page::PAGE_SIZE;
+use kernel::prelude::*;
+use kernel::rbtree::RBTree;
+use kernel::rbtree::RBTreeNodeReservation;
+use kernel::sizes::SZ_2M;
+use kernel::sizes::SZ_4K;
+use kernel::sizes::SZ_64K;
+use kernel::sync::aref::ARef;
+use kernel::sync::atomic::Atomic;
+use kernel::sync::atomic::Relaxed;
+use kernel::sync::Arc;
+use kernel::sync::Mutex;
+use kernel::uaccess::UserPtr;
+use kernel::uaccess::UserSlice;
+
+use crate::driver::VgpuDevice;
+use crate::uapi;
+use crate::vm::page_in;
+use crate::vm::Access;
+use crate::vram;
+
+/// Bytes each notifier of a VM watches.
+const NOTIFIER_SIZE: usize = 512 << 20;
+
+/// The GPU VA window: the user half of a 4-level x86-64 address space, less page 0.
+const VA: Span<usize> = PAGE_SIZE..1 << 47;
+
+/// Pages a VM's ranges cover at most (64 MiB of address space): a cache of CPU mappings, a
+/// fault past it drops the other ranges (they fault again when next used).
+const MAX_PAGES: usize = 16384;
+
+/// Rounds of one GPU fault (place, get pages, bind) before `EBUSY`: each round fails only when
+/// an invalidation raced with it, or the CPU took an atomic's page back.
+const MAX_FAULT_ROUNDS: u32 = 64;
+
+/// Faults one access takes at most per page before `EBUSY` (an invalidation between the
+/// fault and the access makes it fault again).
+const MAX_FAULTS_PER_PAGE: u32 = 64;
+
+/// GPU SVM counters of one GPU (`drm_vgpu_stats`).
+pub(crate) struct SvmStats {
+    pub(crate) gpu_faults: Atomic<u64>,
+    pub(crate) ranges_created: Atomic<u64>,
+    pub(crate) ranges_collected: Atomic<u64>,
+    pub(crate) invalidations: Atomic<u64>,
+    pub(crate) mapped_system: Atomic<u64>,
+    pub(crate) mapped_local: Atomic<u64>,
+    pub(crate) mapped_peer: Atomic<u64>,
+}
+
+impl Default for SvmStats {
+    fn default() -> Self {
+        Self {
+            gpu_faults: Atomic::new(0),
+            ranges_created: Atomic::new(0),
+            ranges_collected: Atomic::new(0),
+            invalidations: Atomic::new(0),
+            mapped_system: Atomic::new(0),
+            mapped_local: Atomic::new(0),
+            mapped_peer: Atomic::new(0),
+        }
+    }
+}
+
+/// One entry of the GPU page table: a bound range.
+struct Pte {
+    range: Arc<Range>,
+    writable: bool,
+}
+
+/// The GPU page table, keyed by range start (ranges never overlap).
+pub(crate) struct PageTable {
+    tree: RBTree<usize, Pte>,
+}
+
+impl PageTable {
+    /// The entry mapping `addr`.
+    fn lookup(&self, addr: usize) -> Option<&Pte> {
+        let key = match self.tree.cursor_lower_bound(&(addr + 1)) {
+            Some(c) => c.peek_prev().map(|(k, _)| *k),
+            None => self.tree.cursor_back().map(|c| *c.current().0),
+        }?;
+        self.tree
+            .get(&key)
+            .filter(|p| p.range.start() <= addr && addr < p.range.end())
+    }
+}
+
+/// The SVM's driver side: unbinding is dropping the page-table entry.
+pub(crate) struct VmDriver {
+    stats: ARef<VgpuDevice>,
+}
+
+impl Driver for VmDriver {
+    type Locked = PageTable;
+
+    fn unbind(&self, pt: &mut PageTable, range: &Range, inv: Option<&Invalidation<'_>>) {
+        // Frees the node; never allocates.
+        if pt.tree.remove(&range.start()).is_some() && inv.is_some() {
+            self.stats
+                .vram
+                .svm_stats
+                .invalidations
+                .fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Where a range should live.
+#[derive(Clone)]
+enum Location {
+    /// This GPU's memory.
+    Default,
+    /// System memory.
+    System,
+    /// The memory of a pagemap (this GPU's or a linked GPU's).
+    Pagemap(ARef<Pagemap>),
+}
+
+impl Location {
+    fn same(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Default, Self::Default) | (Self::System, Self::System) => true,
+            (Self::Pagemap(a), Self::Pagemap(b)) => core::ptr::eq::<Pagemap>(&**a, &**b),
+            _ => false,
+        }
+    }
+}
+
+/// A VM's advice: sorted, non-overlapping spans; none means [`Location::Default`].
+struct Advice {
+    list: KVec<(Span<usize>, Location)>,
+}
+
+impl Advice {
+    fn at(&self, addr: usize) -> Location {
+        let i = self.list.partition_point(|(s, _)| s.end <= addr);
+        match self.list.get(i) {
+            Some((s, l)) if s.start <= addr => l.clone(),
+            _ => Location::Default,
+        }
+    }
+
+    /// Sets `span` to `loc`: splits and replaces what it overlaps, merges equal neighbours.
+    /// `ENOSPC` past [`uapi::DRM_VGPU_MAX_ADVICE`] pieces (nothing changes then).
+    fn set(&mut self, span: Span<usize>, loc: Location) -> Result {
+        let mut out = KVec::with_capacity(self.list.len() + 2, GFP_KERNEL_ACCOUNT)?;
+        let mut placed = false;
+        for (s, l) in self.list.iter() {
+            if s.end <= span.start {
+                out.push((s.clone(), l.clone()), GFP_KERNEL_ACCOUNT)?;
+                continue;
+            }
+            if s.start >= span.end {
+                if !placed {
+                    out.push((span.clone(), loc.clone()), GFP_KERNEL_ACCOUNT)?;
+                    placed = true;
+                }
+                out.push((s.clone(), l.clone()), GFP_KERNEL_ACCOUNT)?;
+                continue;
+            }
+            // Overlaps: keep the parts outside `span`.
+            if s.start < span.start {
+                out.push((s.start..span.start, l.clone()), GFP_KERNEL_ACCOUNT)?;
+            }
+            if !placed {
+                out.push((span.clone(), loc.clone()), GFP_KERNEL_ACCOUNT)?;
+                placed = true;
+            }
+            if s.end > span.end {
+                out.push((span.end..s.end, l.clone()), GFP_KERNEL_ACCOUNT)?;
+            }
+        }
+        if !placed {
+            out.push((span, loc), GFP_KERNEL_ACCOUNT)?;
+        }
+        // Merge touching equal neighbours; drop default pieces (the absence of advice).
+        let mut merged: KVec<(Span<usize>, Location)> =
+            KVec::with_capacity(out.len(), GFP_KERNEL_ACCOUNT)?;
+        for (s, l) in out {
+            if matches!(l, Location::Default) {
+                continue;
+            }
+            if let Some((ps, pl)) = merged.last_mut() {
+                if ps.end == s.start && pl.same(&l) {
+                    ps.end = s.end;
+                    continue;
+                }
+            }
+            merged.push((s, l), GFP_KERNEL_ACCOUNT)?;
+        }
+        if merged.len() > uapi::DRM_VGPU_MAX_ADVICE as usize {
+            return Err(ENOSPC);
+        }
+        self.list = merged;
+        Ok(())
+    }
+}
+
+/// One process's address space as one GPU sees it, through the GPU SVM.
+#[pin_data]
+pub(crate) struct SvmVm {
+    #[pin]
+    svm: Gpusvm<VmDriver>,
+    drm: ARef<VgpuDevice>,
+    /// This GPU's memory: the default location, kept alive while the VM lives.
+    pagemap: ARef<Pagemap>,
+    #[pin]
+    advice: Mutex<Advice>,
+}
+
+impl SvmVm {
+    /// The view of `mm` by the GPU `drm`.
+    pub(crate) fn new(drm: ARef<VgpuDevice>, mm: &Mm) -> Result<impl PinInit<Self, Error>> {
+        let pagemap = vram::pagemap(&drm)?;
+        let parent: &kernel::faux::Device = drm.as_ref();
+        let svm = Gpusvm::new(
+            mm,
+            parent.as_ref(),
+            VA,
+            NOTIFIER_SIZE,
+            &[SZ_2M, SZ_64K, SZ_4K],
+            MAX_PAGES,
+            LockClasses {
+                outer: (c"vgpu::SvmVm::svm", kernel::static_lock_class!()),
+                inner: (c"vgpu::SvmVm::notifier_lock", kernel::static_lock_class!()),
+            },
+            VmDriver { stats: drm.clone() },
+            PageTable {
+                tree: RBTree::new(),
+            },
+        )?;
+        Ok(try_pin_init!(Self {
+            svm <- svm,
+            drm,
+            pagemap,
+            advice <- kernel::new_mutex!(Advice { list: KVec::new() }, "vgpu::SvmVm::advice"),
+        }))
+    }
+
+    /// A user reference on the address space; `EFAULT` once it is gone.
+    pub(crate) fn mm(&self) -> Result<ARef<kernel::mm::MmWithUser>> {
+        self.svm.mm().mmget_not_zero().ok_or(EFAULT)
+    }
+
+    fn stats(&self) -> &SvmStats {
+        &self.drm.vram.svm_stats
+    }
+
+    fn ctx(&self, write: bool, atomic: bool) -> Ctx {
+        Ctx {
+            write,
+            devmem_only: atomic,
+            allow_mixed: true,
+            owner: Some(self.drm.vram.owner()),
+        }
+    }
+
+    /// `DRM_IOCTL_VGPU_VM_MADVISE`: `span` prefers `loc` from now on.
+    pub(crate) fn advise(
+        &self,
+        span: PageRange,
+        loc: u32,
+        pagemap: Option<ARef<Pagemap>>,
+    ) -> Result {
+        let loc = match (loc, pagemap) {
+            (uapi::drm_vgpu_location_DRM_VGPU_LOCATION_DEFAULT, None) => Location::Default,
+            (uapi::drm_vgpu_location_DRM_VGPU_LOCATION_SYSTEM, None) => Location::System,
+            (uapi::drm_vgpu_location_DRM_VGPU_LOCATION_PAGEMAP, Some(p)) => {
+                // Memory outside this GPU's interconnect group is not ours to reach.
+                if p.region().owner() != self.drm.vram.owner() {
+                    return Err(ENOLINK);
+                }
+                Location::Pagemap(p)
+            }
+            _ => return Err(EINVAL),
+        };
+        let span = span.start()..span.end();
+        // The old advice's pagemap references go after the lock.
+        let old = {
+            let mut advice = self.advice.lock();
+            let old = KVec::new();
+            let old = core::mem::replace(&mut advice.list, old);
+            let mut fresh = Advice { list: KVec::new() };
+            for (s, l) in old.iter() {
+                fresh
+                    .list
+                    .push((s.clone(), l.clone()), GFP_KERNEL_ACCOUNT)?;
+            }
+            match fresh.set(span.clone(), loc) {
+                Ok(()) => {
+                    advice.list = fresh.list;
+                    old
+                }
+                Err(e) => {
+                    advice.list = old;
+                    return Err(e);
+                }
+            }
+        };
+        drop(old);
+        // What is bound there faults again, under the new advice.
+        self.svm.lock().invalidate(span);
+        Ok(())
+    }
+
+    /// The memory a fault at `addr` places its range in (`None`: system memory).
+    fn target(&self, addr: usize, atomic: bool) -> Option<ARef<Pagemap>> {
+        match self.advice.lock().at(addr) {
+            Location::Default => Some(self.pagemap.clone()),
+            // Atomics need device memory: this GPU's.
+            Location::System if atomic => Some(self.pagemap.clone()),
+            Location::System => None,
+            Location::Pagemap(p) => Some(p),
+        }
+    }
+
+    /// Moves `range` into `pm`'s memory; pages of a GPU outside the group first go back to
+    /// system memory (a range fault with our owner takes them there), then the range moves.
+    fn place(&self, svm: &Svm<'_, VmDriver>, range: &Range, pm: &Pagemap, atomic: bool) -> Result {
+        let details = MigrateDetails {
+            // Atomics get the GPU's timeslice: the CPU waits for it before it takes the
+            // page back, so that the GPU makes progress.
+            timeslice_ms: if atomic {
+                self.drm.vram.timeslice_max_ms.load(Relaxed)
+            } else {
+                0
+            },
+            folios: vram::folios(&self.drm),
+        };
+        let span = PageRange::new(range.start(), range.end())?;
+        match pagemap::populate_mm(pm, self.svm.mm(), span, &details) {
+            Err(e) if e == EBUSY => {
+                svm.get_pages(range, &self.ctx(false, false))?;
+                pagemap::populate_mm(pm, self.svm.mm(), span, &details)
+            }
+            r => r,
+        }
+    }
+
+    /// Serves a GPU page fault at `addr`: after it the page table maps `addr` (writable with
+    /// `write`; in device memory with `atomic`), or an error says why not. A prefetch places
+    /// the range as a fault does, except that with system-memory advice it also takes the
+    /// range's device pages back to system memory.
+    fn fault(&self, addr: usize, write: bool, atomic: bool, prefetch: bool) -> Result {
+        let stats = self.stats();
+        let mut svm = self.svm.lock();
+        let collected = svm.collect_garbage();
+        stats.ranges_collected.fetch_add(collected as u64, Relaxed);
+        let found = svm
+            .find_or_insert(addr, &self.ctx(write, false))
+            // Outside the window is an address no mapping holds.
+            .map_err(|e| if e == EINVAL { EFAULT } else { e })?;
+        if found.created {
+            stats.ranges_created.fetch_add(1, Relaxed);
+        }
+        stats
+            .ranges_collected
+            .fetch_add(found.collected as u64, Relaxed);
+        let range = found.range;
+        if atomic && !range.devmem_possible() {
+            return Err(EOPNOTSUPP);
+        }
+        let ctx = self.ctx(found.writable, atomic);
+        let target = self
+            .target(addr, atomic)
+            .filter(|_| range.devmem_possible());
+        if prefetch && self.target(addr, false).is_none() {
+            svm.evict(&range)?;
+        }
+        for _ in 0..MAX_FAULT_ROUNDS {
+            if fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            if let Some(pm) = &target {
+                if svm.scan(&range, ctx.owner, Some(pm))? != Scan::Equal {
+                    match self.place(&svm, &range, pm, atomic) {
+                        Ok(()) => {}
+                        // No room, pages busy: the range stays in system memory, unless it
+                        // must be in device memory.
+                        Err(e) if atomic || e == EINTR => return Err(e),
+                        Err(_) => {}
+                    }
+                }
+            }
+            match svm.get_pages(&range, &ctx) {
+                // A CPU access took an atomic's page back meanwhile: place it again.
+                Err(e) if e == EFAULT && atomic && !range.is_unmapped() => continue,
+                // Pages of two device memories (racing migrations) or of another driver's:
+                // all back to system memory, then place the range again (as Xe does).
+                Err(e) if e == EOPNOTSUPP => {
+                    svm.evict(&range)?;
+                    continue;
+                }
+                r => r?,
+            };
+            let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+            let mut b = svm.notifier_lock();
+            let Some(pages) = b.pages(&range) else {
+                continue;
+            };
+            let (system, device) = pages.counts();
+            let local = pages
+                .pagemap()
+                .is_some_and(|p| core::ptr::eq(p.region(), self.drm.vram.region()));
+            let pte = Pte {
+                range: range.clone(),
+                writable: ctx.write,
+            };
+            let old = b.driver().tree.insert(node.into_node(range.start(), pte));
+            drop(b);
+            drop(old);
+            stats.gpu_faults.fetch_add(1, Relaxed);
+            stats.mapped_system.fetch_add(system as u64, Relaxed);
+            match local {
+                true => stats.mapped_local.fetch_add(device as u64, Relaxed),
+                false => stats.mapped_peer.fetch_add(device as u64, Relaxed),
+            };
+            return Ok(());
+        }
+        Err(EBUSY)
+    }
+
+    /// The GPU accessing the page at `addr` through its page table, reading into or writing
+    /// from `buf`; `Ok(false)` on a miss (not mapped, or not writable for a write). With
+    /// `op`, a read-modify-write of the page under the notifier lock, only in device memory.
+    fn access_page(
+        &self,
+        addr: usize,
+        buf: &mut [u8; PAGE_SIZE],
+        write: bool,
+        op: Option<&mut dyn FnMut(&mut [u8; PAGE_SIZE])>,
+    ) -> Result<bool> {
+        let dev: &kernel::faux::Device = self.drm.as_ref();
+        let dev = dev.as_ref();
+        let mut b = self.svm.notifier_lock();
+        let Some(range) = b
+            .driver()
+            .lookup(addr)
+            .filter(|p| p.writable || !write)
+            .map(|p| p.range.clone())
+        else {
+            return Ok(false);
+        };
+        let Some(pages) = b.pages(&range) else {
+            return Ok(false);
+        };
+        let index = (addr - range.start()) / PAGE_SIZE;
+        let Some(a) = pages.get(index).copied() else {
+            return Ok(false);
+        };
+        let vram = &self.drm.vram;
+        // Under the notifier lock: the page stays where the entry says for the one page this
+        // touches (as a TLB invalidation waits for the accesses in flight).
+        match (a.proto, op) {
+            (Interconnect::System, None) => {
+                let ptr = drm_pagemap::copy::system_ptr(dev, a.addr as _, PAGE_SIZE)?;
+                if write {
+                    // SAFETY: `ptr` is the kernel address of the page the live DMA mapping
+                    // `a` covers, mapped by the process until the lock drops; `buf` is a
+                    // distinct page.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(buf.as_ptr(), ptr.as_ptr(), PAGE_SIZE)
+                    };
+                    pages.sync_for_cpu(dev, index);
+                } else {
+                    pages.sync_for_device(dev, index);
+                    // SAFETY: As above.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(ptr.as_ptr(), buf.as_mut_ptr(), PAGE_SIZE)
+                    };
+                }
+            }
+            (Interconnect::System, Some(_)) => return Ok(false),
+            (proto, op) => {
+                let local = proto == vram::LOCAL_VRAM;
+                let rw = |buf: &mut [u8; PAGE_SIZE], write: bool| match local {
+                    true if write => vram.write_at(a.addr, buf),
+                    true => vram.read_at(a.addr, buf),
+                    false => vram.access_link(proto, a.addr, buf, write),
+                };
+                match op {
+                    Some(f) => {
+                        rw(buf, false)?;
+                        f(buf);
+                        rw(buf, true)?;
+                    }
+                    None => rw(buf, write)?,
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The GPU reading (or with `write`, writing) `[start, end)` from (into) `bounce`, page by
+    /// page, faulting what the page table lacks.
+    fn access_faulting(
+        &self,
+        start: usize,
+        end: usize,
+        bounce: &mut [u8],
+        write: bool,
+        acc: &mut Access,
+    ) -> Result {
+        let mut addr = start;
+        while addr < end {
+            let page = page_in(bounce, addr - start)?;
+            let mut faults = 0;
+            while !self.access_page(addr, page, write, None)? {
+                if faults >= MAX_FAULTS_PER_PAGE {
+                    return Err(EBUSY);
+                }
+                if fatal_signal_pending() {
+                    return Err(EINTR);
+                }
+                self.fault(addr, write, false, false)?;
+                faults += 1;
+                acc.faults += 1;
+            }
+            acc.pages += 1;
+            addr += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// The GPU reading `[start, end)` into the calling process's buffer at `user` (or, with
+    /// `write`, writing the range from it), through a kernel bounce buffer of at most `chunk`
+    /// bytes at a time.
+    pub(crate) fn access_user(
+        &self,
+        span: PageRange,
+        user: usize,
+        write: bool,
+        chunk: usize,
+        acc: &mut Access,
+    ) -> Result {
+        let (start, end) = (span.start(), span.end());
+        let size = end - start;
+        let chunk = size.min(chunk);
+        let mut bounce = KVVec::from_elem(0u8, chunk, GFP_KERNEL)?;
+        let (mut source, mut destination) =
+            UserSlice::new(UserPtr::from_addr(user), size).reader_writer();
+        let mut addr = start;
+        while addr < end {
+            if fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            let n = (end - addr).min(chunk);
+            let buf = &mut bounce[..n];
+            if write {
+                source.read_slice(buf)?;
+            }
+            self.access_faulting(addr, addr + n, buf, write, acc)?;
+            if !write {
+                destination.write_slice(buf)?;
+            }
+            addr += n;
+        }
+        Ok(())
+    }
+
+    /// `DRM_IOCTL_VGPU_VM_PREFETCH`: serves a fault on every range of `span` now.
+    pub(crate) fn prefetch(&self, span: PageRange) -> Result {
+        let mut addr = span.start();
+        while addr < span.end() {
+            if fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            self.fault(addr, false, false, true)?;
+            // On to the end of the range just bound (or the next page if it went already).
+            let next = {
+                let mut b = self.svm.notifier_lock();
+                b.driver().lookup(addr).map(|p| p.range.end())
+            };
+            addr = next.unwrap_or(addr + PAGE_SIZE).max(addr + PAGE_SIZE);
+        }
+        Ok(())
+    }
+
+    /// `DRM_IOCTL_VGPU_VM_ATOMIC`: adds `value` to the 32-bit word at `addr` in device memory;
+    /// returns the old value.
+    pub(crate) fn atomic_add(&self, addr: usize, value: u32) -> Result<u32> {
+        let page_addr = addr & !(PAGE_SIZE - 1);
+        let off = addr - page_addr;
+        let mut page = [0u8; PAGE_SIZE];
+        let mut old = 0u32;
+        let mut op = |p: &mut [u8; PAGE_SIZE]| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&p[off..off + 4]);
+            old = u32::from_ne_bytes(w);
+            p[off..off + 4].copy_from_slice(&old.wrapping_add(value).to_ne_bytes());
+        };
+        for _ in 0..MAX_FAULTS_PER_PAGE {
+            if fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            if self.access_page(page_addr, &mut page, true, Some(&mut op))? {
+                return Ok(old);
+            }
+            self.fault(page_addr, true, true, false)?;
+        }
+        Err(EBUSY)
+    }
+}
+
+/// `DRM_IOCTL_VGPU_RESIDENCY`: where `span`'s pages are, as the GPU `drm` sees them.
+pub(crate) fn residency(
+    drm: &VgpuDevice,
+    mm: &kernel::mm::MmWithUser,
+    span: PageRange,
+) -> Result<[u64; 4]> {
+    let own = drm.vram.region();
+    let mut counts = [0u64; 4];
+    gpusvm::hmm::snapshot(mm, span, Some(drm.vram.owner()), |pfn| {
+        let slot = match pfn {
+            None => 3,
+            Some((_, false)) => 0,
+            Some((pfn, true)) if own.contains_pfn(pfn) => 1,
+            Some(_) => 2,
+        };
+        counts[slot] += 1;
+    })?;
+    Ok(counts)
+}
