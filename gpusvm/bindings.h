@@ -34,6 +34,8 @@ int svm_dma_map_page(struct device *dev, struct page *page, size_t size,
 void svm_dma_unmap_page(struct device *dev, dma_addr_t addr, size_t size,
 			enum dma_data_direction dir);
 size_t svm_dma_max_mapping_size(struct device *dev);
+void svm_gpusvm_dma_unmap(struct device *dev, dma_addr_t addr, size_t size,
+			  enum dma_data_direction dir);
 void svm_gpusvm_dma_sync(struct device *dev, dma_addr_t addr, size_t size,
 			 enum dma_data_direction dir, bool for_device);
 /* Also from drm_pagemap's helpers, for KUnit tests that need an address space. */

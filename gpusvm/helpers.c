@@ -128,3 +128,16 @@ unsigned long svm_next_vma(struct mm_struct *mm, unsigned long addr, unsigned lo
 	return vma->vm_start;
 }
 EXPORT_SYMBOL_GPL(svm_next_vma);
+
+/*
+ * Undoes a mapping of svm_dma_map_page() without the CPU sync a bounced (swiotlb) mapping does
+ * at unmap time: a GPU SVM mapping lives on while the CPU keeps writing the page, and copying
+ * the bounce buffer back then would overwrite those writes with what the device saw when it
+ * last synced. A device makes its own writes visible with svm_gpusvm_dma_sync() as it goes.
+ */
+void svm_gpusvm_dma_unmap(struct device *dev, dma_addr_t addr, size_t size,
+			  enum dma_data_direction dir)
+{
+	dma_unmap_page_attrs(dev, addr, size, dir, DMA_ATTR_SKIP_CPU_SYNC);
+}
+EXPORT_SYMBOL_GPL(svm_gpusvm_dma_unmap);

@@ -127,7 +127,9 @@ impl Pages {
     }
 
     /// After a software device wrote page `index` of system memory through its DMA mapping:
-    /// makes it visible to the CPU (a bounce buffer is copied back).
+    /// makes it visible to the CPU (a bounce buffer is copied back). Unmapping does not copy a
+    /// bounce buffer back (the CPU may have written the page since), so a device that writes
+    /// through these mappings calls this after its writes.
     pub fn sync_for_cpu(&self, dev: &Device, index: usize) {
         self.sync(dev, index, false)
     }
@@ -310,7 +312,7 @@ fn undo(dev: &Device, pagemap: Option<&Pagemap>, a: &PageAddr, dir: DataDirectio
             // SAFETY: A live DMA mapping of `dev` of that size and direction (the `Pages`
             // invariant), undone once.
             unsafe {
-                ffi::svm_dma_unmap_page(
+                ffi::svm_gpusvm_dma_unmap(
                     raw(dev),
                     a.addr as DmaAddress,
                     PAGE_SIZE << a.order,

@@ -15,6 +15,11 @@
  *
  * Then device to device (vgpu loaded with 3 GPUs, 0 and 1 linked): 2, 16 and 64 MiB moved
  * GPU0 -> GPU1 straight over the link and GPU0 -> GPU2 through system memory.
+ *
+ * Then GPU fault service time: a GPU read of one page that misses in the GPU page table, less
+ * the same read once it hits, for a 4 KiB and a 2 MiB SVM range, with the data left in system
+ * memory (advice: system; the fault maps it) and moved into the GPU's memory (the default
+ * advice), beside one memcpy of the range's size into pages already faulted in.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -352,6 +357,119 @@ static int d2d_table(void)
 	return failed;
 }
 
+/* Samples of the fault table, interleaved across its rows. */
+#define FAULT_REPS 9
+
+/* One GPU read of the page at `p` through VM `id`; its time in microseconds, or < 0. */
+static double vm_read_us(int fd, uint32_t id, uint8_t *p, uint8_t *dst, uint64_t *faults)
+{
+	struct drm_vgpu_vm_access a = {
+		.vm_id = id, .op = DRM_VGPU_VM_READ, .start = (uintptr_t)p, .size = 4096,
+		.data = (uintptr_t)dst,
+	};
+	double t0 = now_ms();
+
+	if (ioctl(fd, DRM_IOCTL_VGPU_VM_ACCESS, &a))
+		return -1;
+	*faults = a.faults;
+	return (now_ms() - t0) * 1e3;
+}
+
+/*
+ * One fault sample: a fresh, CPU-filled range of `size` bytes (4 KiB: a one-page mapping; 2
+ * MiB: the aligned middle of a 6 MiB mapping, a transparent huge page), the GPU's first read
+ * of its first page (a miss: the fault creates the range, places it, maps it) less its second
+ * (a hit). Returns the fault's microseconds, or < 0.
+ */
+static double fault_sample(int fd, uint32_t id, size_t size, int device, uint8_t *dst)
+{
+	size_t len = size == 4096 ? 3 * 4096 : 6 * MIB;
+	uint8_t *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *p;
+	uint64_t f1 = 0, f2 = 0;
+	double miss, hit = -1;
+
+	if (raw == MAP_FAILED)
+		return -1;
+	if (size == 4096) {
+		/* Guards on both sides: the mapping, so the range, is one page. */
+		p = raw + 4096;
+		mprotect(raw, 4096, PROT_NONE);
+		mprotect(p + 4096, 4096, PROT_NONE);
+	} else {
+		p = (uint8_t *)(((uintptr_t)raw + 2 * MIB - 1) & ~(2 * MIB - 1));
+		madvise(p, size, MADV_HUGEPAGE);
+	}
+	memset(p, 0x5a, size);
+	if (!device) {
+		struct drm_vgpu_vm_madvise m = {
+			.vm_id = id, .location = DRM_VGPU_LOCATION_SYSTEM, .start = (uintptr_t)p,
+			.size = size,
+		};
+
+		if (ioctl(fd, DRM_IOCTL_VGPU_VM_MADVISE, &m))
+			goto out;
+	}
+	miss = vm_read_us(fd, id, p, dst, &f1);
+	if (miss >= 0)
+		hit = vm_read_us(fd, id, p, dst, &f2);
+	if (hit >= 0 && (f1 != 1 || f2 != 0 || dst[0] != 0x5a || dst[4095] != 0x5a))
+		hit = -1, errno = EPROTO;
+	if (hit >= 0)
+		hit = miss - hit;
+out:
+	munmap(raw, len);
+	return hit;
+}
+
+/* The fault-service table (vgpu's GPU0). */
+static int fault_table(int fd)
+{
+	static const struct { size_t size; int device; const char *what; } rows[] = {
+		{ 4096, 0, "4 KiB | system (map only)" },
+		{ 4096, 1, "4 KiB | to device memory" },
+		{ 2 * MIB, 0, "2 MiB | system (map only)" },
+		{ 2 * MIB, 1, "2 MiB | to device memory" },
+	};
+	enum { ROWS = sizeof(rows) / sizeof(rows[0]) };
+	double us[ROWS][FAULT_REPS], copy[2][FAULT_REPS];
+	struct drm_vgpu_vm_create c = { 0 };
+	uint8_t *dst = malloc(4096);
+	int failed = 0;
+
+	if (!dst || ioctl(fd, DRM_IOCTL_VGPU_VM_CREATE, &c)) {
+		printf("fault service: no VM (errno %d)\n", errno);
+		return 1;
+	}
+	for (int i = 0; i < FAULT_REPS; i++) {
+		for (int r = 0; r < ROWS; r++) {
+			us[r][i] = fault_sample(fd, c.vm_id, rows[r].size, rows[r].device, dst);
+			if (us[r][i] < 0) {
+				printf("fault service: %s failed: errno %d\n", rows[r].what, errno);
+				return 1;
+			}
+		}
+		copy[0][i] = 4096 / (memcpy_gbps(4096) * 1e3);
+		copy[1][i] = 2 * MIB / (memcpy_gbps(2 * MIB) * 1e3);
+	}
+	printf("\nGPU fault service (GPU0): from a GPU read that misses in the GPU page table to the "
+	       "range mapped, in microseconds (the miss less the same read once it hits): median "
+	       "(min-max) of %d samples, rows interleaved; beside one memcpy of the range's size "
+	       "into pages already faulted in.\n\n", FAULT_REPS);
+	printf("| range | data | fault us | one copy us | fault/copy |\n");
+	printf("| --- | --- | --- | --- | --- |\n");
+	for (int r = 0; r < ROWS; r++) {
+		struct stat3 f = stat3(us[r], FAULT_REPS);
+		struct stat3 m = stat3(copy[rows[r].size == 4096 ? 0 : 1], FAULT_REPS);
+
+		printf("| %s | %.0f (%.0f-%.0f) | %.1f | %.2f |\n", rows[r].what, f.med, f.min,
+		       f.max, m.med, f.med / m.med);
+	}
+	ioctl(fd, DRM_IOCTL_VGPU_VM_DESTROY, &(struct drm_vgpu_vm_destroy){ .vm_id = c.vm_id });
+	free(dst);
+	return failed;
+}
+
 /* Prints one row: vgpu's and test_hmm's samples of one direction, and the ceiling. */
 static void row(size_t size, int thp, const char *dir, double *ours, double *ref, double mc)
 {
@@ -437,6 +555,7 @@ next:
 		}
 	}
 	failed |= d2d_table();
+	failed |= fault_table(ours.fd);
 	printf("SVM-BENCH-END\n");
 	return failed;
 }

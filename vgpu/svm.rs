@@ -486,6 +486,9 @@ impl SvmVm {
         match (a.proto, op) {
             (Interconnect::System, None) => {
                 let ptr = drm_pagemap::copy::system_ptr(dev, a.addr as _, PAGE_SIZE)?;
+                // A bounce buffer (swiotlb) is refreshed from the page first, also for a
+                // write, so that the sync after it copies back only what the GPU wrote.
+                pages.sync_for_device(dev, index);
                 if write {
                     // SAFETY: `ptr` is the kernel address of the page the live DMA mapping
                     // `a` covers, mapped by the process until the lock drops; `buf` is a
@@ -495,7 +498,6 @@ impl SvmVm {
                     };
                     pages.sync_for_cpu(dev, index);
                 } else {
-                    pages.sync_for_device(dev, index);
                     // SAFETY: As above.
                     unsafe {
                         core::ptr::copy_nonoverlapping(ptr.as_ptr(), buf.as_mut_ptr(), PAGE_SIZE)
@@ -652,4 +654,83 @@ pub(crate) fn residency(
         counts[slot] += 1;
     })?;
     Ok(counts)
+}
+
+#[kunit_tests(vgpu_gpusvm)]
+mod tests {
+    use super::*;
+    use crate::testing::gpu;
+
+    /// Device pages through the GPU SVM: a range half in the GPU's memory scans mixed, all of it
+    /// equal to the GPU's memory (other to no memory in particular), `get_pages` maps it in
+    /// place in the GPU's memory, also for a device-memory-only fault; evicted, it scans system
+    /// and a device-memory-only fault there gives `EFAULT`.
+    #[test]
+    fn device_pages_are_classified_and_mapped() -> Result {
+        let gpu = gpu()?;
+        let drm: ARef<VgpuDevice> = gpu.device().into();
+        let raw = gpusvm::hmm::kunit_mmap_anon(4 * SZ_64K)?;
+        let addr = raw.next_multiple_of(SZ_64K);
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let vm = KBox::pin_init(SvmVm::new(drm.clone(), mm)?, GFP_KERNEL)?;
+        let pagemap = vram::pagemap(&drm)?;
+        let details = MigrateDetails::default();
+        let own = Some(drm.vram.owner());
+        // Nothing is asserted under the SVM's lock (a failed assertion there would hang).
+        let (scans, placed, local, only, evicted) = {
+            let mut svm = vm.svm.lock();
+            let range = svm.find_or_insert(addr, &vm.ctx(true, false))?.range;
+            let (start, n) = (range.start(), range.npages());
+            let data = KVVec::from_elem(0x5au8, n * PAGE_SIZE, GFP_KERNEL)?;
+            UserSlice::new(UserPtr::from_addr(start), data.len())
+                .writer()
+                .write_slice(&data)?;
+            let system = svm.scan(&range, own, Some(&pagemap))?;
+            let half = PageRange::with_pages(start, n.div_ceil(2))?;
+            pagemap::populate_mm(&pagemap, mm, half, &details)?;
+            let mixed = svm.scan(&range, own, Some(&pagemap))?;
+            pagemap::populate_mm(&pagemap, mm, PageRange::new(start, range.end())?, &details)?;
+            let equal = svm.scan(&range, own, Some(&pagemap))?;
+            let other = svm.scan(&range, own, None)?;
+            let placed = svm.get_pages(&range, &vm.ctx(true, false))?;
+            let local = {
+                let b = svm.notifier_lock();
+                let pages = b.pages(&range);
+                pages.is_some_and(|p| {
+                    (0..n).all(|i| p.get(i).is_some_and(|a| a.proto == vram::LOCAL_VRAM))
+                })
+            };
+            let only = svm.get_pages(&range, &vm.ctx(true, true)).map(|p| p.device);
+            svm.evict(&range)?;
+            let after = svm.scan(&range, own, Some(&pagemap))?;
+            let refused = svm.get_pages(&range, &vm.ctx(true, true)).err();
+            (
+                [system, mixed, equal, other, after],
+                (placed.system, placed.device, n),
+                local
+                    && placed
+                        .pagemap
+                        .is_some_and(|p| core::ptr::eq(p.region(), drm.vram.region())),
+                only,
+                refused,
+            )
+        };
+        assert_eq!(
+            scans,
+            [
+                Scan::System,
+                Scan::Mixed,
+                Scan::Equal,
+                Scan::Other,
+                Scan::System
+            ]
+        );
+        assert_eq!(placed.0, 0);
+        assert_eq!(placed.1, placed.2);
+        assert!(local);
+        assert_eq!(only, Ok(placed.2));
+        assert_eq!(evicted, Some(EFAULT));
+        Ok(())
+    }
 }

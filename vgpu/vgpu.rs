@@ -15,6 +15,8 @@ mod gpu;
 mod ioctl;
 mod plug;
 mod svm;
+#[cfg(CONFIG_KUNIT)]
+mod testing;
 mod uapi;
 mod vm;
 mod vram;

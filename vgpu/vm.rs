@@ -663,54 +663,10 @@ impl GpuVm {
 #[kunit_tests(vgpu_gpuvm)]
 mod tests {
     use super::*;
-    use crate::driver::GpuData;
-    use crate::driver::VgpuDriver;
-    use crate::vram::Vram;
+    use crate::testing::gpu;
     use drm_pagemap::pagemap::MigrateDetails;
-    use kernel::device::Bound;
-    use kernel::drm;
-    use kernel::faux;
     use kernel::uaccess::UserPtr;
     use kernel::uaccess::UserSlice;
-
-    /// A GPU of the test's own with 4 MiB of memory, as `Gpu::new` makes one.
-    struct TestGpu {
-        // Dropped before the faux device it borrows.
-        reg: drm::Registration<'static, VgpuDriver>,
-        _faux: faux::Registration,
-    }
-
-    fn gpu() -> Result<TestGpu> {
-        let faux = faux::Registration::new(c"vgpu_kunit", None)?;
-        // SAFETY: `TestGpu` drops the DRM registration borrowing the device before `faux`,
-        // and is never forgotten.
-        let fdev: &'static faux::Device<Bound> = unsafe { &*core::ptr::from_ref(faux.as_ref()) };
-        // SAFETY: The device is new: nothing maps for it yet.
-        unsafe {
-            drm_pagemap::copy::set_software_dma_mask(
-                fdev.as_ref(),
-                kernel::dma::DmaMask::new::<64>(),
-            )
-        }?;
-        // SAFETY: The test's own faux device, which outlives the region.
-        let owner = unsafe { drm_pagemap::owner::RegionOwner::unique(Owner::of(fdev)) };
-        let fabric = crate::fabric::Fabric::new(Some(c"none"), 1)?;
-        let data = try_pin_init!(GpuData {
-            index: 0,
-            num_devices: 1,
-            huge_folios: kernel::sync::atomic::Atomic::new(1),
-            exclusive_delay_ms: kernel::sync::atomic::Atomic::new(0),
-            vram: kernel::sync::Arc::pin_init(
-                Vram::new(0, fabric.clone(), 4 << 20, owner, 0, c"vgpu_kunit_copy")?,
-                GFP_KERNEL,
-            )?,
-            fabric,
-        });
-        let unregistered = drm::UnregisteredDevice::<VgpuDriver>::new(fdev, data)?;
-        // SAFETY: As above: the registration is dropped, never forgotten, before `faux`.
-        let reg = unsafe { drm::Registration::new(fdev.as_ref(), unregistered, (), 0)? };
-        Ok(TestGpu { reg, _faux: faux })
-    }
 
     /// A page of marker `m`.
     fn marked(m: u8) -> [u8; PAGE_SIZE] {
@@ -734,7 +690,7 @@ mod tests {
         let user = gpusvm::hmm::kunit_mmap_anon(LEN)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let vm = KBox::pin_init(GpuVm::new(gpu.reg.device().into(), mm), GFP_KERNEL)?;
+        let vm = KBox::pin_init(GpuVm::new(gpu.device().into(), mm), GFP_KERNEL)?;
         let mut data = KVVec::from_elem(0u8, LEN, GFP_KERNEL)?;
         for (i, page) in data.chunks_mut(PAGE_SIZE).enumerate() {
             page.copy_from_slice(&marked(i as u8));
@@ -794,7 +750,7 @@ mod tests {
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         let addr = raw.next_multiple_of(HUGE_SIZE);
-        let vm = KBox::pin_init(GpuVm::new(gpu.reg.device().into(), mm), GFP_KERNEL)?;
+        let vm = KBox::pin_init(GpuVm::new(gpu.device().into(), mm), GFP_KERNEL)?;
 
         // The untouched aligned 2 MiB (a huge hole) moves to the GPU as one huge folio.
         {
@@ -887,7 +843,7 @@ mod tests {
         let addr = gpusvm::hmm::kunit_mmap_anon(PAGES * PAGE_SIZE)?;
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
-        let vm = KBox::pin_init(GpuVm::new(gpu.reg.device().into(), mm), GFP_KERNEL)?;
+        let vm = KBox::pin_init(GpuVm::new(gpu.device().into(), mm), GFP_KERNEL)?;
         let mut data = KVVec::from_elem(0u8, PAGES * PAGE_SIZE, GFP_KERNEL)?;
         for (i, page) in data.chunks_mut(PAGE_SIZE).enumerate() {
             page.copy_from_slice(&marked(i as u8));
