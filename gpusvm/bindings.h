@@ -23,6 +23,7 @@ unsigned int svm_hmm_pfn_to_map_order(unsigned long hmm_pfn);
 bool svm_pfn_is_zero(unsigned long pfn);
 struct page *svm_pfn_page(unsigned long pfn);
 bool svm_pfn_is_device_private(unsigned long pfn);
+bool svm_pfn_is_zone_device(unsigned long pfn);
 long svm_make_device_exclusive(struct mm_struct *mm, unsigned long addr, void *owner,
 			       struct folio **folio);
 void svm_folio_unlock_put(struct folio *folio);

@@ -45,6 +45,12 @@ struct page *svm_pfn_page(unsigned long pfn)
 }
 EXPORT_SYMBOL_GPL(svm_pfn_page);
 
+bool svm_pfn_is_zone_device(unsigned long pfn)
+{
+	return is_zone_device_page(pfn_to_page(pfn));
+}
+EXPORT_SYMBOL_GPL(svm_pfn_is_zone_device);
+
 bool svm_pfn_is_device_private(unsigned long pfn)
 {
 	return is_device_private_page(pfn_to_page(pfn));

@@ -264,16 +264,18 @@ impl Invalidate for SnapshotLock {
 /// Pages one [`snapshot`] range fault covers at most.
 const SNAPSHOT_BATCH: usize = 4096;
 
-/// Calls `each` for every page of `range` of `mm`, in order, with what the CPU maps there as
-/// a device with `owner` sees it (a snapshot: nothing is faulted in or moved): `None` for
-/// nothing (no mapping, never touched, another owner's device page), else the page frame and
-/// whether it is device-private memory (of `owner`'s group). Time in proportion to the mapped
-/// part of the range (holes are skipped whole), memory bounded; `EINTR` on a fatal signal.
+/// Calls `each(what, pages)` for every page of `range` of `mm`, in order, with what the CPU maps
+/// there as a device with `owner` sees it (a snapshot: nothing is faulted in or moved): `None`
+/// for nothing (no mapping, never touched, another owner's device page), else the page frame
+/// and whether it is device-private memory (of `owner`'s group); a hole comes as one call for
+/// all its pages, a mapped page as one call for itself. Time in proportion to the mapped part
+/// of the range, memory bounded; `EINTR` on a fatal signal. `each` runs under the lock that
+/// invalidations of the snapshot's notifier take: it must not allocate or sleep.
 pub fn snapshot(
     mm: &MmWithUser,
     range: PageRange,
     owner: Option<Owner>,
-    mut each: impl FnMut(Option<(usize, bool)>),
+    mut each: impl FnMut(Option<(usize, bool)>, usize),
 ) -> Result {
     let mut pfns = KVVec::from_elem(HmmPfn::default(), SNAPSHOT_BATCH, GFP_KERNEL)?;
     let n = KBox::pin_init(
@@ -288,6 +290,7 @@ pub fn snapshot(
         GFP_KERNEL,
     )?;
     let mut addr = range.start();
+    // Each round covers a hole and a batch of mapped pages, or ends.
     while addr < range.end() {
         if fatal_signal_pending() {
             return Err(EINTR);
@@ -304,9 +307,9 @@ pub fn snapshot(
             (0, 0) => (range.end(), range.end()),
             (s, e) => (s.max(addr).min(range.end()), e.min(range.end())),
         };
-        while addr < vstart {
-            each(None);
-            addr += PAGE_SIZE;
+        if vstart > addr {
+            each(None, (vstart - addr) / PAGE_SIZE);
+            addr = vstart;
         }
         if addr >= range.end() {
             break;
@@ -321,11 +324,13 @@ pub fn snapshot(
             })
         }?;
         for p in batch.iter() {
-            // SAFETY: The answer was checked current under the lock, still held.
-            match p.is_valid() {
-                true => each(Some((p.pfn(), unsafe { p.is_device_private() }))),
-                false => each(None),
+            if !p.is_valid() {
+                each(None, 1);
+                continue;
             }
+            // SAFETY: The answer was checked current under the lock, still held.
+            let device = unsafe { p.is_device_private() };
+            each(Some((p.pfn(), device)), 1);
         }
         drop(guard);
         addr += count * PAGE_SIZE;

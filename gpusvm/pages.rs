@@ -122,7 +122,7 @@ impl Pages {
 
     /// For a software device reading page `index` of system memory through its DMA mapping:
     /// makes what the CPU wrote visible to the device (a bounce buffer is refreshed).
-    pub fn sync_for_device(&self, dev: &Device, index: usize) {
+    pub(crate) fn sync_for_device(&self, dev: &Device, index: usize) {
         self.sync(dev, index, true)
     }
 
@@ -130,10 +130,13 @@ impl Pages {
     /// makes it visible to the CPU (a bounce buffer is copied back). Unmapping does not copy a
     /// bounce buffer back (the CPU may have written the page since), so a device that writes
     /// through these mappings calls this after its writes.
-    pub fn sync_for_cpu(&self, dev: &Device, index: usize) {
+    pub(crate) fn sync_for_cpu(&self, dev: &Device, index: usize) {
         self.sync(dev, index, false)
     }
 
+    /// `dev` is the device the pages are mapped for (the SVM's: see [`Bindings::sync_for_cpu`]).
+    ///
+    /// [`Bindings::sync_for_cpu`]: crate::svm::Bindings::sync_for_cpu
     fn sync(&self, dev: &Device, index: usize, for_device: bool) {
         let Some(a) = self.get(index) else {
             return;
@@ -141,7 +144,8 @@ impl Pages {
         if a.proto != Interconnect::System {
             return;
         }
-        // SAFETY: A live DMA mapping of `dev` covers the page (type invariant, `valid`).
+        // SAFETY: A live DMA mapping of `dev` covers the page (type invariant, `valid`; `dev`
+        // is the SVM's device, the only one its pages are mapped for).
         unsafe {
             ffi::svm_gpusvm_dma_sync(
                 raw(dev),
@@ -250,6 +254,12 @@ impl Pages {
                 self.device += 1 << order;
                 (a.addr, a.proto)
             } else {
+                // Other zone-device memory (fsdax, P2PDMA, device-coherent) is not ours to
+                // DMA-map as system memory (the C version refuses it too).
+                // SAFETY: `p` is current (contract).
+                if unsafe { ffi::svm_pfn_is_zone_device(p.pfn()) } {
+                    return Err(EOPNOTSUPP);
+                }
                 if ctx.devmem_only {
                     return Err(EFAULT);
                 }
@@ -432,9 +442,6 @@ impl<D: Driver> Svm<'_, D> {
         let ret = unsafe { ffi::hmm_range_fault_unlocked_timeout(&mut hmm, timeout) };
         drop(user);
         kernel::error::to_result(ret)?;
-        for (i, p) in pfns.iter_mut().enumerate() {
-            *p = p.fix_device_pmd(start + i * PAGE_SIZE);
-        }
         Ok(hmm.notifier_seq)
     }
 
@@ -487,6 +494,7 @@ impl<D: Driver> Svm<'_, D> {
             if notifier.read_retry(seq) {
                 continue;
             }
+            fix_device_pmds(range, &mut pfns);
             // The device's own pages that a write fault left read-only (copy-on-write after
             // fork, mprotect): `hmm_range_fault` never write-faults them. Back to system
             // memory with them, then fault again.
@@ -501,9 +509,14 @@ impl<D: Driver> Svm<'_, D> {
                 continue;
             }
             let dev = svm.device();
-            let Some((entry, _)) = b.entry_mut(range) else {
+            let Some((entry, driver)) = b.entry_mut(range) else {
                 return Err(EFAULT);
             };
+            // Mapped already (read-only for a write, or in system memory for a device-only
+            // fault): the driver drops what it bound before those mappings go.
+            if entry.pages.is_valid() {
+                svm.driver().unbind(driver, &entry.range, None);
+            }
             // SAFETY: `pfns` was checked current under the notifier lock, still held.
             let (res, old) = unsafe { entry.pages.map(dev, &pfns, ctx) };
             let placement = Placement {
@@ -557,12 +570,21 @@ impl<D: Driver> Svm<'_, D> {
             if notifier.read_retry(seq) {
                 continue;
             }
+            fix_device_pmds(range, &mut pfns);
             // SAFETY: `pfns` was checked current under the notifier lock, still held.
             let scan = unsafe { classify(&pfns, pagemap) };
             drop(b);
             return Ok(scan);
         }
         Err(EBUSY)
+    }
+}
+
+/// Corrects the entries of PMD-mapped device folios in a range fault's answer for `range` (see
+/// [`crate::hmm::fault_range`]); under the notifier lock, with the answer checked current.
+fn fix_device_pmds(range: &Range, pfns: &mut [HmmPfn]) {
+    for (i, p) in pfns.iter_mut().enumerate() {
+        *p = p.fix_device_pmd(range.start() + i * PAGE_SIZE);
     }
 }
 
@@ -606,12 +628,17 @@ unsafe fn classify(pfns: &[HmmPfn], pagemap: Option<&Pagemap>) -> Scan {
     // The reference taken is dropped here, under the caller's lock: the pagemap's pages are
     // mapped (current answer), so their allocation holds it too and this is never the last.
     drop(first_other);
-    match () {
-        _ if none == n => Scan::Unpopulated,
-        _ if equal == n => Scan::Equal,
-        _ if system == n => Scan::System,
-        _ if other == n && !several => Scan::Other,
-        _ if other + equal == n => Scan::MixedDevice,
-        _ => Scan::Mixed,
+    if none == n {
+        Scan::Unpopulated
+    } else if equal == n {
+        Scan::Equal
+    } else if system == n {
+        Scan::System
+    } else if other == n && !several {
+        Scan::Other
+    } else if other + equal == n {
+        Scan::MixedDevice
+    } else {
+        Scan::Mixed
     }
 }

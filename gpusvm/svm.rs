@@ -52,13 +52,17 @@ use crate::notifier::Invalidation;
 use crate::notifier::Notifier;
 use crate::pages::Pages;
 
+/// Ranges removed per pass of [`Svm::shrink`] or [`Svm::collect_garbage`] (the room for them is
+/// allocated up front, outside the notifier lock).
+const REMOVE_BATCH: usize = 64;
+
 /// `VM_WRITE`, `VM_IO`, `VM_PFNMAP`, `VM_SHARED`, `VM_HUGETLB`.
-const VM_READ: usize = kernel::bindings::VM_READ as usize;
-const VM_WRITE: usize = kernel::bindings::VM_WRITE as usize;
-const VM_IO: usize = kernel::bindings::VM_IO as usize;
-const VM_PFNMAP: usize = kernel::bindings::VM_PFNMAP as usize;
-const VM_SHARED: usize = kernel::bindings::VM_SHARED as usize;
-const VM_HUGETLB: usize = kernel::bindings::VM_HUGETLB as usize;
+use kernel::bindings::VM_HUGETLB;
+use kernel::bindings::VM_IO;
+use kernel::bindings::VM_PFNMAP;
+use kernel::bindings::VM_READ;
+use kernel::bindings::VM_SHARED;
+use kernel::bindings::VM_WRITE;
 
 /// What a driver on a GPU SVM provides.
 pub trait Driver: Send + Sync + Sized + 'static {
@@ -222,6 +226,18 @@ unsafe impl<D: Driver> Send for Gpusvm<D> {}
 // SAFETY: All mutable state is behind the two mutexes.
 unsafe impl<D: Driver> Sync for Gpusvm<D> {}
 
+/// The shape of an SVM (see [`Gpusvm::new`]).
+pub struct Geometry<'a> {
+    /// The GPU VA window (page-aligned).
+    pub va: Span<usize>,
+    /// Bytes each notifier watches: a power of two, at least the largest chunk.
+    pub notifier_size: usize,
+    /// The chunk sizes of ranges (see [`ChunkSizes::new`]).
+    pub chunks: &'a [usize],
+    /// Pages the ranges cover at most in all.
+    pub max_pages: usize,
+}
+
 /// The names and lockdep classes of an SVM's two locks, given by the driver (one per driver,
 /// from `kernel::static_lock_class!()`).
 pub struct LockClasses {
@@ -233,22 +249,24 @@ pub struct LockClasses {
 
 impl<D: Driver> Gpusvm<D> {
     /// A GPU SVM over `mm` for the device `dev` (whose DMA mappings of system pages it makes),
-    /// covering the GPU VA window `va` (page-aligned), with notifiers of `notifier_size` bytes
-    /// (a power of two, at least the largest chunk) and ranges of `chunks` (see
-    /// [`ChunkSizes::new`]), holding ranges of at most `max_pages` pages in all (each page
-    /// costs a few bytes, charged to the faulting process's memory cgroup: a fault that would
-    /// exceed it first drops every other range, as a cache). `EINVAL` for bad sizes.
+    /// covering `geometry.va`, with notifiers of `geometry.notifier_size` bytes and ranges of
+    /// `geometry.chunks`, holding ranges of at most `geometry.max_pages` pages in all (each
+    /// page costs a few bytes, charged to the faulting process's memory cgroup: a fault that
+    /// would exceed it first drops every other range, as a cache). `EINVAL` for bad sizes.
     pub fn new(
         mm: &Mm,
         dev: &Device,
-        va: Span<usize>,
-        notifier_size: usize,
-        chunks: &[usize],
-        max_pages: usize,
+        geometry: Geometry<'_>,
         classes: LockClasses,
         driver: D,
         locked: D::Locked,
     ) -> Result<impl PinInit<Self, Error> + use<D>> {
+        let Geometry {
+            va,
+            notifier_size,
+            chunks,
+            max_pages,
+        } = geometry;
         let chunks = ChunkSizes::new(chunks)?;
         if !notifier_size.is_power_of_two()
             || notifier_size < chunks.as_slice()[0]
@@ -487,11 +505,12 @@ impl<'a, D: Driver> Svm<'a, D> {
     /// mapping without write permission, `EIO` for I/O and PFN mappings (no pages to mirror).
     pub fn find_or_insert(&mut self, addr: usize, ctx: &Ctx) -> Result<Found> {
         // A range the CPU unmapped (in part) stays in the tree until collected: if one is in
-        // the way, collect it, then try again (once: another munmap racing with both tries
-        // gives `EBUSY`).
+        // the way, collect it, then try again; the same past the page budget (another munmap
+        // racing with every try gives `EBUSY`).
         let mut collected = 0;
         let mut res = Err(EBUSY);
-        for _ in 0..2 {
+        // Three tries: garbage in the way, then ranges over the budget, each cleared once.
+        for _ in 0..3 {
             match self.try_find_or_insert(addr, ctx) {
                 Ok(Some(mut found)) => {
                     found.collected = collected;
@@ -530,9 +549,12 @@ impl<'a, D: Driver> Svm<'a, D> {
         // Allocated before the notifier lock; most faults find their range and free them.
         let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let slot_node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        // Held until the range is in the tree: a munmap in between would find no range to
+        // mark unmapped, and the range would outlive its mapping (as the C version, which
+        // inserts under the mmap lock too).
         let mmap = user.mmap_read_lock();
         let vma = mmap.vma_lookup(addr).ok_or(EFAULT)?;
-        let flags = vma.flags() as usize;
+        let flags = vma.flags();
         // Inaccessible (`PROT_NONE`): as a hole to a CPU access.
         if flags & (VM_READ | VM_WRITE) == 0 {
             return Err(EFAULT);
@@ -575,14 +597,13 @@ impl<'a, D: Driver> Svm<'a, D> {
                 })
         }
         .ok_or(EINVAL)?;
-        drop(mmap);
         let npages = window.len() / PAGE_SIZE;
+        // Over budget: the other ranges go, then the caller tries again (without the mmap
+        // lock: dropping ranges may take notifiers along, which waits for invalidations).
         if svm.inner.lock().pages + npages > svm.max_pages {
+            drop(mmap);
             self.shrink(&window);
-            // That may have taken the notifier with the last range under it.
-            if self.guard.notifiers.get(&key).is_none() {
-                self.add_notifier(&user, key)?;
-            }
+            return Ok(None);
         }
         let range = Arc::new(
             Range {
@@ -597,6 +618,9 @@ impl<'a, D: Driver> Svm<'a, D> {
         let pages = Pages::new(range.npages())?;
         let mut inner = svm.inner.lock();
         let inner = &mut *inner;
+        if inner.pages + npages > svm.max_pages {
+            return Err(ENOMEM);
+        }
         if inner.slots.get(&key).is_none() {
             inner.slots.insert(slot_node.into_node(
                 key,
@@ -605,9 +629,6 @@ impl<'a, D: Driver> Svm<'a, D> {
                     garbage: 0,
                 },
             ));
-        }
-        if inner.pages + npages > svm.max_pages {
-            return Err(ENOMEM);
         }
         let slot = inner.slots.get_mut(&key).ok_or(EINVAL)?;
         // Only faults (holding the outer lock, as we do) insert ranges, but one marked
@@ -682,6 +703,21 @@ impl<'a, D: Driver> Svm<'a, D> {
     /// Removes at most `max` ranges for which `doomed` holds, unbound and unmapped, and the
     /// notifiers left without ranges.
     fn remove_where(&mut self, max: usize, doomed: impl Fn(&Entry) -> bool) -> usize {
+        // In batches: room for each is allocated before the notifier lock.
+        let mut removed = 0;
+        // Bounded by `max`: each pass removes a batch, or ends.
+        while removed < max {
+            let n = self.remove_batch((max - removed).min(REMOVE_BATCH), &doomed);
+            removed += n;
+            if n == 0 {
+                break;
+            }
+        }
+        removed
+    }
+
+    /// One batch of [`Self::remove_where`]: at most `max` ranges.
+    fn remove_batch(&mut self, max: usize, doomed: &impl Fn(&Entry) -> bool) -> usize {
         let svm = self.svm;
         // Room for what goes, allocated before the notifier lock; what goes is dropped after
         // it (pages hold pagemap references). What is left over waits for the next pass.
@@ -884,6 +920,24 @@ impl<D: Driver> Bindings<'_, D> {
         self.entry(range)
             .filter(|e| !e.range.is_unmapped() && e.pages.is_valid())
             .map(|e| &e.pages)
+    }
+
+    /// For a software device reading page `index` of `range` in system memory through its DMA
+    /// mapping: makes what the CPU wrote visible to it (a bounce buffer is refreshed).
+    pub fn sync_for_device(&self, range: &Range, index: usize) {
+        if let Some(pages) = self.pages(range) {
+            pages.sync_for_device(&self.svm.dev, index);
+        }
+    }
+
+    /// After a software device wrote page `index` of `range` in system memory through its DMA
+    /// mapping: makes it visible to the CPU. Unmapping does not copy a bounce buffer back (the
+    /// CPU may have written the page since), so a device writing through these mappings calls
+    /// this after its writes.
+    pub fn sync_for_cpu(&self, range: &Range, index: usize) {
+        if let Some(pages) = self.pages(range) {
+            pages.sync_for_cpu(&self.svm.dev, index);
+        }
     }
 
     /// Unbinds `range` and unmaps its pages (the C `drm_gpusvm_unmap_pages`).

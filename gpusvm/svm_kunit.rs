@@ -156,10 +156,12 @@ mod tests {
                 Gpusvm::new(
                     mm,
                     dev,
-                    va,
-                    notifier_size,
-                    &CHUNKS,
-                    max_pages,
+                    Geometry {
+                        va,
+                        notifier_size,
+                        chunks: &CHUNKS,
+                        max_pages,
+                    },
                     classes(),
                     test_driver(),
                     Tally::default(),
@@ -613,10 +615,12 @@ mod tests {
             Gpusvm::new(
                 mm,
                 dev,
-                va,
-                notifier_size,
-                chunks,
-                max_pages,
+                Geometry {
+                    va,
+                    notifier_size,
+                    chunks,
+                    max_pages,
+                },
                 classes(),
                 test_driver(),
                 Tally::default(),

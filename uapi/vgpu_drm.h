@@ -317,7 +317,9 @@ enum drm_vgpu_vm_access_op {
  * pages and binds it as one entry, then the access goes on. Pages in this GPU's memory or a
  * linked GPU's are accessed there, in place; pages in the memory of a GPU outside this GPU's
  * interconnect group first go back to system memory, as a CPU fault would take them. A range
- * whose preferred memory has no room stays in system memory. The GPU page table
+ * whose preferred memory has no room stays in system memory. The page table holds ranges over
+ * at most 64 MiB of address space per VM: a fault past that drops the others (a cache of CPU
+ * mappings: they fault again when next used). The GPU page table
  * follows every change of the CPU's (unmap, protection, migration, copy-on-write), so an
  * access never sees stale data. The range is accessed in order, a chunk of at most 2 MiB
  * at a time through a kernel bounce buffer; on an error, what came before may have been
@@ -402,7 +404,8 @@ enum drm_vgpu_location {
  * location of a range of a VM, for the GPU faults and prefetches that come after. What the
  * GPU already maps stays where it is until %DRM_IOCTL_VGPU_VM_PREFETCH or the next fault on it
  * (the ranges the advice covers are unbound, so the next access faults).
- * @vm_id: The VM (ENOENT if this file has no such VM).
+ * @vm_id: The VM (ENOENT if this file has no such VM; EACCES from a process other than the
+ *	VM's creator, as for &drm_vgpu_vm_access).
  * @location: One of &enum drm_vgpu_location (EINVAL otherwise).
  * @start: First address, page aligned (EINVAL otherwise).
  * @size: Bytes, page aligned and non-zero; @start + @size must not wrap (EINVAL).

@@ -88,6 +88,27 @@ impl Backing {
         Ok(unsafe { self.ptr.as_ptr().add(offset) })
     }
 
+    /// Adds `value` to the 32-bit word at byte `offset` of VRAM page `index`, atomically;
+    /// returns the word's old value. `EINVAL` outside the buffer or for an unaligned offset.
+    pub(crate) fn fetch_add_u32(&self, index: usize, offset: usize, value: u32) -> Result<u32> {
+        if offset % 4 != 0 || offset > PAGE_SIZE - 4 {
+            return Err(EINVAL);
+        }
+        let page = self.page(index)?.cast::<u8>();
+        // SAFETY: `offset + 4 <= PAGE_SIZE`, inside the page.
+        let word = unsafe { page.add(offset) }.cast::<u32>();
+        if !word.is_aligned() {
+            return Err(EINVAL);
+        }
+        // SAFETY: An aligned word of our buffer, which lives as long as `self`. Other accesses
+        // to it are this function's, copies of the page by a migration (serialised against
+        // GPU accesses by the SVM's notifier lock: a page is unbound before it moves) and GPU
+        // accesses to the page through another VM, which race with this one only as a
+        // program's own GPU contexts racing on one word would.
+        Ok(unsafe { kernel::sync::atomic::Atomic::from_ptr(word) }
+            .fetch_add(value, kernel::sync::atomic::Full))
+    }
+
     /// Overwrites VRAM page `index` with `src`, or zeroes.
     pub(crate) fn write_page(&self, index: usize, src: Option<&[u8; PAGE_SIZE]>) -> Result {
         let dst = self.page(index)?.cast::<u8>();

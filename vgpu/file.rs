@@ -246,10 +246,6 @@ impl VgpuFile {
         if req.flags != 0 {
             return Err(EINVAL);
         }
-        pr_info!(
-            "DBG devmem_open owner {:?}\n",
-            file.inner().pagemap.region().owner().as_ptr()
-        );
         let fd = pagemap_util::fd::export(file.inner().pagemap.clone())?;
         req.fd = fd as i32;
         Ok(0)
@@ -385,16 +381,7 @@ impl VgpuFile {
         if req.location > uapi::drm_vgpu_location_DRM_VGPU_LOCATION_PAGEMAP {
             return Err(EINVAL);
         }
-        let inner = file.inner();
-        let vm = {
-            let vms = inner.vms.lock();
-            let (_, vm) = vms
-                .list
-                .iter()
-                .find(|(i, _)| *i == req.vm_id)
-                .ok_or(ENOENT)?;
-            vm.clone()
-        };
+        let vm = Self::own_vm(file, req.vm_id)?;
         let pagemap = match with_fd {
             true => {
                 let fd = u32::try_from(req.pagemap_fd).map_err(|_| EBADF)?;

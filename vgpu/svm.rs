@@ -24,6 +24,7 @@ use gpusvm::notifier::Invalidation;
 use gpusvm::pages::Scan;
 use gpusvm::svm::Ctx;
 use gpusvm::svm::Driver;
+use gpusvm::svm::Geometry;
 use gpusvm::svm::Gpusvm;
 use gpusvm::svm::LockClasses;
 use gpusvm::svm::Range;
@@ -248,10 +249,12 @@ impl SvmVm {
         let svm = Gpusvm::new(
             mm,
             parent.as_ref(),
-            VA,
-            NOTIFIER_SIZE,
-            &[SZ_2M, SZ_64K, SZ_4K],
-            MAX_PAGES,
+            Geometry {
+                va: VA,
+                notifier_size: NOTIFIER_SIZE,
+                chunks: &[SZ_2M, SZ_64K, SZ_4K],
+                max_pages: MAX_PAGES,
+            },
             LockClasses {
                 outer: (c"vgpu::SvmVm::svm", kernel::static_lock_class!()),
                 inner: (c"vgpu::SvmVm::notifier_lock", kernel::static_lock_class!()),
@@ -376,92 +379,119 @@ impl SvmVm {
     fn fault(&self, addr: usize, write: bool, atomic: bool, prefetch: bool) -> Result {
         let stats = self.stats();
         let mut svm = self.svm.lock();
-        let collected = svm.collect_garbage();
-        stats.ranges_collected.fetch_add(collected as u64, Relaxed);
-        let found = svm
-            .find_or_insert(addr, &self.ctx(write, false))
-            // Outside the window is an address no mapping holds.
-            .map_err(|e| if e == EINVAL { EFAULT } else { e })?;
-        if found.created {
-            stats.ranges_created.fetch_add(1, Relaxed);
-        }
-        stats
-            .ranges_collected
-            .fetch_add(found.collected as u64, Relaxed);
-        let range = found.range;
-        if atomic && !range.devmem_possible() {
-            return Err(EOPNOTSUPP);
-        }
-        let ctx = self.ctx(found.writable, atomic);
-        let target = self
-            .target(addr, atomic)
-            .filter(|_| range.devmem_possible());
-        if prefetch && self.target(addr, false).is_none() {
-            svm.evict(&range)?;
-        }
+        let mut evicted = false;
+        let mut removed = false;
         for _ in 0..MAX_FAULT_ROUNDS {
             if fatal_signal_pending() {
                 return Err(EINTR);
             }
-            if let Some(pm) = &target {
-                if svm.scan(&range, ctx.owner, Some(pm))? != Scan::Equal {
-                    match self.place(&svm, &range, pm, atomic) {
-                        Ok(()) => {}
-                        // No room, pages busy: the range stays in system memory, unless it
-                        // must be in device memory.
-                        Err(e) if atomic || e == EINTR => return Err(e),
-                        Err(_) => {}
-                    }
-                }
+            let collected = svm.collect_garbage();
+            stats.ranges_collected.fetch_add(collected as u64, Relaxed);
+            let found = svm
+                .find_or_insert(addr, &self.ctx(write, false))
+                // Outside the window is an address no mapping holds.
+                .map_err(|e| if e == EINVAL { EFAULT } else { e })?;
+            stats
+                .ranges_collected
+                .fetch_add(found.collected as u64, Relaxed);
+            if found.created {
+                stats.ranges_created.fetch_add(1, Relaxed);
             }
-            match svm.get_pages(&range, &ctx) {
-                // A CPU access took an atomic's page back meanwhile: place it again.
-                Err(e) if e == EFAULT && atomic && !range.is_unmapped() => continue,
-                // Pages of two device memories (racing migrations) or of another driver's:
-                // all back to system memory, then place the range again (as Xe does).
-                Err(e) if e == EOPNOTSUPP => {
-                    svm.evict(&range)?;
-                    continue;
+            let range = found.range;
+            if atomic && !range.devmem_possible() {
+                return Err(EOPNOTSUPP);
+            }
+            if prefetch && !evicted && self.target(addr, false).is_none() {
+                svm.evict(&range).map_err(timeout_busy)?;
+                evicted = true;
+            }
+            let ctx = self.ctx(found.writable, atomic);
+            match self.serve(&svm, &range, &ctx, addr) {
+                Ok(true) => return Ok(()),
+                // Raced (an invalidation, a CPU access taking an atomic's page back): again.
+                Ok(false) => {}
+                // The CPU unmapped part of the range meanwhile: collected next round, and the
+                // rest of the mapping faults into new ranges.
+                Err(e) if e == EFAULT && range.is_unmapped() => {}
+                // A range older than a change of the mappings under it (an `mprotect` split
+                // its VMA; that invalidation marks nothing unmapped): made again, once.
+                Err(e) if (e == EFAULT || e == EPERM) && !removed && range.npages() > 1 => {
+                    svm.remove(&range);
+                    removed = true;
                 }
-                r => r?,
-            };
-            let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-            let mut b = svm.notifier_lock();
-            let Some(pages) = b.pages(&range) else {
-                continue;
-            };
-            let (system, device) = pages.counts();
-            let local = pages
-                .pagemap()
-                .is_some_and(|p| core::ptr::eq(p.region(), self.drm.vram.region()));
-            let pte = Pte {
-                range: range.clone(),
-                writable: ctx.write,
-            };
-            let old = b.driver().tree.insert(node.into_node(range.start(), pte));
-            drop(b);
-            drop(old);
-            stats.gpu_faults.fetch_add(1, Relaxed);
-            stats.mapped_system.fetch_add(system as u64, Relaxed);
-            match local {
-                true => stats.mapped_local.fetch_add(device as u64, Relaxed),
-                false => stats.mapped_peer.fetch_add(device as u64, Relaxed),
-            };
-            return Ok(());
+                Err(e) => return Err(timeout_busy(e)),
+            }
         }
         Err(EBUSY)
     }
 
-    /// The GPU accessing the page at `addr` through its page table, reading into or writing
-    /// from `buf`; `Ok(false)` on a miss (not mapped, or not writable for a write). With
-    /// `op`, a read-modify-write of the page under the notifier lock, only in device memory.
-    fn access_page(
+    /// One round of a fault at `addr` on `range`: places it (where the advice at `addr` says),
+    /// gets its pages, binds it if they are still valid. `Ok(false)` if the round raced and
+    /// should be tried again.
+    fn serve(
         &self,
+        svm: &Svm<'_, VmDriver>,
+        range: &Arc<Range>,
+        ctx: &Ctx,
         addr: usize,
-        buf: &mut [u8; PAGE_SIZE],
-        write: bool,
-        op: Option<&mut dyn FnMut(&mut [u8; PAGE_SIZE])>,
     ) -> Result<bool> {
+        let stats = self.stats();
+        let atomic = ctx.devmem_only;
+        let target = self
+            .target(addr, atomic)
+            .filter(|_| range.devmem_possible());
+        if let Some(pm) = &target {
+            if svm.scan(range, ctx.owner, Some(pm))? != Scan::Equal {
+                match self.place(svm, range, pm, atomic) {
+                    Ok(()) => {}
+                    // Pages busy (a racing CPU fault, migration): again.
+                    Err(e) if e == EBUSY && atomic => return Ok(false),
+                    // No room, pages busy: the range stays in system memory, unless it must be
+                    // in device memory.
+                    Err(e) if atomic || e == EINTR => return Err(e),
+                    Err(_) => {}
+                }
+            }
+        }
+        match svm.get_pages(range, ctx) {
+            // A CPU access took an atomic's page back meanwhile: place it again.
+            Err(e) if e == EFAULT && atomic && !range.is_unmapped() => return Ok(false),
+            // Pages of two device memories (racing migrations) or of another driver's: all
+            // back to system memory, then place the range again (as Xe does).
+            Err(e) if e == EOPNOTSUPP => {
+                svm.evict(range).map_err(timeout_busy)?;
+                return Ok(false);
+            }
+            r => r?,
+        };
+        let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        let mut b = svm.notifier_lock();
+        let Some(pages) = b.pages(range) else {
+            return Ok(false);
+        };
+        let (system, device) = pages.counts();
+        let local = pages
+            .pagemap()
+            .is_some_and(|p| core::ptr::eq(p.region(), self.drm.vram.region()));
+        let pte = Pte {
+            range: range.clone(),
+            writable: ctx.write,
+        };
+        let old = b.driver().tree.insert(node.into_node(range.start(), pte));
+        drop(b);
+        drop(old);
+        stats.gpu_faults.fetch_add(1, Relaxed);
+        stats.mapped_system.fetch_add(system as u64, Relaxed);
+        match local {
+            true => stats.mapped_local.fetch_add(device as u64, Relaxed),
+            false => stats.mapped_peer.fetch_add(device as u64, Relaxed),
+        };
+        Ok(true)
+    }
+
+    /// The GPU accessing the page at `addr` through its page table, reading into or writing
+    /// from `buf`; `Ok(false)` on a miss (not mapped, or not writable for a write).
+    fn access_page(&self, addr: usize, buf: &mut [u8; PAGE_SIZE], write: bool) -> Result<bool> {
         let dev: &kernel::faux::Device = self.drm.as_ref();
         let dev = dev.as_ref();
         let mut b = self.svm.notifier_lock();
@@ -473,22 +503,19 @@ impl SvmVm {
         else {
             return Ok(false);
         };
-        let Some(pages) = b.pages(&range) else {
-            return Ok(false);
-        };
         let index = (addr - range.start()) / PAGE_SIZE;
-        let Some(a) = pages.get(index).copied() else {
+        let Some(a) = b.pages(&range).and_then(|p| p.get(index)).copied() else {
             return Ok(false);
         };
         let vram = &self.drm.vram;
         // Under the notifier lock: the page stays where the entry says for the one page this
         // touches (as a TLB invalidation waits for the accesses in flight).
-        match (a.proto, op) {
-            (Interconnect::System, None) => {
+        match a.proto {
+            Interconnect::System => {
                 let ptr = drm_pagemap::copy::system_ptr(dev, a.addr as _, PAGE_SIZE)?;
                 // A bounce buffer (swiotlb) is refreshed from the page first, also for a
                 // write, so that the sync after it copies back only what the GPU wrote.
-                pages.sync_for_device(dev, index);
+                b.sync_for_device(&range, index);
                 if write {
                     // SAFETY: `ptr` is the kernel address of the page the live DMA mapping
                     // `a` covers, mapped by the process until the lock drops; `buf` is a
@@ -496,7 +523,7 @@ impl SvmVm {
                     unsafe {
                         core::ptr::copy_nonoverlapping(buf.as_ptr(), ptr.as_ptr(), PAGE_SIZE)
                     };
-                    pages.sync_for_cpu(dev, index);
+                    b.sync_for_cpu(&range, index);
                 } else {
                     // SAFETY: As above.
                     unsafe {
@@ -504,25 +531,38 @@ impl SvmVm {
                     };
                 }
             }
-            (Interconnect::System, Some(_)) => return Ok(false),
-            (proto, op) => {
-                let local = proto == vram::LOCAL_VRAM;
-                let rw = |buf: &mut [u8; PAGE_SIZE], write: bool| match local {
-                    true if write => vram.write_at(a.addr, buf),
-                    true => vram.read_at(a.addr, buf),
-                    false => vram.access_link(proto, a.addr, buf, write),
-                };
-                match op {
-                    Some(f) => {
-                        rw(buf, false)?;
-                        f(buf);
-                        rw(buf, true)?;
-                    }
-                    None => rw(buf, write)?,
-                }
-            }
+            proto if proto == vram::LOCAL_VRAM && write => vram.write_at(a.addr, buf)?,
+            proto if proto == vram::LOCAL_VRAM => vram.read_at(a.addr, buf)?,
+            proto => vram.access_link(proto, a.addr, buf, write)?,
         }
         Ok(true)
+    }
+
+    /// The GPU's atomic add of `value` to the word at `addr` through its page table: the old
+    /// value, or `None` on a miss (not mapped writable, or in system memory).
+    fn atomic_page(&self, addr: usize, value: u32) -> Result<Option<u32>> {
+        let mut b = self.svm.notifier_lock();
+        let Some(range) = b
+            .driver()
+            .lookup(addr)
+            .filter(|p| p.writable)
+            .map(|p| p.range.clone())
+        else {
+            return Ok(None);
+        };
+        let page = addr & !(PAGE_SIZE - 1);
+        let index = (page - range.start()) / PAGE_SIZE;
+        let Some(a) = b.pages(&range).and_then(|p| p.get(index)).copied() else {
+            return Ok(None);
+        };
+        if a.proto == Interconnect::System {
+            return Ok(None);
+        }
+        // Under the notifier lock: the page stays in device memory meanwhile.
+        self.drm
+            .vram
+            .fetch_add(a.proto, a.addr, addr - page, value)
+            .map(Some)
     }
 
     /// The GPU reading (or with `write`, writing) `[start, end)` from (into) `bounce`, page by
@@ -539,7 +579,7 @@ impl SvmVm {
         while addr < end {
             let page = page_in(bounce, addr - start)?;
             let mut faults = 0;
-            while !self.access_page(addr, page, write, None)? {
+            while !self.access_page(addr, page, write)? {
                 if faults >= MAX_FAULTS_PER_PAGE {
                     return Err(EBUSY);
                 }
@@ -613,26 +653,25 @@ impl SvmVm {
     /// `DRM_IOCTL_VGPU_VM_ATOMIC`: adds `value` to the 32-bit word at `addr` in device memory;
     /// returns the old value.
     pub(crate) fn atomic_add(&self, addr: usize, value: u32) -> Result<u32> {
-        let page_addr = addr & !(PAGE_SIZE - 1);
-        let off = addr - page_addr;
-        let mut page = [0u8; PAGE_SIZE];
-        let mut old = 0u32;
-        let mut op = |p: &mut [u8; PAGE_SIZE]| {
-            let mut w = [0u8; 4];
-            w.copy_from_slice(&p[off..off + 4]);
-            old = u32::from_ne_bytes(w);
-            p[off..off + 4].copy_from_slice(&old.wrapping_add(value).to_ne_bytes());
-        };
         for _ in 0..MAX_FAULTS_PER_PAGE {
             if fatal_signal_pending() {
                 return Err(EINTR);
             }
-            if self.access_page(page_addr, &mut page, true, Some(&mut op))? {
+            if let Some(old) = self.atomic_page(addr, value)? {
                 return Ok(old);
             }
-            self.fault(page_addr, true, true, false)?;
+            self.fault(addr & !(PAGE_SIZE - 1), true, true, false)?;
         }
         Err(EBUSY)
+    }
+}
+
+/// A range eviction's `ETIME` (invalidations kept racing) as the uAPI's `EBUSY`.
+fn timeout_busy(e: Error) -> Error {
+    if e == ETIME {
+        EBUSY
+    } else {
+        e
     }
 }
 
@@ -644,14 +683,14 @@ pub(crate) fn residency(
 ) -> Result<[u64; 4]> {
     let own = drm.vram.region();
     let mut counts = [0u64; 4];
-    gpusvm::hmm::snapshot(mm, span, Some(drm.vram.owner()), |pfn| {
+    gpusvm::hmm::snapshot(mm, span, Some(drm.vram.owner()), |pfn, pages| {
         let slot = match pfn {
             None => 3,
             Some((_, false)) => 0,
             Some((pfn, true)) if own.contains_pfn(pfn) => 1,
             Some(_) => 2,
         };
-        counts[slot] += 1;
+        counts[slot] += pages as u64;
     })?;
     Ok(counts)
 }

@@ -223,6 +223,35 @@ impl Vram {
         Ok(())
     }
 
+    /// The GPU's atomic add of `value` to the 32-bit word at byte `offset` of its page at VRAM
+    /// address `addr` (`proto` [`LOCAL_VRAM`]), or of a linked peer's (`proto` its link, as for
+    /// [`Self::access_link`]); returns the old value.
+    pub(crate) fn fetch_add(
+        &self,
+        proto: Interconnect,
+        addr: u64,
+        offset: usize,
+        value: u32,
+    ) -> Result<u32> {
+        let index = usize::try_from(addr).map_err(|_| EFAULT)? / PAGE_SIZE;
+        if proto == LOCAL_VRAM {
+            return self
+                .engine
+                .vram()
+                .backing
+                .fetch_add_u32(index, offset, value);
+        }
+        let id = peer_of_link(proto).ok_or(EFAULT)?;
+        let fabric = self.entry.fabric();
+        let peer = fabric.memory(id).ok_or(EFAULT)?;
+        if peer.id == self.entry.id() || !fabric.linked(self.index, peer.index) {
+            return Err(EFAULT);
+        }
+        let old = peer.pages.backing.fetch_add_u32(index, offset, value)?;
+        self.peer_accesses.fetch_add(1, Relaxed);
+        Ok(old)
+    }
+
     /// The GPU reading (or with `write`, writing) the page at `addr` of a linked peer's memory
     /// over the interconnect `proto`, as its `device_map` gave them: `EFAULT` if `proto` names
     /// no live memory of a linked GPU.
