@@ -498,12 +498,11 @@ impl<D: Driver> Svm<'_, D> {
             // The device's own pages that a write fault left read-only (copy-on-write after
             // fork, mprotect): `hmm_range_fault` never write-faults them. Back to system
             // memory with them, then fault again.
-            // SAFETY: `pfns` was checked current under the lock just taken.
-            if ctx.write
-                && pfns
-                    .iter()
-                    .any(|p| unsafe { p.needs_migration_for_write() })
-            {
+            let stuck = |p: &HmmPfn| {
+                // SAFETY: `pfns` was checked current under the notifier lock, still held.
+                unsafe { p.needs_migration_for_write() }
+            };
+            if ctx.write && pfns.iter().any(stuck) {
                 drop(b);
                 self.evict(range)?;
                 continue;

@@ -512,7 +512,11 @@ impl SvmVm {
         // touches (as a TLB invalidation waits for the accesses in flight).
         match a.proto {
             Interconnect::System => {
-                let ptr = drm_pagemap::copy::system_ptr(dev, a.addr as _, PAGE_SIZE)?;
+                let ptr = drm_pagemap::copy::system_ptr(
+                    dev,
+                    a.addr as kernel::dma::DmaAddress,
+                    PAGE_SIZE,
+                )?;
                 // A bounce buffer (swiotlb) is refreshed from the page first, also for a
                 // write, so that the sync after it copies back only what the GPU wrote.
                 b.sync_for_device(&range, index);
