@@ -30,13 +30,16 @@ cp "$SVM_TOP/tests/module_lifecycle.sh" "$root/tests/"
 extra_append="" stdin=/dev/null
 [ "$mode" = shell ] && stdin=/dev/stdin
 [ "$mode" = bounce ] && extra_append=" swiotlb=force"
+# The bench holds three GPUs' memory (3 x 320 MiB) and 256 MiB buffers of its own at once.
+mem=3G
+[ "$mode" = bench ] && mem=4G
 log="$out/vm-$mode.log"
 log "booting the VM ($mode), log in $log"
 set +e
 # QEMU itself writes the serial console to the log, unbuffered, so a hung or crashed guest
 # leaves everything it printed.
 rm -f "$log"
-timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -m 3G -smp 2 \
+timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2 \
 	-display none -no-reboot -monitor none \
 	-chardev stdio,id=console,logfile="$log",signal=off -serial chardev:console \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$out/initramfs-$mode.cpio.gz" \
