@@ -415,8 +415,9 @@ static double fault_sample(int fd, uint32_t id, size_t size, int device, uint8_t
 		hit = vm_read_us(fd, id, p, dst, &f2);
 	if (hit >= 0 && (f1 != 1 || f2 != 0 || dst[0] != 0x5a || dst[4095] != 0x5a))
 		hit = -1, errno = EPROTO;
+	/* A hit can take as long as a cheap miss: never below zero. */
 	if (hit >= 0)
-		hit = miss - hit;
+		hit = miss > hit ? miss - hit : 0;
 out:
 	munmap(raw, len);
 	return hit;
