@@ -327,7 +327,8 @@ enum drm_vgpu_vm_access_op {
  * address (addresses outside the process's half included), EPERM for a write to a read-only
  * mapping (a write to this GPU's own page that is read-only because of copy-on-write first
  * moves it back to system memory, so the write breaks the sharing as a CPU write would);
- * ENOMEM if the kernel runs out of memory; EINTR if a fatal signal stopped it; EBUSY if
+ * EIO for I/O or PFN mappings (no pages to mirror, such as [vvar]); ENOMEM if the kernel runs
+ * out of memory; EINTR if a fatal signal stopped it; EBUSY if
  * invalidations kept racing with the GPU's faults, or pages stayed busy, past a bound; EIO
  * if moving such a page back failed in the copy engine (it stays, with its data).
  */

@@ -54,9 +54,6 @@ use crate::vram;
 /// Bytes each notifier of a VM watches.
 const NOTIFIER_SIZE: usize = 512 << 20;
 
-/// The GPU VA window: the user half of a 4-level x86-64 address space, less page 0.
-const VA: Span<usize> = PAGE_SIZE..1 << 47;
-
 /// Pages a VM's ranges cover at most (64 MiB of address space): a cache of CPU mappings, a
 /// fault past it drops the other ranges (they fault again when next used).
 const MAX_PAGES: usize = 16384;
@@ -246,11 +243,15 @@ impl SvmVm {
     pub(crate) fn new(drm: ARef<VgpuDevice>, mm: &Mm) -> Result<impl PinInit<Self, Error>> {
         let pagemap = vram::pagemap(&drm)?;
         let parent: &kernel::faux::Device = drm.as_ref();
+        // The GPU VA window is the process's: its user address space (larger with 5-level
+        // paging), less page 0.
+        // SAFETY: `mm` is a live address space; `task_size` is set at exec and then constant.
+        let task_size = unsafe { (*mm.as_raw()).__bindgen_anon_1.task_size } as usize;
         let svm = Gpusvm::new(
             mm,
             parent.as_ref(),
             Geometry {
-                va: VA,
+                va: PAGE_SIZE..task_size & !(PAGE_SIZE - 1),
                 notifier_size: NOTIFIER_SIZE,
                 chunks: &[SZ_2M, SZ_64K, SZ_4K],
                 max_pages: MAX_PAGES,
@@ -414,8 +415,13 @@ impl SvmVm {
                 // rest of the mapping faults into new ranges.
                 Err(e) if e == EFAULT && range.is_unmapped() => {}
                 // A range older than a change of the mappings under it (an `mprotect` split
-                // its VMA; that invalidation marks nothing unmapped): made again, once.
-                Err(e) if (e == EFAULT || e == EPERM) && !removed && range.npages() > 1 => {
+                // its VMA; that invalidation marks nothing unmapped; a migration then finds
+                // the range past its mapping, EINVAL): made again, once.
+                Err(e)
+                    if (e == EFAULT || e == EPERM || e == EINVAL)
+                        && !removed
+                        && range.npages() > 1 =>
+                {
                     svm.remove(&range);
                     removed = true;
                 }
@@ -614,7 +620,8 @@ impl SvmVm {
         let (start, end) = (span.start(), span.end());
         let size = end - start;
         let chunk = size.min(chunk);
-        let mut bounce = KVVec::from_elem(0u8, chunk, GFP_KERNEL)?;
+        // Held for the whole access: charged to the caller.
+        let mut bounce = KVVec::from_elem(0u8, chunk, GFP_KERNEL_ACCOUNT)?;
         let (mut source, mut destination) =
             UserSlice::new(UserPtr::from_addr(user), size).reader_writer();
         let mut addr = start;

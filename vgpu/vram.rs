@@ -35,6 +35,8 @@ use kernel::mm::Mm;
 use kernel::mm::MmapReadGuard;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
+use kernel::rbtree::RBTree;
+use kernel::rbtree::RBTreeNodeReservation;
 use kernel::ptr::Alignment;
 use kernel::sizes::SZ_2M;
 use kernel::sizes::SZ_4K;
@@ -115,7 +117,9 @@ pub(crate) struct Vram {
     revoked: Atomic<u32>,
     /// Allocations holding data, until their release op: what eviction evicts.
     #[pin]
-    allocations: Mutex<KVec<(u64, Arc<Devmem>)>>,
+    /// By id: a release takes its entry out in O(log n) (a process can make tens of
+    /// thousands of small allocations, and each one's release runs under this lock).
+    allocations: Mutex<RBTree<u64, Arc<Devmem>>>,
     pagemaps: PagemapCache,
 }
 
@@ -174,7 +178,7 @@ impl Vram {
             pagemaps_created: Atomic::new(0),
             pagemaps_destroyed: Atomic::new(0),
             revoked: Atomic::new(0),
-            allocations <- kernel::new_mutex!(KVec::new(), "Vram::allocations"),
+            allocations <- kernel::new_mutex!(RBTree::new(), "Vram::allocations"),
             pagemaps: PagemapCache::new()?,
         }))
     }
@@ -362,8 +366,8 @@ impl Vram {
         // virtually contiguous if it must.
         let snapshot = {
             let list = self.allocations.lock();
-            let mut v = KVVec::with_capacity(list.len(), GFP_KERNEL)?;
-            for (_, devmem) in list.iter() {
+            let mut v = KVVec::with_capacity(list.values().count(), GFP_KERNEL)?;
+            for devmem in list.values() {
                 v.push(devmem.clone(), GFP_KERNEL)?;
             }
             v
@@ -571,13 +575,15 @@ impl VramPagemap {
         // Listed before the migration accepts it: from then on its release op, which takes
         // the entry out, may run at any time. The lock is held just for the list update,
         // never across a migration.
+        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
         vram.allocations
             .lock()
-            .push((id, devmem.clone()), GFP_KERNEL)?;
+            .insert(node.into_node(id, devmem.clone()));
         // Checked once listed: an unplug revokes, then evicts what is listed, so either it
         // sees this allocation or this sees it revoked (the list's lock orders the two).
         if vram.revoked.load(Acquire) != 0 {
-            vram.allocations.lock().retain(|(i, _)| *i != id);
+            let gone = vram.allocations.lock().remove(&id);
+            drop(gone);
             return Err(ENODEV);
         }
         Ok(devmem)
@@ -661,8 +667,10 @@ unsafe impl DevmemOps for VramAllocation {
     }
 
     fn release(&self) {
-        // Dropping the list's reference; the device memory is freed with the allocation.
-        self.vram.allocations.lock().retain(|(i, _)| *i != self.id);
+        // Dropping the list's reference (outside its lock); the device memory is freed with the
+        // allocation.
+        let gone = self.vram.allocations.lock().remove(&self.id);
+        drop(gone);
     }
 }
 
