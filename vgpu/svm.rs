@@ -246,7 +246,7 @@ impl SvmVm {
         // The GPU VA window is the process's: its user address space (larger with 5-level
         // paging), less page 0.
         // SAFETY: `mm` is a live address space; `task_size` is set at exec and then constant.
-        let task_size = unsafe { (*mm.as_raw()).__bindgen_anon_1.task_size } as usize;
+        let task_size = unsafe { (*mm.as_raw()).__bindgen_anon_1.task_size };
         let svm = Gpusvm::new(
             mm,
             parent.as_ref(),
