@@ -846,6 +846,7 @@ impl<'a, D: Driver> Svm<'a, D> {
         let svm = self.svm;
         let mut inner = svm.inner.lock();
         let mut from = span.start & !(svm.notifier_size - 1);
+        // One round per slot overlapping `span`.
         while let Some(key) = next_slot(&inner.slots, from, span.end) {
             if let Some(slot) = inner.slots.get_mut(&key) {
                 for_each_overlapping(&mut slot.tree, span.clone(), &mut |e| f(&e.range));
