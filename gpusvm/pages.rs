@@ -436,9 +436,10 @@ impl<D: Driver> Svm<'_, D> {
             dev_private_owner: owner.map_or(core::ptr::null_mut(), |o| o.as_ptr()),
         };
         let timeout = kernel::time::msecs_to_jiffies(timeout_ms.max(1) as u32);
-        // SAFETY: `hmm` describes `pfns` (an `HmmPfn` is an `unsigned long`), one per page of
+        // `hmm` describes `pfns` (an `HmmPfn` is an `unsigned long`), one per page of
         // `[start, end)`, inside the range its live notifier watches, of an mm with users
         // (`user`); the mmap lock is not held.
+        // SAFETY: As above.
         let ret = unsafe { ffi::hmm_range_fault_unlocked_timeout(&mut hmm, timeout) };
         drop(user);
         kernel::error::to_result(ret)?;

@@ -403,6 +403,7 @@ fn for_each_overlapping(
             None
         }
     };
+    // One walk, bounded by the tree's size.
     while let Some(mut c) = cursor {
         let (start, entry) = c.current_mut();
         if *start >= span.end {

@@ -310,9 +310,9 @@ mod tests {
         }
         pages.sync_for_device(dev, index);
         let src = drm_pagemap::copy::system_ptr(dev, a.addr, P)?;
-        // SAFETY: `src` is the kernel address of the page's live DMA mapping (the pages are
-        // valid and stay so while the notifier lock is held), `P` bytes; `out` is a distinct
-        // buffer of `P` bytes.
+        // `src` is the kernel address of the page's live DMA mapping (the pages are valid and
+        // stay so while the notifier lock is held), `P` bytes; `out` is a distinct buffer.
+        // SAFETY: As above.
         unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr(), P) };
         drop(b);
         Ok(())
@@ -347,9 +347,10 @@ mod tests {
             return Err(EINVAL);
         }
         let flags = MAP_PRIVATE | MAP_ANONYMOUS | if addr != 0 { MAP_FIXED_NOREPLACE } else { 0 };
-        // SAFETY: The test's kthread has an address space of its own (checked above); the
-        // mapping replaces none (`MAP_FIXED_NOREPLACE`).
+        // The test's kthread has an address space of its own (checked above); the mapping
+        // replaces none (`MAP_FIXED_NOREPLACE`).
         let ret =
+            // SAFETY: As above.
             unsafe { kernel::bindings::vm_mmap(core::ptr::null_mut(), addr, len, prot, flags, 0) };
         if ret > usize::MAX - 4095 {
             return Err(Error::from_errno(ret as isize as i32));

@@ -25,37 +25,6 @@
 #define NEED_GPU() do { if (fd < 0) igt_skip("no vgpu0"); } while (0)
 #define NEED_TWO() do { if (fd1 < 0) igt_skip("no vgpu1"); } while (0)
 
-static int vm_create(int f, uint32_t *id)
-{
-	struct drm_vgpu_vm_create c = { 0 };
-	int ret = ioctl(f, DRM_IOCTL_VGPU_VM_CREATE, &c);
-
-	*id = c.vm_id;
-	return ret;
-}
-
-static int vm_destroy(int f, uint32_t id)
-{
-	struct drm_vgpu_vm_destroy d = { .vm_id = id };
-
-	return ioctl(f, DRM_IOCTL_VGPU_VM_DESTROY, &d);
-}
-
-/* GPU access; returns the ioctl's result and stores the faults taken. */
-static int vm_access(int f, uint32_t id, uint32_t op, void *start, size_t size, void *data,
-		     uint64_t *faults)
-{
-	struct drm_vgpu_vm_access a = {
-		.vm_id = id, .op = op, .start = (uintptr_t)start, .size = size,
-		.data = (uintptr_t)data, .faults = ~0ull,
-	};
-	int ret = ioctl(f, DRM_IOCTL_VGPU_VM_ACCESS, &a);
-
-	if (faults)
-		*faults = a.faults;
-	return ret;
-}
-
 static enum igt_result create_destroy(void)
 {
 	uint32_t a, b, c;
@@ -63,19 +32,19 @@ static enum igt_result create_destroy(void)
 	struct drm_vgpu_vm_destroy badpad = { .vm_id = 1, .pad = 1 };
 
 	NEED_GPU();
-	igt_assert_eq(vm_create(fd, &a), 0);
-	igt_assert_eq(vm_create(fd, &b), 0);
+	igt_assert_eq(svm_vm_create(fd, &a), 0);
+	igt_assert_eq(svm_vm_create(fd, &b), 0);
 	igt_assert(a != 0 && b != 0 && a != b);
 	igt_assert_errno(ioctl(fd, DRM_IOCTL_VGPU_VM_CREATE, &bad), EINVAL);
 	igt_assert_errno(ioctl(fd, DRM_IOCTL_VGPU_VM_DESTROY, &badpad), EINVAL);
-	igt_assert_eq(vm_destroy(fd, a), 0);
-	igt_assert_errno(vm_destroy(fd, a), ENOENT);
-	igt_assert_errno(vm_destroy(fd, 0xdead), ENOENT);
+	igt_assert_eq(svm_vm_destroy(fd, a), 0);
+	igt_assert_errno(svm_vm_destroy(fd, a), ENOENT);
+	igt_assert_errno(svm_vm_destroy(fd, 0xdead), ENOENT);
 	/* Ids are not reused. */
-	igt_assert_eq(vm_create(fd, &c), 0);
+	igt_assert_eq(svm_vm_create(fd, &c), 0);
 	igt_assert(c != a && c != b);
-	igt_assert_eq(vm_destroy(fd, b), 0);
-	igt_assert_eq(vm_destroy(fd, c), 0);
+	igt_assert_eq(svm_vm_destroy(fd, b), 0);
+	igt_assert_eq(svm_vm_destroy(fd, c), 0);
 	return IGT_PASS;
 }
 
@@ -85,10 +54,10 @@ static enum igt_result too_many(void)
 
 	NEED_GPU();
 	for (int i = 0; i < DRM_VGPU_MAX_VMS; i++)
-		igt_assert_eq(vm_create(fd, &ids[i]), 0);
-	igt_assert_errno(vm_create(fd, &extra), ENOSPC);
+		igt_assert_eq(svm_vm_create(fd, &ids[i]), 0);
+	igt_assert_errno(svm_vm_create(fd, &extra), ENOSPC);
 	for (int i = 0; i < DRM_VGPU_MAX_VMS; i++)
-		igt_assert_eq(vm_destroy(fd, ids[i]), 0);
+		igt_assert_eq(svm_vm_destroy(fd, ids[i]), 0);
 	return IGT_PASS;
 }
 
@@ -100,21 +69,21 @@ static enum igt_result bad_access(void)
 
 	NEED_GPU();
 	igt_assert(p && buf);
-	igt_assert_eq(vm_create(fd, &id), 0);
-	igt_assert_errno(vm_access(fd, id + 100, DRM_VGPU_VM_READ, p, size, buf, NULL), ENOENT);
-	igt_assert_errno(vm_access(fd, id, 7, p, size, buf, NULL), EINVAL);
-	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_READ, p + 1, size, buf, NULL), EINVAL);
-	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_READ, p, size - 1, buf, NULL), EINVAL);
-	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_READ, p, 0, buf, NULL), EINVAL);
+	igt_assert_eq(svm_vm_create(fd, &id), 0);
+	igt_assert_errno(svm_access(fd, id + 100, DRM_VGPU_VM_READ, p, size, buf, NULL), ENOENT);
+	igt_assert_errno(svm_access(fd, id, 7, p, size, buf, NULL), EINVAL);
+	igt_assert_errno(svm_access(fd, id, DRM_VGPU_VM_READ, p + 1, size, buf, NULL), EINVAL);
+	igt_assert_errno(svm_access(fd, id, DRM_VGPU_VM_READ, p, size - 1, buf, NULL), EINVAL);
+	igt_assert_errno(svm_access(fd, id, DRM_VGPU_VM_READ, p, 0, buf, NULL), EINVAL);
 	/* Inaccessible and read-only memory fault as a CPU access would. */
 	igt_assert_eq(mprotect(p, size, PROT_NONE), 0);
-	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), EFAULT);
+	igt_assert_errno(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), EFAULT);
 	igt_assert_eq(mprotect(p, size, PROT_READ), 0);
-	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, NULL), EPERM);
+	igt_assert_errno(svm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, NULL), EPERM);
 	igt_assert_eq(check_zero(p, size), -1);
 	munmap(p, size);
-	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), EFAULT);
-	igt_assert_eq(vm_destroy(fd, id), 0);
+	igt_assert_errno(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), EFAULT);
+	igt_assert_eq(svm_vm_destroy(fd, id), 0);
 	free(buf);
 	return IGT_PASS;
 }
@@ -133,22 +102,22 @@ static enum igt_result system_read_write(void)
 	NEED_GPU();
 	igt_assert(p && buf);
 	fill(p, size, 21);
-	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(svm_vm_create(fd, &id), 0);
 	igt_assert_eq(svm_madvise(fd, id, DRM_VGPU_LOCATION_SYSTEM, p, size, 0), 0);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
 	igt_assert(faults >= 1 && faults <= size / PAGE);
 	igt_assert_eq(check(buf, size, 21), -1);
 	/* Mapped now: no fault, and a CPU write in place is seen at once. */
 	p[5 * PAGE + 7] ^= 0xff;
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
 	igt_assert_eq(faults, 0);
 	igt_assert_eq(check(buf, size, 21), (long)(5 * PAGE + 7));
 	p[5 * PAGE + 7] ^= 0xff;
 	/* The GPU writes; the CPU reads it. */
 	fill(buf, size, 22);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
 	igt_assert_eq(check(p, size, 22), -1);
-	igt_assert_eq(vm_destroy(fd, id), 0);
+	igt_assert_eq(svm_vm_destroy(fd, id), 0);
 	munmap(p, size);
 	free(buf);
 	return IGT_PASS;
@@ -165,14 +134,14 @@ static enum igt_result large_access(void)
 	NEED_GPU();
 	igt_assert(p && buf);
 	fill(p, size, 31);
-	igt_assert_eq(vm_create(fd, &id), 0);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_vm_create(fd, &id), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
 	igt_assert(faults >= 1);
 	igt_assert_eq(check(buf, size, 31), -1);
 	fill(buf, size, 32);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
 	igt_assert_eq(check(p, size, 32), -1);
-	igt_assert_eq(vm_destroy(fd, id), 0);
+	igt_assert_eq(svm_vm_destroy(fd, id), 0);
 	munmap(p, size);
 	free(buf);
 	return IGT_PASS;
@@ -191,13 +160,13 @@ static enum igt_result never_stale(void)
 	NEED_GPU();
 	igt_assert(p && buf);
 	fill(p, size, 23);
-	igt_assert_eq(vm_create(fd, &id), 0);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_vm_create(fd, &id), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
 	/* Replace the memory at the same address. */
 	q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	igt_assert(q == p);
 	fill(q, size, 24);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
 	igt_assert(faults >= 1);
 	igt_assert_eq(check(buf, size, 24), -1);
 	/* Copy-on-write after fork: a GPU write goes to the parent's own copy only. */
@@ -208,12 +177,12 @@ static enum igt_result never_stale(void)
 		_exit(check(p, size, 24) == -1 ? 0 : 1);
 	}
 	fill(buf, size, 25);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
 	igt_assert(faults >= 1);
 	igt_assert_eq(check(p, size, 25), -1);
 	igt_assert_eq(waitpid(pid, &status, 0), pid);
 	igt_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	igt_assert_eq(vm_destroy(fd, id), 0);
+	igt_assert_eq(svm_vm_destroy(fd, id), 0);
 	munmap(p, size);
 	free(buf);
 	return IGT_PASS;
@@ -232,12 +201,12 @@ static enum igt_result device_memory_in_place(void)
 	igt_assert(p && buf);
 	fill(p, size, 26);
 	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
-	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(svm_vm_create(fd, &id), 0);
 	s0 = stats(fd);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
 	igt_assert_eq(check(buf, size, 26), -1);
 	fill(buf, size, 27);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
 	s1 = stats(fd);
 	/* Nothing moved: no page went back to system memory. */
 	igt_assert_eq(s1.pages_to_system, s0.pages_to_system);
@@ -246,7 +215,7 @@ static enum igt_result device_memory_in_place(void)
 	igt_assert_eq(check(p, size, 27), -1);
 	s1 = stats(fd);
 	igt_assert(s1.pages_to_system >= s0.pages_to_system + size / PAGE);
-	igt_assert_eq(vm_destroy(fd, id), 0);
+	igt_assert_eq(svm_vm_destroy(fd, id), 0);
 	munmap(p, size);
 	free(buf);
 	return IGT_PASS;
@@ -270,11 +239,11 @@ static enum igt_result other_gpu_memory(void)
 	igt_assert(p && buf);
 	fill(p, size, 28);
 	igt_assert_eq(migrate(fd1, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
-	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(svm_vm_create(fd, &id), 0);
 	igt_assert_eq(svm_madvise(fd, id, DRM_VGPU_LOCATION_SYSTEM, p, size, 0), 0);
 	s0 = stats(fd1);
 	peer = stats(fd).peer_accesses;
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, &faults), 0);
 	igt_assert_eq(check(buf, size, 28), -1);
 	s1 = stats(fd1);
 	if (same_group(fd, fd1)) {
@@ -286,9 +255,9 @@ static enum igt_result other_gpu_memory(void)
 	/* And a write through vgpu0 lands where the CPU reads. */
 	fill(buf, size, 29);
 	igt_assert_eq(migrate(fd1, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, &faults), 0);
 	igt_assert_eq(check(p, size, 29), -1);
-	igt_assert_eq(vm_destroy(fd, id), 0);
+	igt_assert_eq(svm_vm_destroy(fd, id), 0);
 	munmap(p, size);
 	free(buf);
 	return IGT_PASS;
@@ -312,9 +281,9 @@ static enum igt_result close_with_vms(void)
 		f = open(path, O_RDWR);
 	}
 	igt_assert(f >= 0);
-	igt_assert_eq(vm_create(f, &id), 0);
+	igt_assert_eq(svm_vm_create(f, &id), 0);
 	fill(p, size, 30);
-	igt_assert_eq(vm_access(f, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert_eq(svm_access(f, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
 	igt_assert_eq(check(buf, size, 30), -1);
 	igt_assert_eq(close(f), 0);
 	munmap(p, size);
@@ -359,20 +328,20 @@ static enum igt_result write_read_only(size_t size, int huge)
 	igt_assert(p && buf);
 	fill(p, size, 40);
 	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
-	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(svm_vm_create(fd, &id), 0);
 	/* Mapped by the GPU first, writable, so that the table holds the old entries. */
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
 	igt_assert_eq(check(buf, size, 40), -1);
 	igt_assert_eq(mprotect(p, size, PROT_READ), 0);
 	fill(buf, size, 41);
 	alarm(60);
-	igt_assert_errno(vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, NULL), EPERM);
+	igt_assert_errno(svm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, NULL), EPERM);
 	alarm(0);
 	/* Nothing was written, seen from the GPU and from the CPU. */
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
 	igt_assert_eq(check(buf, size, 40), -1);
 	igt_assert_eq(check(p, size, 40), -1);
-	igt_assert_eq(vm_destroy(fd, id), 0);
+	igt_assert_eq(svm_vm_destroy(fd, id), 0);
 	munmap(raw ? raw : p, raw ? size + 2 * MIB : size);
 	free(buf);
 	return IGT_PASS;
@@ -406,8 +375,8 @@ static enum igt_result write_cow(size_t size, int huge)
 	igt_assert_eq(pipe(go), 0);
 	fill(p, size, 42);
 	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
-	igt_assert_eq(vm_create(fd, &id), 0);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert_eq(svm_vm_create(fd, &id), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
 	pid = fork();
 	igt_assert(pid >= 0);
 	if (pid == 0) {
@@ -423,17 +392,17 @@ static enum igt_result write_cow(size_t size, int huge)
 	close(go[0]);
 	fill(buf, size, 43);
 	alarm(60);
-	status = vm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, NULL);
+	status = svm_access(fd, id, DRM_VGPU_VM_WRITE, p, size, buf, NULL);
 	alarm(0);
 	igt_assert_eq(write(go[1], "w", 1), 1);
 	close(go[1]);
 	igt_assert_eq(status, 0);
 	igt_assert_eq(check(p, size, 43), -1);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
 	igt_assert_eq(check(buf, size, 43), -1);
 	igt_assert_eq(waitpid(pid, &status, 0), pid);
 	igt_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	igt_assert_eq(vm_destroy(fd, id), 0);
+	igt_assert_eq(svm_vm_destroy(fd, id), 0);
 	munmap(raw ? raw : p, raw ? size + 2 * MIB : size);
 	free(buf);
 	return IGT_PASS;
@@ -464,24 +433,24 @@ static enum igt_result unaligned_access_in_device_thp(void)
 	igt_assert(p && buf);
 	fill(p, size, 44);
 	igt_assert_eq(migrate(fd, p, size, DRM_VGPU_MIGRATE_TO_DEVICE), 0);
-	igt_assert_eq(vm_create(fd, &id), 0);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p + PAGE, PAGE, buf, NULL), 0);
+	igt_assert_eq(svm_vm_create(fd, &id), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p + PAGE, PAGE, buf, NULL), 0);
 	igt_assert(holds(buf, PAGE, PAGE, 44));
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p + 5 * PAGE, 3 * PAGE, buf, NULL), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p + 5 * PAGE, 3 * PAGE, buf, NULL), 0);
 	igt_assert(holds(buf, 5 * PAGE, 3 * PAGE, 44));
 	/* A write to page 1 lands on page 1. */
 	for (size_t i = 0; i < PAGE; i++)
 		buf[i] = pattern(PAGE + i, 45);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_WRITE, p + PAGE, PAGE, buf, NULL), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_WRITE, p + PAGE, PAGE, buf, NULL), 0);
 	/* The GPU reads the whole range back, then the CPU. */
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, buf, NULL), 0);
 	igt_assert(holds(buf, 0, PAGE, 44));
 	igt_assert(holds(buf + PAGE, PAGE, PAGE, 45));
 	igt_assert(holds(buf + 2 * PAGE, 2 * PAGE, size - 2 * PAGE, 44));
 	igt_assert(holds(p, 0, PAGE, 44));
 	igt_assert(holds(p + PAGE, PAGE, PAGE, 45));
 	igt_assert(holds(p + 2 * PAGE, 2 * PAGE, size - 2 * PAGE, 44));
-	igt_assert_eq(vm_destroy(fd, id), 0);
+	igt_assert_eq(svm_vm_destroy(fd, id), 0);
 	munmap(raw, size + 2 * MIB);
 	free(buf);
 	return IGT_PASS;
@@ -513,19 +482,19 @@ static enum igt_result huge_read_only_access(void)
 		igt_assert(mmap(dst + off, win, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
 				mfd, 0) == dst + off);
 	memset(dst, 0xff, win);
-	igt_assert_eq(vm_create(fd, &id), 0);
+	igt_assert_eq(svm_vm_create(fd, &id), 0);
 	alarm(300);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, size, dst, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, size, dst, &faults), 0);
 	alarm(0);
 	igt_assert(faults >= size / win);
 	igt_assert_eq(check_zero(dst, win), -1);
 	/* The end is still mapped, the start was dropped to make room. */
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p + size - win, win, dst, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p + size - win, win, dst, &faults), 0);
 	igt_assert_eq(faults, 0);
-	igt_assert_eq(vm_access(fd, id, DRM_VGPU_VM_READ, p, win, dst, &faults), 0);
+	igt_assert_eq(svm_access(fd, id, DRM_VGPU_VM_READ, p, win, dst, &faults), 0);
 	igt_assert_eq(faults, 1);
 	igt_assert_eq(check_zero(dst, win), -1);
-	igt_assert_eq(vm_destroy(fd, id), 0);
+	igt_assert_eq(svm_vm_destroy(fd, id), 0);
 	munmap(dst, size);
 	munmap(p, size);
 	close(mfd);

@@ -100,11 +100,12 @@ impl Backing {
         if !word.is_aligned() {
             return Err(EINVAL);
         }
-        // SAFETY: An aligned word of our buffer, which lives as long as `self`. Other accesses
-        // to it are this function's, copies of the page by a migration (serialised against
-        // GPU accesses by the SVM's notifier lock: a page is unbound before it moves) and GPU
+        // An aligned word of our buffer, which lives as long as `self`. Other accesses to it
+        // are this function's, copies of the page by a migration (serialised against GPU
+        // accesses by the SVM's notifier lock: a page is unbound before it moves) and GPU
         // accesses to the page through another VM, which race with this one only as a
         // program's own GPU contexts racing on one word would.
+        // SAFETY: As above.
         Ok(unsafe { kernel::sync::atomic::Atomic::from_ptr(word) }
             .fetch_add(value, kernel::sync::atomic::Full))
     }

@@ -48,6 +48,7 @@ use kernel::uaccess::UserSlice;
 use crate::driver::VgpuDevice;
 use crate::uapi;
 use crate::vm::page_in;
+use crate::vm::through_bounce;
 use crate::vm::Access;
 use crate::vram;
 
@@ -527,9 +528,9 @@ impl SvmVm {
                 // write, so that the sync after it copies back only what the GPU wrote.
                 b.sync_for_device(&range, index);
                 if write {
-                    // SAFETY: `ptr` is the kernel address of the page the live DMA mapping
-                    // `a` covers, mapped by the process until the lock drops; `buf` is a
-                    // distinct page.
+                    // `ptr` is the kernel address of the page the live DMA mapping `a`
+                    // covers, mapped by the process until the lock drops; `buf` is distinct.
+                    // SAFETY: As above.
                     unsafe {
                         core::ptr::copy_nonoverlapping(buf.as_ptr(), ptr.as_ptr(), PAGE_SIZE)
                     };
@@ -617,30 +618,9 @@ impl SvmVm {
         chunk: usize,
         acc: &mut Access,
     ) -> Result {
-        let (start, end) = (span.start(), span.end());
-        let size = end - start;
-        let chunk = size.min(chunk);
-        // Held for the whole access: charged to the caller.
-        let mut bounce = KVVec::from_elem(0u8, chunk, GFP_KERNEL_ACCOUNT)?;
-        let (mut source, mut destination) =
-            UserSlice::new(UserPtr::from_addr(user), size).reader_writer();
-        let mut addr = start;
-        while addr < end {
-            if fatal_signal_pending() {
-                return Err(EINTR);
-            }
-            let n = (end - addr).min(chunk);
-            let buf = &mut bounce[..n];
-            if write {
-                source.read_slice(buf)?;
-            }
-            self.access_faulting(addr, addr + n, buf, write, acc)?;
-            if !write {
-                destination.write_slice(buf)?;
-            }
-            addr += n;
-        }
-        Ok(())
+        through_bounce(span.start(), span.end(), user, write, chunk, |addr, buf| {
+            self.access_faulting(addr, addr + buf.len(), buf, write, acc)
+        })
     }
 
     /// `DRM_IOCTL_VGPU_VM_PREFETCH`: serves a fault on every range of `span` now.

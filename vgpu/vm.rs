@@ -73,6 +73,47 @@ pub(crate) fn page_in(buf: &mut [u8], off: usize) -> Result<&mut [u8; PAGE_SIZE]
         .map_err(|_| EINVAL)
 }
 
+/// A GPU access of `[start, end)` (page-aligned) from or into the calling process's buffer at
+/// `user`, through a kernel bounce buffer of at most `chunk` bytes (a non-zero multiple of a
+/// page), a chunk at a time: the user copies cannot run under a page table's lock.
+/// `access(addr, buf)` makes the GPU read the chunk at `addr` into `buf` (or, with `write`,
+/// write `buf` there). The bounce buffer lives as long as the access: charged to the caller.
+pub(crate) fn through_bounce(
+    start: usize,
+    end: usize,
+    user: usize,
+    write: bool,
+    chunk: usize,
+    mut access: impl FnMut(usize, &mut [u8]) -> Result,
+) -> Result {
+    let size = end.checked_sub(start).ok_or(EINVAL)?;
+    if chunk == 0 || chunk % PAGE_SIZE != 0 {
+        return Err(EINVAL);
+    }
+    let chunk = size.min(chunk);
+    let mut bounce = KVVec::from_elem(0u8, chunk, GFP_KERNEL_ACCOUNT)?;
+    // Both advance chunk by chunk; only one of them is used.
+    let (mut source, mut destination) =
+        UserSlice::new(UserPtr::from_addr(user), size).reader_writer();
+    let mut addr = start;
+    while addr < end {
+        if fatal_signal_pending() {
+            return Err(EINTR);
+        }
+        let n = (end - addr).min(chunk);
+        let buf = &mut bounce[..n];
+        if write {
+            source.read_slice(buf)?;
+        }
+        access(addr, buf)?;
+        if !write {
+            destination.write_slice(buf)?;
+        }
+        addr += n;
+    }
+    Ok(())
+}
+
 /// Counters of one GPU access.
 #[derive(Default)]
 pub(crate) struct Access {
@@ -592,37 +633,14 @@ impl GpuVm {
         chunk: usize,
         acc: &mut Access,
     ) -> Result {
-        let size = end.checked_sub(start).ok_or(EINVAL)?;
-        if chunk == 0 || chunk % PAGE_SIZE != 0 {
-            return Err(EINVAL);
-        }
-        let chunk = size.min(chunk);
-        let mut bounce = KVVec::from_elem(0u8, chunk, GFP_KERNEL)?;
-        // Both advance chunk by chunk; only one of them is used.
-        let (mut source, mut destination) =
-            UserSlice::new(UserPtr::from_addr(user), size).reader_writer();
-        let mut addr = start;
-        while addr < end {
-            if fatal_signal_pending() {
-                return Err(EINTR);
-            }
-            let n = (end - addr).min(chunk);
-            let buf = &mut bounce[..n];
-            if write {
-                source.read_slice(buf)?;
-            }
+        through_bounce(start, end, user, write, chunk, |addr, buf| {
             let mut part = Access::default();
-            let res = self.access_faulting(addr, addr + n, buf, write, &mut part);
+            let res = self.access_faulting(addr, addr + buf.len(), buf, write, &mut part);
             acc.pages += part.pages;
             acc.faults += part.faults;
             acc.chunk_faults = acc.chunk_faults.max(part.faults);
-            res?;
-            if !write {
-                destination.write_slice(buf)?;
-            }
-            addr += n;
-        }
-        Ok(())
+            res
+        })
     }
 
     /// The GPU reading (or with `write`, writing) `[start, end)` from (into) `bounce`:

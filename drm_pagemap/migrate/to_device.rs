@@ -142,6 +142,7 @@ impl Placement<'_> {
         let mut moving = 0;
         let mut from_peer = 0;
         let mut i = 0;
+        // One pass over the arrays: each round moves past at least one entry.
         while i < npages {
             let s = pfns.src()[i];
             if s & MIGRATE == 0 {
