@@ -151,6 +151,11 @@ pub struct Inner<D: Driver> {
 /// What [`Gpusvm::lock`] protects: the notifiers, keyed by start.
 pub struct Outer<D: Driver> {
     notifiers: RBTree<usize, Pin<KBox<Notifier<Watch<D>>>>>,
+    /// The start of the one notifier kept without ranges: the last one emptied, so that a
+    /// fault coming back to its chunk (a buffer freed and allocated again, the common case)
+    /// neither removes nor inserts one. At most one: empty notifiers never pile up. The C
+    /// version removes a notifier with its last range.
+    spare: Option<usize>,
 }
 
 /// A notifier's data: the SVM it belongs to.
@@ -287,7 +292,10 @@ impl<D: Driver> Gpusvm<D> {
             chunks,
             max_pages,
             outer <- Mutex::new(
-                Outer { notifiers: RBTree::new() },
+                Outer {
+                    notifiers: RBTree::new(),
+                    spare: None,
+                },
                 classes.outer.0,
                 classes.outer.1,
             ),
@@ -524,12 +532,12 @@ impl<'a, D: Driver> Svm<'a, D> {
                 }
             }
         }
-        // A notifier added for nothing (a fault at a hole, say) goes, or faults at junk
+        // A notifier added for nothing (a fault at a hole, say) is retired, or faults at junk
         // addresses would pile them up.
         let key = addr & !(self.svm.notifier_size - 1);
         let unused = self.svm.inner.lock().slots.get(&key).is_none();
-        if unused {
-            drop(self.guard.notifiers.remove(&key));
+        if unused && self.guard.notifiers.get(&key).is_some() {
+            self.retire_notifier(key);
         }
         res
     }
@@ -543,8 +551,11 @@ impl<'a, D: Driver> Svm<'a, D> {
         let key = addr & !(svm.notifier_size - 1);
         let notifier_span = key..key.saturating_add(svm.notifier_size);
         let user = svm.mm.mmget_not_zero().ok_or(EFAULT)?;
-        // A notifier first (it must watch the range before its pages are looked at).
-        if self.guard.notifiers.get(&key).is_none() {
+        // A notifier first (it must watch the range before its pages are looked at): the spare
+        // if it is this chunk's.
+        if self.guard.spare == Some(key) {
+            self.guard.spare = None;
+        } else if self.guard.notifiers.get(&key).is_none() {
             self.add_notifier(&user, key)?;
         }
         // Allocated before the notifier lock; most faults find their range and free them.
@@ -667,9 +678,20 @@ impl<'a, D: Driver> Svm<'a, D> {
             GFP_KERNEL_ACCOUNT,
         )?;
         let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-        // INVARIANT: The notifier points here and is removed by `collect_garbage` or drop.
+        // INVARIANT: The notifier points here and is removed when retired or with the SVM.
         self.guard.notifiers.insert(node.into_node(key, notifier));
         Ok(())
+    }
+
+    /// Retires the notifier at `key`, which watches no range any more (outside the notifier
+    /// lock: removing one waits for its running invalidations, which take that lock). It
+    /// stays as the spare; the previous spare goes.
+    fn retire_notifier(&mut self, key: usize) {
+        if let Some(old) = self.guard.spare.replace(key) {
+            if old != key {
+                drop(self.guard.notifiers.remove(&old));
+            }
+        }
     }
 
     /// The notifier watching `range`.
@@ -681,8 +703,9 @@ impl<'a, D: Driver> Svm<'a, D> {
             .ok_or(ENOENT)
     }
 
-    /// Destroys every range marked unmapped, and the notifiers left without ranges (the C
-    /// driver's garbage collector, run at the start of a fault). Returns how many ranges went.
+    /// Destroys every range marked unmapped, and retires the notifiers left without ranges
+    /// (the C driver's garbage collector, run at the start of a fault). Returns how many
+    /// ranges went.
     pub fn collect_garbage(&mut self) -> usize {
         let pending = self.svm.inner.lock().garbage;
         if pending == 0 {
@@ -692,8 +715,8 @@ impl<'a, D: Driver> Svm<'a, D> {
     }
 
     /// Destroys every range that does not overlap `keep` (the GPU page table is a cache of CPU
-    /// mappings: what goes faults again when next used), and the notifiers left without
-    /// ranges. Returns how many ranges went.
+    /// mappings: what goes faults again when next used), and retires the notifiers left
+    /// without ranges. Returns how many ranges went.
     pub fn shrink(&mut self, keep: &Span<usize>) -> usize {
         let all = self.svm.inner.lock().ranges;
         self.remove_where(all, |e| {
@@ -701,8 +724,8 @@ impl<'a, D: Driver> Svm<'a, D> {
         })
     }
 
-    /// Removes at most `max` ranges for which `doomed` holds, unbound and unmapped, and the
-    /// notifiers left without ranges.
+    /// Removes at most `max` ranges for which `doomed` holds, unbound and unmapped, and retires
+    /// the notifiers left without ranges.
     fn remove_where(&mut self, max: usize, doomed: impl Fn(&Entry) -> bool) -> usize {
         // In batches: room for each is allocated before the notifier lock.
         let mut removed = 0;
@@ -773,11 +796,10 @@ impl<'a, D: Driver> Svm<'a, D> {
         }
         let removed = entries.len();
         drop(entries);
-        // Their notifiers go too, outside the notifier lock (removal waits for running
-        // invalidations, which take it). No range was created there meanwhile: that needs
+        // Their notifiers are retired too. No range was created there meanwhile: that needs
         // the outer lock, held.
         for key in keys.iter() {
-            drop(self.guard.notifiers.remove(key));
+            self.retire_notifier(*key);
         }
         removed
     }
@@ -812,7 +834,7 @@ impl<'a, D: Driver> Svm<'a, D> {
             }
             *ranges -= 1;
             *pages -= entry.range.npages();
-            // Its notifier goes with the last range under it.
+            // Its notifier is retired with the last range under it.
             let empty = slot.tree.is_empty();
             if empty {
                 drop(slots.remove(&range.notifier));
@@ -820,7 +842,7 @@ impl<'a, D: Driver> Svm<'a, D> {
             drop(inner);
             drop(entry);
             if empty {
-                drop(self.guard.notifiers.remove(&range.notifier));
+                self.retire_notifier(range.notifier);
             }
         }
     }

@@ -446,8 +446,9 @@ mod tests {
         Ok(())
     }
 
-    /// Each `notifier_size` chunk of the address space has its notifier, removed with its
-    /// last range; a range no longer in the SVM reports `EFAULT`.
+    /// Each `notifier_size` chunk of the address space has its notifier, retired with its
+    /// last range: the last one retired stays as a spare (reused by the next fault in its
+    /// chunk), the one before goes; a range no longer in the SVM reports `EFAULT`.
     #[test]
     fn one_notifier_per_chunk() -> Result {
         let cases: [(&'static CStr, usize, usize); 2] = [
@@ -471,23 +472,33 @@ mod tests {
             assert_eq!(counts(&env), (2, 1));
             assert_eq!(collect(&env), 1);
             assert_eq!(counts(&env), (1, 0));
-            // The first chunk's notifier went (2 MiB), or the shared one stays (4 MiB).
-            assert_eq!(env.svm.lock().notifiers(), 1);
+            // The first chunk's notifier is the spare (2 MiB), or the shared one stays (4 MiB).
+            assert_eq!(env.svm.lock().notifiers(), notifiers);
             assert_eq!(get_pages(&env, &r1, true).err(), Some(EFAULT));
             assert!(valid(&env, &r2));
             assert_eq!(get_pages(&env, &r2, true)?, (SZ_2M / P, 0, false));
 
-            // The last range of a notifier takes it along.
+            // The last range of a notifier retires it: the spare now (the first chunk's went).
             munmap(b + SZ_2M, P)?;
             assert!(r2.is_unmapped());
             assert_eq!(collect(&env), 1);
             assert_eq!(counts(&env), (0, 0));
-            assert_eq!(env.svm.lock().notifiers(), 0);
+            assert_eq!(env.svm.lock().notifiers(), 1);
             assert_eq!(get_pages(&env, &r2, true).err(), Some(EFAULT));
             assert_eq!(collect(&env), 0);
-            // A fault at a hole leaves no notifier behind.
+            // A fault at a hole leaves no notifier behind but the one spare.
             assert!(fault(&env, b, true).is_err());
-            assert_eq!(env.svm.lock().notifiers(), 0);
+            assert_eq!(env.svm.lock().notifiers(), 1);
+            // The spare serves the next fault in its chunk (the hole's, now), which mirrors
+            // the CPU's mapping as a fresh notifier would.
+            mmap_at(b, SZ_2M, PROT_READ | PROT_WRITE)?;
+            let r3 = fault(&env, b, true)?.range;
+            assert_eq!(env.svm.lock().notifiers(), 1);
+            assert_eq!(get_pages(&env, &r3, true)?, (SZ_2M / P, 0, false));
+            munmap(b, P)?;
+            assert!(r3.is_unmapped());
+            assert_eq!(collect(&env), 1);
+            assert_eq!(env.svm.lock().notifiers(), 1);
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configures and builds the test kernel into the cache, keyed by kernel version,
+# Configures and builds the test kernel (or, with the argument bench, the bench kernel:
+# the same without the detectors) into the cache, keyed by kernel version,
 # config fragment and toolchain, so a second run costs nothing. Also builds the
 # kernel's own HMM selftest binary (hmm-tests) for the initramfs.
 # Prints the build directory (KDIR) on stdout.
@@ -7,7 +8,18 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 . "$SVM_CACHE/setup.env"
 
+# FLAVOUR: test (the default: with the detectors) or bench (without them).
+flavour=${1:-test}
 frag="$SVM_TOP/scripts/kernel.config"
+case $flavour in
+test) ;;
+bench)
+	mkdir -p "$SVM_CACHE/kernel"
+	sed '/^# --- test kernel only ---$/q' "$SVM_TOP/scripts/kernel.config" >"$SVM_CACHE/kernel/bench.config"
+	frag="$SVM_CACHE/kernel/bench.config"
+	;;
+*) die "unknown kernel flavour '$flavour'" ;;
+esac
 key=$( { echo "$KVER"; rustc --version; echo "$SVM_LLVM"; cat "$frag"; } | sha256sum | cut -c1-16)
 kdir="$SVM_CACHE/kernel/$KVER-$key"
 kmake=(make -C "$KSRC" O="$kdir" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" -j"$SVM_JOBS")

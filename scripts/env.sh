@@ -21,11 +21,11 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 rustc_version() { rustc --version | awk '{print $2}'; }
 
-# Sets up the machine and the test kernel (both cached), then sets KDIR and the variables
-# of setup.env (KSRC, RUST_LIB_SRC).
+# prepare_kernel [FLAVOUR]: sets up the machine and the kernel (test, the default, or bench;
+# both cached), then sets KDIR and the variables of setup.env (KSRC, RUST_LIB_SRC).
 prepare_kernel() {
 	bash "$SVM_TOP/scripts/setup.sh"
-	KDIR=$(bash "$SVM_TOP/scripts/build-kernel.sh")
+	KDIR=$(bash "$SVM_TOP/scripts/build-kernel.sh" "${1:-test}")
 	. "$SVM_CACHE/setup.env"
 }
 
@@ -40,13 +40,31 @@ build_modules_and_tests() {
 	bash "$SVM_TOP/scripts/build-tests.sh" "$KDIR" "$SVM_TOP/build/tests"
 }
 
+# Builds the modules against the bench kernel (KDIR) in a copy of the sources of their own,
+# $SVM_TOP/build/modules-bench (bindings and objects depend on the kernel's configuration, so
+# the checkout's, made for the test kernel, are never shared), and sets SVM_MODDIR to it.
+build_bench_modules() {
+	SVM_MODDIR="$SVM_TOP/build/modules-bench"
+	mkdir -p "$SVM_MODDIR"
+	# What git ignores is build output: not copied, and not deleted from the copy (so the
+	# copy's own build is incremental).
+	rsync -a --delete --filter=':- .gitignore' --exclude /.git --exclude /build \
+		"$SVM_TOP/" "$SVM_MODDIR/"
+	make -C "$KDIR" M="$SVM_MODDIR" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" \
+		-j"$SVM_JOBS" -s modules
+	export SVM_MODDIR
+}
+
 # vm_report MODE MARKER TIMEOUT: boots the VM in MODE (modules and tests built first) and
 # prints what its log holds between SVM-MARKER-BEGIN and SVM-MARKER-END; fails if the end
-# marker is missing. For the reports that are not tests (make bench, make profile).
+# marker is missing. For the reports that are not tests (make bench, make profile): they run
+# on the bench kernel, the test kernel without its detectors (KASAN, kmemleak, lockdep,
+# DEBUG_VM, fault injection, Rust debug assertions), whose costs would be timed otherwise.
 vm_report() {
 	local mode=$1 marker=$2 timeout=$3 out="$SVM_TOP/build"
-	prepare_kernel
-	build_modules_and_tests
+	prepare_kernel bench
+	build_bench_modules
+	bash "$SVM_TOP/scripts/build-tests.sh" "$KDIR" "$out/tests"
 	SVM_VM_TIMEOUT=${SVM_VM_TIMEOUT:-$timeout} bash "$SVM_TOP/scripts/vm.sh" "$mode" "$KDIR" "$out"
 	local vmlog="$out/vm-$mode.log"
 	if ! grep -q "^SVM-$marker-END" "$vmlog"; then

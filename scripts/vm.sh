@@ -19,8 +19,9 @@ mkdir -p "$root"/{bin,lib/svm,tests,proc,sys,dev,tmp}
 
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$SVM_TOP/scripts/vm-init.sh" "$root/init"
+# The modules are the checkout's, or (SVM_MODDIR) those built for another kernel.
 for m in drm_pagemap pagemap_util gpusvm vgpu; do
-	cp "$SVM_TOP/$m.ko" "$root/lib/svm/"
+	cp "${SVM_MODDIR:-$SVM_TOP}/$m.ko" "$root/lib/svm/"
 done
 cp "$kdir/lib/test_hmm.ko" "$root/lib/svm/"
 cp "$kdir/hmm-tests" "$out"/tests/* "$root/tests/"

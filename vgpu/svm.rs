@@ -408,7 +408,7 @@ impl SvmVm {
                 evicted = true;
             }
             let ctx = self.ctx(found.writable, atomic);
-            match self.serve(&svm, &range, &ctx, addr) {
+            match self.serve(&svm, &range, &ctx, addr, found.created) {
                 Ok(true) => return Ok(()),
                 // Raced (an invalidation, a CPU access taking an atomic's page back): again.
                 Ok(false) => {}
@@ -441,6 +441,7 @@ impl SvmVm {
         range: &Arc<Range>,
         ctx: &Ctx,
         addr: usize,
+        created: bool,
     ) -> Result<bool> {
         let stats = self.stats();
         let atomic = ctx.devmem_only;
@@ -448,7 +449,11 @@ impl SvmVm {
             .target(addr, atomic)
             .filter(|_| range.devmem_possible());
         if let Some(pm) = &target {
-            if svm.scan(range, ctx.owner, Some(pm))? != Scan::Equal {
+            // A range just created was never placed: it migrates at once (a migration leaves
+            // what is there already, at the cost of a scan), where an older one, invalidated
+            // (its data may well be where it should), is scanned first.
+            let placed = !created && svm.scan(range, ctx.owner, Some(pm))? == Scan::Equal;
+            if !placed {
                 match self.place(svm, range, pm, atomic) {
                     Ok(()) => {}
                     // Pages busy (a racing CPU fault, migration): again.
