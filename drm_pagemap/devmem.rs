@@ -607,6 +607,21 @@ impl Zdd {
         }
     }
 
+    /// The allocation `page` belongs to, borrowed (no reference taken: a migration looks it up
+    /// for every page it collects).
+    ///
+    /// # Safety
+    ///
+    /// As [`Zdd::of_page`].
+    pub(crate) unsafe fn devmem_of_page<'a>(page: *mut ffi::page) -> &'a Arc<Devmem> {
+        // SAFETY: Per the contract the page is in use, so its data is a live `Zdd` (as in
+        // `of_page`) for `'a`.
+        unsafe {
+            let raw = ffi::svm_page_zone_device_data(page);
+            &(*raw.map_addr(|a| a & !RETIRED).cast::<Self>().cast_const()).devmem
+        }
+    }
+
     /// Marks `page`'s folio as migrated to system memory: an eviction skips it from now on
     /// (as the C `DRM_PAGEMAP_ZDD_FLAG_MIGRATED`).
     ///

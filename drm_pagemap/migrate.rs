@@ -139,9 +139,9 @@ fn count_moved_back(pfns: &Pfns<'_>, dir: Direction) {
         };
         if let Some(devmem) = pfns.devmem_of(i).filter(|_| s & MIGRATE != 0 && d != 0) {
             match &mut current {
-                Some((cur, pages)) if Arc::ptr_eq(cur, &devmem) => *pages += n,
+                Some((cur, pages)) if Arc::ptr_eq(cur, devmem) => *pages += n,
                 _ => {
-                    if let Some((cur, pages)) = current.replace((devmem, n)) {
+                    if let Some((cur, pages)) = current.replace((devmem.clone(), n)) {
                         cur.stats().count(dir, pages);
                     }
                 }

@@ -424,6 +424,12 @@ impl<D: Driver> Svm<'_, D> {
         if start < range.start() || end > range.end() {
             return Err(EINVAL);
         }
+        // A range no longer in the SVM (collected, dropped as a cache): its notifier may be
+        // the spare, or serve newer ranges; nothing to look at for it (`ENOENT`, as when its
+        // notifier is gone).
+        if self.notifier_lock().entry(range).is_none() {
+            return Err(ENOENT);
+        }
         let user = svm.mm().mmget_not_zero().ok_or(EFAULT)?;
         let mut hmm = ffi::hmm_range {
             notifier: notifier.as_raw(),

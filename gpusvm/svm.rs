@@ -210,7 +210,8 @@ pub struct Ctx {
 /// # Invariants
 ///
 /// Every notifier in `outer` has a `Watch` pointing at `self`, and is removed (dropped) before
-/// `self` is: by [`Svm::collect_garbage`] or in drop.
+/// `self` is: when retired after the spare it was (`Svm::retire_notifier`), when a fault that
+/// added it fails, or in drop.
 #[pin_data(PinnedDrop)]
 pub struct Gpusvm<D: Driver> {
     mm: ARef<Mm>,

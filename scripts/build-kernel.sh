@@ -14,9 +14,18 @@ frag="$SVM_TOP/scripts/kernel.config"
 case $flavour in
 test) ;;
 bench)
-	mkdir -p "$SVM_CACHE/kernel"
-	sed '/^# --- test kernel only ---$/q' "$SVM_TOP/scripts/kernel.config" >"$SVM_CACHE/kernel/bench.config"
-	frag="$SVM_CACHE/kernel/bench.config"
+	# The fragment down to the marker; a release of its own, so that modules built for one
+	# kernel are refused by the other (their layouts differ: lockdep grows every lock); and
+	# none of the Rust checks (overflow checks are on by default).
+	grep -qx -- '# --- test kernel only ---' "$frag" || die "no test-only marker in $frag"
+	bench_frag=$(mktemp)
+	trap 'rm -f "$bench_frag"' EXIT
+	{
+		sed '/^# --- test kernel only ---$/q' "$frag"
+		echo 'CONFIG_LOCALVERSION="-bench"'
+		echo '# CONFIG_RUST_OVERFLOW_CHECKS is not set'
+	} >"$bench_frag"
+	frag=$bench_frag
 	;;
 *) die "unknown kernel flavour '$flavour'" ;;
 esac

@@ -40,19 +40,21 @@ build_modules_and_tests() {
 	bash "$SVM_TOP/scripts/build-tests.sh" "$KDIR" "$SVM_TOP/build/tests"
 }
 
-# Builds the modules against the bench kernel (KDIR) in a copy of the sources of their own,
-# $SVM_TOP/build/modules-bench (bindings and objects depend on the kernel's configuration, so
-# the checkout's, made for the test kernel, are never shared), and sets SVM_MODDIR to it.
+# The modules built for the bench kernel, in a copy of the sources of their own (bindings and
+# objects depend on the kernel's configuration: the checkout's, made for the test kernel, are
+# never shared).
+BENCH_MODDIR="$SVM_TOP/build/modules-bench"
+
+# Builds the modules against the bench kernel (KDIR) in BENCH_MODDIR.
 build_bench_modules() {
-	SVM_MODDIR="$SVM_TOP/build/modules-bench"
-	mkdir -p "$SVM_MODDIR"
+	mkdir -p "$BENCH_MODDIR"
 	# What git ignores is build output: not copied, and not deleted from the copy (so the
-	# copy's own build is incremental).
-	rsync -a --delete --filter=':- .gitignore' --exclude /.git --exclude /build \
-		"$SVM_TOP/" "$SVM_MODDIR/"
-	make -C "$KDIR" M="$SVM_MODDIR" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" \
+	# copy's own build is incremental). Files that changed get the time of the copy, not the
+	# source's (an edit made while the copy's objects were built is newer than them).
+	rsync -rlpD --checksum --delete --filter=':- .gitignore' --exclude /.git --exclude /build \
+		"$SVM_TOP/" "$BENCH_MODDIR/"
+	make -C "$KDIR" M="$BENCH_MODDIR" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" \
 		-j"$SVM_JOBS" -s modules
-	export SVM_MODDIR
 }
 
 # vm_report MODE MARKER TIMEOUT: boots the VM in MODE (modules and tests built first) and
@@ -65,7 +67,8 @@ vm_report() {
 	prepare_kernel bench
 	build_bench_modules
 	bash "$SVM_TOP/scripts/build-tests.sh" "$KDIR" "$out/tests"
-	SVM_VM_TIMEOUT=${SVM_VM_TIMEOUT:-$timeout} bash "$SVM_TOP/scripts/vm.sh" "$mode" "$KDIR" "$out"
+	SVM_VM_TIMEOUT=${SVM_VM_TIMEOUT:-$timeout} bash "$SVM_TOP/scripts/vm.sh" "$mode" "$KDIR" "$out" \
+		"$BENCH_MODDIR"
 	local vmlog="$out/vm-$mode.log"
 	if ! grep -q "^SVM-$marker-END" "$vmlog"; then
 		grep -E 'SVM-|BUG|WARNING|Oops' "$vmlog" | tail -20 >&2

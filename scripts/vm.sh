@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds the initramfs (busybox, the modules, test_hmm.ko, the test programs) and boots it
-# under QEMU/TCG with a hard timeout. Usage: vm.sh MODE KDIR OUTDIR
+# under QEMU/TCG with a hard timeout. Usage: vm.sh MODE KDIR OUTDIR [MODDIR]
 #   MODE is check, bounce (check's migrations again with every DMA mapping bounced through
 #   swiotlb), run, shell (an interactive shell on the console: stdin is passed to it),
 #   bench, profile, stress or deadline (the runner's own deadline check); the serial
-#   log is kept in OUTDIR/vm-MODE.log.
+#   log is kept in OUTDIR/vm-MODE.log. MODDIR holds the modules (default: the checkout's; the
+#   bench's are built for the bench kernel in a directory of their own).
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
-mode=$1 kdir=$2 out=$3
+mode=$1 kdir=$2 out=$3 moddir=${4:-$SVM_TOP}
 timeout_s=${SVM_VM_TIMEOUT:-600}
 # Every test program must have ended this many seconds after boot (vm-init.sh cuts each
 # program's deadline to it), leaving time for the kernel log dump before the timeout.
@@ -19,9 +20,8 @@ mkdir -p "$root"/{bin,lib/svm,tests,proc,sys,dev,tmp}
 
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$SVM_TOP/scripts/vm-init.sh" "$root/init"
-# The modules are the checkout's, or (SVM_MODDIR) those built for another kernel.
 for m in drm_pagemap pagemap_util gpusvm vgpu; do
-	cp "${SVM_MODDIR:-$SVM_TOP}/$m.ko" "$root/lib/svm/"
+	cp "$moddir/$m.ko" "$root/lib/svm/"
 done
 cp "$kdir/lib/test_hmm.ko" "$root/lib/svm/"
 cp "$kdir/hmm-tests" "$out"/tests/* "$root/tests/"

@@ -386,7 +386,8 @@ static double vm_read_us(int fd, uint32_t id, uint8_t *p, uint8_t *dst, uint64_t
  * (a hit). Returns the fault's microseconds, or < 0 (EPROTO: the data read back, or where the
  * range ended up, is not what the row says).
  */
-static double fault_sample(int fd, uint32_t id, size_t size, int device, uint8_t *dst)
+static double fault_sample(int fd, uint32_t id, size_t size, int device, uint8_t *dst,
+			   struct drm_vgpu_residency *where)
 {
 	size_t len = size == 4096 ? 3 * 4096 : 6 * MIB;
 	uint8_t *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -424,11 +425,10 @@ static double fault_sample(int fd, uint32_t id, size_t size, int device, uint8_t
 		hit = -1, errno = EPROTO;
 	/* The row measured what it says only if the range is where it says. */
 	if (hit >= 0) {
-		struct drm_vgpu_residency r = { .start = (uintptr_t)p, .size = size };
-
-		if (ioctl(fd, DRM_IOCTL_VGPU_RESIDENCY, &r))
+		*where = (struct drm_vgpu_residency){ .start = (uintptr_t)p, .size = size };
+		if (ioctl(fd, DRM_IOCTL_VGPU_RESIDENCY, where))
 			hit = -1;
-		else if ((device ? r.local : r.system) != size / 4096)
+		else if ((device ? where->local : where->system) != size / 4096)
 			hit = -1, errno = EPROTO;
 	}
 	/* A hit can take as long as a cheap miss: never below zero. */
@@ -456,19 +456,27 @@ static int fault_table(int fd)
 
 	if (!dst || ioctl(fd, DRM_IOCTL_VGPU_VM_CREATE, &c)) {
 		printf("fault service: no VM (errno %d)\n", errno);
+		free(dst);
 		return 1;
 	}
-	for (int i = 0; i < FAULT_REPS; i++) {
-		for (int r = 0; r < ROWS; r++) {
-			us[r][i] = fault_sample(fd, c.vm_id, rows[r].size, rows[r].device, dst);
+	for (int i = 0; i < FAULT_REPS && !failed; i++) {
+		for (int r = 0; r < ROWS && !failed; r++) {
+			struct drm_vgpu_residency w = { 0 };
+
+			us[r][i] = fault_sample(fd, c.vm_id, rows[r].size, rows[r].device, dst, &w);
 			if (us[r][i] < 0) {
-				printf("fault service: %s failed: errno %d\n", rows[r].what, errno);
-				return 1;
+				printf("fault service: %s failed: errno %d (pages: %llu system, %llu "
+				       "local, %llu peer, %llu none)\n", rows[r].what, errno,
+				       (unsigned long long)w.system, (unsigned long long)w.local,
+				       (unsigned long long)w.peer, (unsigned long long)w.none);
+				failed = 1;
 			}
 		}
 		copy[0][i] = 4096 / (memcpy_gbps(4096) * 1e3);
 		copy[1][i] = 2 * MIB / (memcpy_gbps(2 * MIB) * 1e3);
 	}
+	if (failed)
+		goto out;
 	printf("GPU fault service (GPU0): from a GPU read that misses in the GPU page table to the "
 	       "range mapped, in microseconds (the miss less the same read once it hits): median "
 	       "(min-max) of %d samples, rows interleaved; beside one memcpy of the range's size "
@@ -482,6 +490,7 @@ static int fault_table(int fd)
 		printf("| %s | %.0f (%.0f-%.0f) | %.1f | %.2f |\n", rows[r].what, f.med, f.min,
 		       f.max, m.med, f.med / m.med);
 	}
+out:
 	ioctl(fd, DRM_IOCTL_VGPU_VM_DESTROY, &(struct drm_vgpu_vm_destroy){ .vm_id = c.vm_id });
 	free(dst);
 	return failed;

@@ -15,6 +15,7 @@
 use core::ops::Range as Span;
 
 use drm_pagemap::pagemap;
+use drm_pagemap::pagemap::Folios;
 use drm_pagemap::pagemap::Interconnect;
 use drm_pagemap::pagemap::MigrateDetails;
 use drm_pagemap::pagemap::Pagemap;
@@ -449,10 +450,16 @@ impl SvmVm {
             .target(addr, atomic)
             .filter(|_| range.devmem_possible());
         if let Some(pm) = &target {
-            // A range just created was never placed: it migrates at once (a migration leaves
-            // what is there already, at the cost of a scan), where an older one, invalidated
-            // (its data may well be where it should), is scanned first.
-            let placed = !created && svm.scan(range, ctx.owner, Some(pm))? == Scan::Equal;
+            // A range just created was never placed. A whole huge one, with huge device folios,
+            // migrates at once, without a scan first: where its data is in that memory already
+            // the migration moves nothing, but it still locks and unmaps the pages for a moment
+            // and invalidates other mirrors of them (as Xe's fault path does for every new
+            // range). A smaller new range may lie inside a device huge folio, which that would
+            // split; an older one, invalidated, may well be in place: those are scanned first.
+            let fresh_huge = created
+                && range.npages() == SZ_2M / PAGE_SIZE
+                && vram::folios(&self.drm) == Folios::Huge;
+            let placed = !fresh_huge && svm.scan(range, ctx.owner, Some(pm))? == Scan::Equal;
             if !placed {
                 match self.place(svm, range, pm, atomic) {
                     Ok(()) => {}

@@ -179,21 +179,21 @@ fn fill_and_copy(
         let n = span(s);
         // Not collected, a system page, or another driver's: stays.
         let devmem = match pfns.devmem_of(i) {
-            Some(devmem) if s & MIGRATE != 0 => devmem,
+            Some(devmem) if s & MIGRATE != 0 && which.takes(devmem) => devmem,
             _ => {
                 i += n;
                 continue;
             }
         };
-        if !which.takes(&devmem) {
-            i += n;
-            continue;
-        }
-        if let Some(owner) = &batch_owner {
-            if !Arc::ptr_eq(owner, &devmem) {
-                batch.flush(pfns, owner, dir)?;
+        // A reference is taken once per batch, not per page.
+        if batch_owner.as_ref().is_none_or(|o| !Arc::ptr_eq(o, devmem)) {
+            if let Some(owner) = batch_owner.replace(devmem.clone()) {
+                batch.flush(pfns, &owner, dir)?;
             }
         }
+        let Some(devmem) = &batch_owner else {
+            return Err(EINVAL);
+        };
         let dev = devmem.pagemap().device();
         let addr = if vma.is_some() {
             start + i * PAGE_SIZE
@@ -230,7 +230,6 @@ fn fill_and_copy(
                 pfns.add_run(&mut batch.runs, device_pfn + k, Some(system), 0)?;
             }
         }
-        batch_owner = Some(devmem);
         i += n;
     }
     if let Some(owner) = batch_owner {

@@ -301,16 +301,18 @@ impl Pfns<'_> {
             .is_some_and(|p| unsafe { ffi::svm_page_is_anon(p.as_ptr()) })
     }
 
-    /// The allocation whose device page source `i` is, for a page of [`Kind::Ours`].
-    pub(crate) fn devmem_of(&self, i: usize) -> Option<Arc<Devmem>> {
+    /// The allocation whose device page source `i` is, for a page of [`Kind::Ours`]; borrowed
+    /// while `self` is (clone it to keep it).
+    pub(crate) fn devmem_of(&self, i: usize) -> Option<&Arc<Devmem>> {
         if self.kind(i, None) != Kind::Ours {
             return None;
         }
         let page = self.src_page(i)?;
-        // A collected device page of a region with our ops, kept alive by the operation; its
-        // zone-device data was set by `Zdd::attach` before the page was handed to the core.
+        // A collected device page of a region with our ops, kept alive by the operation while
+        // `self` is lent; its zone-device data was set by `Zdd::attach` before the page was
+        // handed to the core.
         // SAFETY: As above.
-        Some(unsafe { Zdd::of_page(page.as_ptr()) }.devmem().clone())
+        Some(unsafe { Zdd::devmem_of_page(page.as_ptr()) })
     }
 
     /// Marks the device folio of source `i`, a page of ours whose data has just moved, so
@@ -513,7 +515,7 @@ impl Pfns<'_> {
         part: Option<usize>,
         dev: &Device,
     ) -> Result<PagemapAddr> {
-        let peer = self.devmem_of(i).ok_or(EINVAL)?;
+        let peer = self.devmem_of(i).ok_or(EINVAL)?.clone();
         let entry = self.entry(Side::Src, i)?;
         let head = self.src_pfn(i);
         let (pfn, order) = match part {
