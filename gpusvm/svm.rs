@@ -508,12 +508,16 @@ impl<'a, D: Driver> Svm<'a, D> {
     }
 
     /// Finds the range containing `addr`, or creates one: the largest chunk around it that
-    /// lies inside its mapping, its notifier and the GPU VA window, and overlaps no other range
-    /// (the C `drm_gpusvm_range_find_or_insert`). Errors: `EINVAL` outside the window, `EFAULT`
-    /// if no mapping holds `addr`, it is inaccessible (`PROT_NONE`; the C version gives `EPERM`
-    /// for a write there) or the address space is gone, `EPERM` for `ctx.write` on a
+    /// lies inside its mapping, its notifier, the GPU VA window and `gpuva`, and overlaps no
+    /// other range (the C `drm_gpusvm_range_find_or_insert`, whose `gpuva_start`/`gpuva_end`
+    /// are `gpuva`: the driver's GPU mapping around `addr`, split where its attributes differ,
+    /// such as the preferred location, so that a range has one set of them). A range found is
+    /// returned as it is: a driver that narrows a mapping removes the ranges across its new
+    /// edges ([`Self::remove_across`]). Errors: `EINVAL` outside the window or `gpuva`,
+    /// `EFAULT` if no mapping holds `addr`, it is inaccessible (`PROT_NONE`; the C version gives
+    /// `EPERM` for a write there) or the address space is gone, `EPERM` for `ctx.write` on a
     /// mapping without write permission, `EIO` for I/O and PFN mappings (no pages to mirror).
-    pub fn find_or_insert(&mut self, addr: usize, ctx: &Ctx) -> Result<Found> {
+    pub fn find_or_insert(&mut self, addr: usize, gpuva: Span<usize>, ctx: &Ctx) -> Result<Found> {
         // A range the CPU unmapped (in part) stays in the tree until collected: if one is in
         // the way, collect it, then try again; the same past the page budget (another munmap
         // racing with every try gives `EBUSY`).
@@ -521,7 +525,7 @@ impl<'a, D: Driver> Svm<'a, D> {
         let mut res = Err(EBUSY);
         // Three tries: garbage in the way, then ranges over the budget, each cleared once.
         for _ in 0..3 {
-            match self.try_find_or_insert(addr, ctx) {
+            match self.try_find_or_insert(addr, &gpuva, ctx) {
                 Ok(Some(mut found)) => {
                     found.collected = collected;
                     return Ok(found);
@@ -544,9 +548,14 @@ impl<'a, D: Driver> Svm<'a, D> {
     }
 
     /// [`Self::find_or_insert`], or `None` if a range marked unmapped is in the way.
-    fn try_find_or_insert(&mut self, addr: usize, ctx: &Ctx) -> Result<Option<Found>> {
+    fn try_find_or_insert(
+        &mut self,
+        addr: usize,
+        gpuva: &Span<usize>,
+        ctx: &Ctx,
+    ) -> Result<Option<Found>> {
         let svm = self.svm;
-        if !svm.va.contains(&addr) {
+        if !svm.va.contains(&addr) || !gpuva.contains(&addr) {
             return Err(EINVAL);
         }
         let key = addr & !(svm.notifier_size - 1);
@@ -604,10 +613,11 @@ impl<'a, D: Driver> Svm<'a, D> {
         let window = {
             let inner = svm.inner.lock();
             let tree = inner.slots.get(&key).map(|s| &s.tree);
-            svm.chunks
-                .window(addr, &[vma_span, notifier_span, svm.va.clone()], |w| {
-                    tree.is_none_or(|t| !overlaps(t, w))
-                })
+            svm.chunks.window(
+                addr,
+                &[vma_span, notifier_span, svm.va.clone(), gpuva.clone()],
+                |w| tree.is_none_or(|t| !overlaps(t, w)),
+            )
         }
         .ok_or(EINVAL)?;
         let npages = window.len() / PAGE_SIZE;
@@ -723,6 +733,31 @@ impl<'a, D: Driver> Svm<'a, D> {
         self.remove_where(all, |e| {
             e.range.end <= keep.start || e.range.start >= keep.end
         })
+    }
+
+    /// Destroys the range that `edge` cuts, if any (starting before it and ending after it: a
+    /// driver split its GPU mapping there, and what goes faults again into ranges on either
+    /// side), and retires its notifier if left without ranges. Returns how many ranges went.
+    pub fn remove_across(&mut self, edge: usize) -> usize {
+        // At most one range holds `edge`, in the notifier of its chunk (ranges never cross
+        // notifiers).
+        let key = edge & !(self.svm.notifier_size - 1);
+        let cut = {
+            let inner = self.svm.inner.lock();
+            inner
+                .slots
+                .get(&key)
+                .and_then(|s| containing(&s.tree, edge))
+                .filter(|e| e.range.start < edge)
+                .map(|e| e.range.clone())
+        };
+        match cut {
+            Some(range) => {
+                self.remove(&range);
+                1
+            }
+            None => 0,
+        }
     }
 
     /// Removes at most `max` ranges for which `doomed` holds, unbound and unmapped, and retires

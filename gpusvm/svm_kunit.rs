@@ -185,7 +185,9 @@ mod tests {
     }
 
     fn fault(env: &Env, addr: usize, write: bool) -> Result<Found> {
-        env.svm.lock().find_or_insert(addr, &ctx(write))
+        env.svm
+            .lock()
+            .find_or_insert(addr, 0..usize::MAX, &ctx(write))
     }
 
     /// The span of a new range created by a fault at `addr` (`EEXIST` if it found one).
@@ -543,6 +545,41 @@ mod tests {
         assert!(!f.created && f.range.span() == (edge - SZ_64K..edge));
         let (starts, n) = ranges_in(&env, edge - SZ_64K..edge + SZ_64K);
         assert_eq!((n, starts[0], starts[1]), (2, edge - SZ_64K, edge));
+        Ok(())
+    }
+
+    /// Ranges stay inside the driver's GPU mapping around the fault (`gpuva`, which the fault
+    /// address must be in); `remove_across` drops the one range a new mapping edge cuts.
+    #[test]
+    fn ranges_stay_inside_the_gpu_mapping() -> Result {
+        let b = reserve(SZ_4M, SZ_4M)?;
+        let env = Env::new(c"gpusvm_kunit_gpuva", ALL, SZ_4M)?;
+        let within = |addr: usize, gpuva: Span<usize>| -> Result<Span<usize>> {
+            Ok(env
+                .svm
+                .lock()
+                .find_or_insert(addr, gpuva, &ctx(false))?
+                .range
+                .span())
+        };
+        let (mid, end) = (b + SZ_1M, b + SZ_4M);
+        let c = mid + SZ_1M / 2;
+        assert_eq!(within(c, mid..end)?, c..c + SZ_64K);
+        assert_eq!(within(b + P, b..mid)?, b..b + SZ_64K);
+        assert_eq!(within(b + SZ_2M, mid..end)?, b + SZ_2M..end);
+        assert_eq!(within(b + P, mid..end).err(), Some(EINVAL));
+        assert_eq!(counts(&env), (3, 0));
+        // An edge at a range's start or end cuts nothing; inside one, it removes that range.
+        assert_eq!(env.svm.lock().remove_across(b + SZ_2M), 0);
+        assert_eq!(env.svm.lock().remove_across(b + SZ_64K), 0);
+        assert_eq!(env.svm.lock().remove_across(b + 3 * SZ_1M), 1);
+        assert_eq!(counts(&env), (2, 0));
+        assert_eq!(ranges_in(&env, b + SZ_2M..end).1, 0);
+        // The rest of the chunk faults again into a range inside the new mapping.
+        assert_eq!(
+            within(b + 3 * SZ_1M, b + 3 * SZ_1M..end)?,
+            b + 3 * SZ_1M..b + 3 * SZ_1M + SZ_64K
+        );
         Ok(())
     }
 

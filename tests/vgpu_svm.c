@@ -1389,6 +1389,63 @@ static enum igt_result advice_own_pagemap(void)
 	return IGT_PASS;
 }
 
+/*
+ * Advice over part of a 2 MiB chunk: the ranges of faults next to it stop at its edge, so each
+ * part goes where its own advice says; advice over part of a range already placed splits the
+ * range, and each part is placed by its own advice again.
+ */
+static enum igt_result advice_splits_ranges(void)
+{
+	size_t size = SZ_2M, half = SZ_2M / 2, n = half / PAGE;
+	uint8_t *p = svm_map(size, SZ_2M, 0, MAP_PRIVATE), *buf = svm_buf(size);
+	uint8_t *q = svm_map(size, SZ_2M, 0, MAP_PRIVATE);
+	struct drm_vgpu_stats s0, s1;
+	uint32_t id;
+	int g;
+
+	OPEN_GPU0(g);
+	igt_assert(p && q && buf);
+	igt_assert_eq(svm_vm_create(g, &id), 0);
+
+	/* System advice over the first half; the GPU reads the second half, then the first. */
+	fill(p, size, 170);
+	igt_assert_eq(svm_madvise(g, id, DRM_VGPU_LOCATION_SYSTEM, p, half, 0), 0);
+	igt_assert_eq(svm_access(g, id, GPU_READ, p + half, half, buf, NULL), 0);
+	igt_assert_eq(check_at(buf, half, half, 170), -1);
+	assert_residency(g, p, half, n, 0, 0, 0);
+	assert_residency(g, p + half, half, 0, n, 0, 0);
+	igt_assert_eq(svm_access(g, id, GPU_READ, p, half, buf, NULL), 0);
+	igt_assert_eq(check_at(buf, 0, half, 170), -1);
+	assert_residency(g, p, half, n, 0, 0, 0);
+	assert_residency(g, p + half, half, 0, n, 0, 0);
+
+	/* One 2 MiB range in this GPU's memory; system advice over its second half. */
+	fill(q, size, 171);
+	s0 = stats(g);
+	igt_assert_eq(svm_access(g, id, GPU_READ, q, PAGE, buf, NULL), 0);
+	s1 = stats(g);
+	igt_assert_eq(DELTA(s0, s1, ranges_created), 1);
+	assert_residency(g, q, size, 0, 2 * n, 0, 0);
+	s0 = stats(g);
+	igt_assert_eq(svm_madvise(g, id, DRM_VGPU_LOCATION_SYSTEM, q + half, half, 0), 0);
+	s1 = stats(g);
+	igt_assert_eq(DELTA(s0, s1, ranges_collected), 1);
+	igt_assert_eq(svm_prefetch(g, id, q + half, half), 0);
+	assert_residency(g, q + half, half, n, 0, 0, 0);
+	/*
+	 * The first half may have come along (taking pages back moves those of their allocation
+	 * around them); its next fault makes a range of its own, in this GPU's memory.
+	 */
+	memset(buf, 0, size);
+	igt_assert_eq(svm_access(g, id, GPU_READ, q, size, buf, NULL), 0);
+	igt_assert_eq(check(buf, size, 171), -1);
+	assert_residency(g, q, half, 0, n, 0, 0);
+	assert_residency(g, q + half, half, n, 0, 0, 0);
+	igt_assert_eq(check(q, size, 171), -1);
+	igt_assert_eq(svm_vm_destroy(g, id), 0);
+	return IGT_PASS;
+}
+
 /* Prefetch: ranges placed and bound with no access; a hole stops it, what came before stays. */
 static enum igt_result prefetch(void)
 {
@@ -2206,6 +2263,7 @@ static const struct igt_subtest tests[] = {
 	{ "advice-system", advice_system },
 	{ "advice-system-after-local", advice_system_after_local },
 	{ "advice-own-pagemap", advice_own_pagemap },
+	{ "advice-splits-ranges", advice_splits_ranges },
 	{ "prefetch", prefetch },
 	{ "prefetch-bad", prefetch_bad },
 	{ "madvise-bad", madvise_bad },

@@ -419,7 +419,10 @@ enum drm_vgpu_location {
  * A VM holds at most %DRM_VGPU_MAX_ADVICE pieces of advice (each call over a range splits
  * or replaces those it overlaps; adjacent equal advice merges): ENOSPC beyond. Advice only
  * changes where faults place data; a range whose memory is unusable (full, unplugged) falls
- * back to system memory.
+ * back to system memory. The GPU's ranges never cross an edge of advice: one a new edge cuts
+ * is dropped, and its parts fault again into ranges of their own, each placed by its advice.
+ * Advice stands on the VM's addresses, not on the CPU mapping there: it outlives a munmap,
+ * and applies to whatever is mapped there next.
  */
 struct drm_vgpu_vm_madvise {
 	__u32 vm_id;

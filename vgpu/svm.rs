@@ -172,6 +172,23 @@ impl Advice {
         }
     }
 
+    /// The span around `addr` that one piece of advice covers: the piece holding it, or the
+    /// gap between two (the default advice). A fault's range stays inside it, so that the
+    /// whole range has the advice of its fault (Xe's GPU mappings, split by madvise, do this).
+    fn piece_at(&self, addr: usize) -> Span<usize> {
+        let i = self.list.partition_point(|(s, _)| s.end <= addr);
+        match self.list.get(i) {
+            Some((s, _)) if s.start <= addr => s.clone(),
+            next => {
+                let start = match i.checked_sub(1).and_then(|p| self.list.get(p)) {
+                    Some((prev, _)) => prev.end,
+                    None => 0,
+                };
+                start..next.map_or(usize::MAX, |(s, _)| s.start)
+            }
+        }
+    }
+
     /// Sets `span` to `loc`: splits and replaces what it overlaps, merges equal neighbours.
     /// `ENOSPC` past [`uapi::DRM_VGPU_MAX_ADVICE`] pieces (nothing changes then).
     fn set(&mut self, span: Span<usize>, loc: Location) -> Result {
@@ -336,8 +353,12 @@ impl SvmVm {
             }
         };
         drop(old);
-        // What is bound there faults again, under the new advice.
-        self.svm.lock().invalidate(span);
+        // Ranges across the new edges go (they fault again into ranges on either side), and
+        // what is bound inside faults again, under the new advice.
+        let mut svm = self.svm.lock();
+        let cut = svm.remove_across(span.start) + svm.remove_across(span.end);
+        self.stats().ranges_collected.fetch_add(cut as u64, Relaxed);
+        svm.invalidate(span);
         Ok(())
     }
 
@@ -390,8 +411,10 @@ impl SvmVm {
             }
             let collected = svm.collect_garbage();
             stats.ranges_collected.fetch_add(collected as u64, Relaxed);
+            // Read under the SVM's lock, as advice changes remove ranges under it.
+            let gpuva = self.advice.lock().piece_at(addr);
             let found = svm
-                .find_or_insert(addr, &self.ctx(write, false))
+                .find_or_insert(addr, gpuva, &self.ctx(write, false))
                 // Outside the window is an address no mapping holds.
                 .map_err(|e| if e == EINVAL { EFAULT } else { e })?;
             stats
@@ -722,7 +745,8 @@ mod tests {
         // Nothing is asserted under the SVM's lock (a failed assertion there would hang).
         let (scans, placed, local, only, evicted) = {
             let mut svm = vm.svm.lock();
-            let range = svm.find_or_insert(addr, &vm.ctx(true, false))?.range;
+            let gpuva = vm.advice.lock().piece_at(addr);
+            let range = svm.find_or_insert(addr, gpuva, &vm.ctx(true, false))?.range;
             let (start, n) = (range.start(), range.npages());
             let data = KVVec::from_elem(0x5au8, n * PAGE_SIZE, GFP_KERNEL)?;
             UserSlice::new(UserPtr::from_addr(start), data.len())
