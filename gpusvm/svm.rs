@@ -510,7 +510,8 @@ impl<'a, D: Driver> Svm<'a, D> {
     /// Finds the range containing `addr`, or creates one: the largest chunk around it that
     /// lies inside its mapping, its notifier, the GPU VA window and `gpuva`, and overlaps no
     /// other range (the C `drm_gpusvm_range_find_or_insert`, whose `gpuva_start`/`gpuva_end`
-    /// are `gpuva`: the driver's GPU mapping around `addr`, split where its attributes differ,
+    /// are `gpuva`: the driver's GPU mapping around `addr`, page aligned, split where its
+    /// attributes differ,
     /// such as the preferred location, so that a range has one set of them). A range found is
     /// returned as it is: a driver that narrows a mapping removes the ranges across its new
     /// edges ([`Self::remove_across`]). Errors: `EINVAL` outside the window or `gpuva`,

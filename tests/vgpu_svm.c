@@ -1426,6 +1426,11 @@ static enum igt_result advice_splits_ranges(void)
 	s1 = stats(g);
 	igt_assert_eq(DELTA(s0, s1, ranges_created), 1);
 	assert_residency(g, q, size, 0, 2 * n, 0, 0);
+	/* Advice that merges with its neighbours makes no edge: the range stays. */
+	s0 = stats(g);
+	igt_assert_eq(svm_madvise(g, id, DRM_VGPU_LOCATION_DEFAULT, q + half, half, 0), 0);
+	s1 = stats(g);
+	igt_assert_eq(DELTA(s0, s1, ranges_collected), 0);
 	s0 = stats(g);
 	igt_assert_eq(svm_madvise(g, id, DRM_VGPU_LOCATION_SYSTEM, q + half, half, 0), 0);
 	s1 = stats(g);

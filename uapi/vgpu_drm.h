@@ -200,9 +200,17 @@ struct drm_vgpu_migrate {
  *	memory.
  * @peer_accesses: Out: pages of a linked GPU's memory this GPU read or wrote in place
  *	(&drm_vgpu_vm_access), without migrating them.
+ * @gpu_faults: Out: GPU page faults served (a range placed and bound) in this GPU's VMs.
+ * @ranges_created: Out: SVM ranges those faults created.
+ * @ranges_collected: Out: SVM ranges destroyed: after the CPU unmapped any of them, or cut by
+ *	a new edge of advice (&drm_vgpu_vm_madvise).
+ * @invalidations: Out: bound ranges a CPU change of the address space unbound.
+ * @pages_mapped_system: Out: pages faults mapped in system memory.
+ * @pages_mapped_local: Out: pages faults mapped in this GPU's memory.
+ * @pages_mapped_peer: Out: pages faults mapped in a linked GPU's memory.
  *
- * The last three fields came later: a caller built with the older 48-byte structure gets the
- * first five counters, as before.
+ * The structure grew twice: a caller built with an older, shorter one (48 or 72 bytes) gets
+ * the counters it knows, as before.
  */
 struct drm_vgpu_stats {
 	__u64 pages_to_device;
@@ -420,7 +428,8 @@ enum drm_vgpu_location {
  * or replaces those it overlaps; adjacent equal advice merges): ENOSPC beyond. Advice only
  * changes where faults place data; a range whose memory is unusable (full, unplugged) falls
  * back to system memory. The GPU's ranges never cross an edge of advice: one a new edge cuts
- * is dropped, and its parts fault again into ranges of their own, each placed by its advice.
+ * is dropped, and its parts fault again into ranges of their own, each placed by its advice
+ * then (data placed before stays where it is until then, as with any change of advice).
  * Advice stands on the VM's addresses, not on the CPU mapping there: it outlives a munmap,
  * and applies to whatever is mapped there next.
  */

@@ -10,7 +10,8 @@
 //! lock if they are still valid, else retry, a bounded number of times.
 //!
 //! Locks: the SVM's outer lock, then the mmap lock (taken by migrations and range faults), then
-//! the SVM's notifier lock. The advice lock is taken alone.
+//! the SVM's notifier lock. The advice lock nests in the outer lock and takes no other: advice
+//! changes under the outer lock, so a fault sees one advice throughout.
 
 use core::ops::Range as Span;
 
@@ -190,8 +191,10 @@ impl Advice {
     }
 
     /// Sets `span` to `loc`: splits and replaces what it overlaps, merges equal neighbours.
-    /// `ENOSPC` past [`uapi::DRM_VGPU_MAX_ADVICE`] pieces (nothing changes then).
-    fn set(&mut self, span: Span<usize>, loc: Location) -> Result {
+    /// Returns the old pieces (their pagemap references are for the caller to drop outside
+    /// its locks). `ENOSPC` past [`uapi::DRM_VGPU_MAX_ADVICE`] pieces; on any error nothing
+    /// changes.
+    fn set(&mut self, span: Span<usize>, loc: Location) -> Result<KVec<(Span<usize>, Location)>> {
         let mut out = KVec::with_capacity(self.list.len() + 2, GFP_KERNEL_ACCOUNT)?;
         let mut placed = false;
         for (s, l) in self.list.iter() {
@@ -240,8 +243,12 @@ impl Advice {
         if merged.len() > uapi::DRM_VGPU_MAX_ADVICE as usize {
             return Err(ENOSPC);
         }
-        self.list = merged;
-        Ok(())
+        Ok(core::mem::replace(&mut self.list, merged))
+    }
+
+    /// Whether two pieces of advice (or a piece and a gap) meet at `addr`.
+    fn is_edge(&self, addr: usize) -> bool {
+        addr > 0 && self.piece_at(addr).start == addr
     }
 }
 
@@ -330,35 +337,28 @@ impl SvmVm {
             _ => return Err(EINVAL),
         };
         let span = span.start()..span.end();
-        // The old advice's pagemap references go after the lock.
-        let old = {
-            let mut advice = self.advice.lock();
-            let old = KVec::new();
-            let old = core::mem::replace(&mut advice.list, old);
-            let mut fresh = Advice { list: KVec::new() };
-            for (s, l) in old.iter() {
-                fresh
-                    .list
-                    .push((s.clone(), l.clone()), GFP_KERNEL_ACCOUNT)?;
-            }
-            match fresh.set(span.clone(), loc) {
-                Ok(()) => {
-                    advice.list = fresh.list;
-                    old
-                }
-                Err(e) => {
-                    advice.list = old;
-                    return Err(e);
-                }
-            }
-        };
-        drop(old);
-        // Ranges across the new edges go (they fault again into ranges on either side), and
-        // what is bound inside faults again, under the new advice.
+        // Under the SVM's lock, as faults read the advice: none sees it change midway, and
+        // none binds a range across a new edge before that range goes.
         let mut svm = self.svm.lock();
-        let cut = svm.remove_across(span.start) + svm.remove_across(span.end);
+        let (old, edges) = {
+            let mut advice = self.advice.lock();
+            let old = advice.set(span.clone(), loc)?;
+            (old, [span.start, span.end].map(|e| advice.is_edge(e)))
+        };
+        // Ranges across the edges that now exist go (they fault again into ranges on either
+        // side; advice merged with its neighbours leaves no edge), and what is bound inside
+        // faults again, under the new advice. Data already placed stays until then.
+        let mut cut = 0;
+        for (edge, is_edge) in [span.start, span.end].into_iter().zip(edges) {
+            if is_edge {
+                cut += svm.remove_across(edge);
+            }
+        }
         self.stats().ranges_collected.fetch_add(cut as u64, Relaxed);
         svm.invalidate(span);
+        drop(svm);
+        // The old advice's pagemap references go after the locks.
+        drop(old);
         Ok(())
     }
 
