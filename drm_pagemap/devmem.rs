@@ -601,10 +601,20 @@ impl Zdd {
     pub(crate) unsafe fn of_page<'a>(page: *mut ffi::page) -> ArcBorrow<'a, Self> {
         // SAFETY: Per the contract the page is in use, so its data holds a reference made by
         // `attach`, which outlives `'a`.
-        unsafe {
-            let raw = ffi::svm_page_zone_device_data(page);
-            ArcBorrow::from_raw(raw.map_addr(|a| a & !RETIRED).cast::<Self>().cast_const())
-        }
+        unsafe { ArcBorrow::from_raw(Self::ptr_of_page(page)) }
+    }
+
+    /// The `Zdd` `page`'s zone-device data points to, its retired tag taken off.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a device-private page of a region using this module's ops.
+    unsafe fn ptr_of_page(page: *mut ffi::page) -> *const Self {
+        // SAFETY: Per the contract, a valid device page.
+        unsafe { ffi::svm_page_zone_device_data(page) }
+            .map_addr(|a| a & !RETIRED)
+            .cast::<Self>()
+            .cast_const()
     }
 
     /// The allocation `page` belongs to, borrowed (no reference taken: a migration looks it up
@@ -616,10 +626,7 @@ impl Zdd {
     pub(crate) unsafe fn devmem_of_page<'a>(page: *mut ffi::page) -> &'a Arc<Devmem> {
         // SAFETY: Per the contract the page is in use, so its data is a live `Zdd` (as in
         // `of_page`) for `'a`.
-        unsafe {
-            let raw = ffi::svm_page_zone_device_data(page);
-            &(*raw.map_addr(|a| a & !RETIRED).cast::<Self>().cast_const()).devmem
-        }
+        unsafe { &(*Self::ptr_of_page(page)).devmem }
     }
 
     /// Marks `page`'s folio as migrated to system memory: an eviction skips it from now on

@@ -465,6 +465,7 @@ impl<D: Driver> PinnedDrop for Gpusvm<D> {
         drop(notifiers);
         let mut inner = self.inner.lock();
         let Inner { slots, driver, .. } = &mut *inner;
+        // Every range once: bounded by the page budget.
         for (_, slot) in slots.iter_mut() {
             for (_, entry) in slot.tree.iter_mut() {
                 self.driver.unbind(driver, &entry.range, None);
@@ -511,8 +512,8 @@ impl<'a, D: Driver> Svm<'a, D> {
     /// lies inside its mapping, its notifier, the GPU VA window and `gpuva`, and overlaps no
     /// other range (the C `drm_gpusvm_range_find_or_insert`, whose `gpuva_start`/`gpuva_end`
     /// are `gpuva`: the driver's GPU mapping around `addr`, page aligned, split where its
-    /// attributes differ,
-    /// such as the preferred location, so that a range has one set of them). A range found is
+    /// attributes differ, such as the preferred location, so that a range has one set of
+    /// them). A range found is
     /// returned as it is: a driver that narrows a mapping removes the ranges across its new
     /// edges ([`Self::remove_across`]). Errors: `EINVAL` outside the window or `gpuva`,
     /// `EFAULT` if no mapping holds `addr`, it is inaccessible (`PROT_NONE`; the C version gives
@@ -826,6 +827,7 @@ impl<'a, D: Driver> Svm<'a, D> {
                     let _ = keys.push_within_capacity(*key);
                 }
             }
+            // At most a batch.
             for key in keys.iter() {
                 // Empty: frees its node only.
                 drop(slots.remove(key));

@@ -31,7 +31,14 @@ prepare_kernel() {
 
 # Runs kbuild for the modules against KDIR with extra arguments (targets, CLIPPY=1...).
 kbuild() {
-	make -C "$KDIR" M="$SVM_TOP" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" -j"$SVM_JOBS" "$@"
+	kbuild_in "$SVM_TOP" "$@"
+}
+
+# kbuild_in DIR ARGS...: kbuild for the modules whose sources are in DIR.
+kbuild_in() {
+	local dir=$1
+	shift
+	make -C "$KDIR" M="$dir" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" -j"$SVM_JOBS" "$@"
 }
 
 # Builds the modules and the test programs into $SVM_TOP/build/tests.
@@ -53,8 +60,7 @@ build_bench_modules() {
 	# source's (an edit made while the copy's objects were built is newer than them).
 	rsync -rlpD --checksum --delete --filter=':- .gitignore' --exclude /.git --exclude /build \
 		"$SVM_TOP/" "$BENCH_MODDIR/"
-	make -C "$KDIR" M="$BENCH_MODDIR" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" \
-		-j"$SVM_JOBS" -s modules
+	kbuild_in "$BENCH_MODDIR" -s modules
 }
 
 # vm_report MODE MARKER TIMEOUT: boots the VM in MODE (modules and tests built first) and

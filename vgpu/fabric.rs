@@ -171,6 +171,7 @@ impl Fabric {
             let mut memories = self.memories.lock();
             if let Some(mut bigger) = spare.take() {
                 if bigger.capacity() > memories.list.len() {
+                    // The registered memories, one per GPU.
                     for m in core::mem::take(&mut memories.list) {
                         // Room checked just above.
                         let _ = bigger.push_within_capacity(m);
@@ -222,6 +223,7 @@ impl Fabric {
         let n = self.memories.lock().list.len();
         let mut v = KVec::with_capacity(n, GFP_KERNEL)?;
         let memories = self.memories.lock();
+        // At most `n`.
         for m in memories.list.iter().take(n) {
             v.push_within_capacity(m.clone()).map_err(|_| ENOMEM)?;
         }
@@ -298,6 +300,7 @@ fn parse_links(text: Option<&CStr>, n: u32) -> Result<[u32; MAX]> {
     };
     match text.trim() {
         "all" => {
+            // At most the GPUs a link map holds.
             for (i, l) in links.iter_mut().enumerate().take(n as usize) {
                 *l = ((1u32 << n) - 1) & !(1 << i);
             }

@@ -343,16 +343,18 @@ impl SvmVm {
         let (old, edges) = {
             let mut advice = self.advice.lock();
             let old = advice.set(span.clone(), loc)?;
-            (old, [span.start, span.end].map(|e| advice.is_edge(e)))
+            (
+                old,
+                [span.start, span.end].map(|e| advice.is_edge(e).then_some(e)),
+            )
         };
         // Ranges across the edges that now exist go (they fault again into ranges on either
         // side; advice merged with its neighbours leaves no edge), and what is bound inside
         // faults again, under the new advice. Data already placed stays until then.
         let mut cut = 0;
-        for (edge, is_edge) in [span.start, span.end].into_iter().zip(edges) {
-            if is_edge {
-                cut += svm.remove_across(edge);
-            }
+        // The two edges.
+        for edge in edges.into_iter().flatten() {
+            cut += svm.remove_across(edge);
         }
         self.stats().ranges_collected.fetch_add(cut as u64, Relaxed);
         svm.invalidate(span);

@@ -211,6 +211,7 @@ impl Placement<'_> {
             let first = run[0];
             let huge = n > 1 && first % n == 0 && (1..n).all(|k| run[k] == first + k);
             let folios = if huge { 1 } else { n };
+            // One folio, or its pages: at most a huge page's.
             for f in 0..folios {
                 pfns.set_device_dst(i + f, &mut pages, next + f, &zdd, huge, s & WRITE != 0)?;
             }

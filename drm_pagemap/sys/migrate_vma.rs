@@ -122,6 +122,7 @@ impl PfnArrays {
                     _ => group.iter().all(|d| *d != 0),
                 };
                 if !ok {
+                    // One folio's entries.
                     for d in &mut self.dst[i..i + n] {
                         free_dst(d);
                     }
