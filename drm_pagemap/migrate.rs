@@ -160,6 +160,7 @@ mod to_device;
 mod to_ram;
 
 pub use evict::evict_to_ram;
+pub use evict::try_evict_to_ram;
 pub(crate) use fault::cpu_fault;
 pub(crate) use fault::FaultServed;
 pub use to_device::migrate_to_devmem;

@@ -24,6 +24,15 @@ use crate::ffi;
 /// Exports `pagemap` as a new file descriptor of the calling process (`O_CLOEXEC`), holding
 /// the reference given; returns the descriptor.
 pub fn export(pagemap: ARef<Pagemap>) -> Result<u32> {
+    export_then(pagemap, &mut |_| Ok(()))
+}
+
+/// As [`export`], but the descriptor is installed only if `commit(fd)` succeeds (it tells the
+/// caller the number, say): otherwise it is never visible to the process, and the reference
+/// is given back.
+// Not generic, and never inlined: it calls this module's own C glue, which is not exported.
+#[inline(never)]
+pub fn export_then(pagemap: ARef<Pagemap>, commit: &mut dyn FnMut(u32) -> Result) -> Result<u32> {
     let reservation = FileDescriptorReservation::get_unused_fd_flags(O_CLOEXEC)?;
     let raw = ARef::into_raw(pagemap);
     // SAFETY: `raw` is a counted reference, which the file takes over on success and gives
@@ -41,6 +50,8 @@ pub fn export(pagemap: ARef<Pagemap>) -> Result<u32> {
     // `File` is a transparent wrapper of `struct file`.
     let file: ARef<File> = unsafe { ARef::from_raw(NonNull::new_unchecked(file.cast())) };
     let fd = reservation.reserved_fd();
+    // On failure the file and the reservation go: the file's release gives the reference back.
+    commit(fd)?;
     reservation.fd_install(file);
     Ok(fd)
 }

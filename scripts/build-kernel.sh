@@ -33,7 +33,9 @@ key=$( { echo "$KVER"; rustc --version; echo "$SVM_LLVM"; cat "$frag"; } | sha25
 kdir="$SVM_CACHE/kernel/$KVER-$key"
 kmake=(make -C "$KSRC" O="$kdir" LLVM="$SVM_LLVM" RUST_LIB_SRC="$RUST_LIB_SRC" -j"$SVM_JOBS")
 
-if [ -f "$kdir/.done" ]; then
+# .done holds the hash of the patches the tree had (setup.sh): built again, incrementally,
+# when they change.
+if [ "$(cat "$kdir/.done" 2>/dev/null)" = "$KSRC_PATCHES" ]; then
 	echo "$kdir"
 	exit 0
 fi
@@ -58,12 +60,16 @@ done <"$frag"
 "${kmake[@]}" rustavailable >&2
 "${kmake[@]}" >&2
 "${kmake[@]}" -s headers_install INSTALL_HDR_PATH="$kdir/usr-headers" >&2
+# The kernel's modules (xe and what it needs) for the VM, stripped; its modprobe indexes them.
+rm -rf "$kdir/modroot"
+"${kmake[@]}" -s modules_install INSTALL_MOD_PATH="$kdir/modroot" INSTALL_MOD_STRIP=1 \
+	DEPMOD=true >&2
 
 # The kernel's own HMM selftest, built unmodified and static.
 selftests="$KSRC/tools/testing/selftests/mm"
 (cd "$selftests" && gcc -static -O2 -I "$kdir/usr-headers/include" -I ../../../../ -I ../ \
 	-I ../../../../tools/include -o "$kdir/hmm-tests" hmm-tests.c vm_util.c hugepage_settings.c -lpthread) >&2
 
-touch "$kdir/.done"
+echo "$KSRC_PATCHES" >"$kdir/.done"
 log "kernel built: $kdir"
 echo "$kdir"

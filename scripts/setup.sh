@@ -13,7 +13,7 @@ mkdir -p "$SVM_CACHE"
 
 # --- 1. Debian packages from the system's own suite ---------------------------
 pkgs=(clang-19 lld-19 llvm-19 libclang-19-dev flex bison bc libelf-dev libssl-dev
-      cpio qemu-system-x86 busybox-static rsync xz-utils make gcc libc6-dev)
+      cpio qemu-system-x86 busybox-static rsync xz-utils make gcc libc6-dev patch)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -98,6 +98,26 @@ if [ ! -f "$ksrc/.done" ]; then
 	touch "$ksrc/.done"
 fi
 
+# The tree the kernel is built from: that source with the patches the project applies
+# (patches/apply/*.patch, in order: the xe backend API of xe_svm), in a copy of its own, made
+# again whenever the patches change. The files of the directories they touch are made newer
+# than any object built from them, so that an incremental build cannot keep an object of an
+# earlier version of a patch.
+patches=("$SVM_TOP"/patches/apply/*.patch)
+phash=$(cat "${patches[@]}" | sha256sum | cut -c1-16)
+psrc="$ksrc-patched"
+if [ "$(cat "$psrc/.patched" 2>/dev/null)" != "$phash" ]; then
+	log "applying ${#patches[@]} kernel patch(es) to a copy of $kname"
+	rm -rf "$psrc"
+	cp -a "$ksrc" "$psrc"
+	rm -f "$psrc/.done"
+	for p in "${patches[@]}"; do
+		patch -p1 -s -N -d "$psrc" <"$p" || die "$(basename "$p") does not apply to $kname"
+	done
+	find "$psrc/drivers/gpu/drm/xe" "$psrc/include/drm/intel" -type f -exec touch {} +
+	echo "$phash" >"$psrc/.patched"
+fi
+
 # rust-src equal to rustc's version.
 rv=$(rustc_version)
 rsver=$(apt-cache "${aptopts[@]}" madison rust-src 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}' |
@@ -115,7 +135,8 @@ if ! "$SVM_CACHE/tools/bin/bindgen" --version 2>/dev/null | grep -q "$SVM_BINDGE
 fi
 
 cat >"$SVM_CACHE/setup.env" <<EOF
-KSRC=$ksrc
+KSRC=$psrc
+KSRC_PATCHES=$phash
 KVER=$kver
 RUST_LIB_SRC=$rust_lib_src
 LIBCLANG_PATH=/usr/lib/llvm-19/lib

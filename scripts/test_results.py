@@ -22,7 +22,7 @@ GOOD = recorded("good.log")
 # The suites a run must report are the project's list (tests/expected); the recorded log is
 # re-recorded when that list grows.
 # Programs listed there that the recorded log predates. Empty this set when re-recording.
-NOT_YET_RECORDED = set()
+NOT_YET_RECORDED = {"xe_svm_region", "xe_svm_uapi"}
 GOOD_EXPECTED = [s for s in results.read_list(os.path.join(RUNNER_DIR, "..", "expected"))
                  if s not in NOT_YET_RECORDED]
 KNOWN = results.read_list(os.path.join(RUNNER_DIR, "..", "known-failures"))

@@ -202,8 +202,16 @@ huge_folios() {
 	done
 }
 
+# load_xe_svm: xe (which probes nothing here: no Intel GPU) and xe_svm on top of it; xe_svm's
+# KUnit suite runs at insmod.
+load_xe_svm() {
+	depmod || echo "SVM-ERROR depmod failed"
+	bounded modprobe/xe 120 modprobe xe || echo "SVM-ERROR modprobe xe failed"
+	bounded insmod/xe_svm 120 insmod $M/xe_svm.ko || echo "SVM-ERROR insmod xe_svm failed"
+}
+
 unload_stack() {
-	for m in vgpu gpusvm pagemap_util drm_pagemap; do
+	for m in xe_svm vgpu gpusvm pagemap_util drm_pagemap; do
 		[ -d /sys/module/$m ] || continue
 		[ $m = vgpu ] && { bounded rmmod/vgpu 30 sh -c "$RMMOD_VGPU" || echo "SVM-ERROR rmmod vgpu failed"; continue; }
 		bounded rmmod/$m 30 rmmod $m 2>/dev/null || { sleep 1; bounded rmmod/$m 30 rmmod $m; } ||
@@ -285,6 +293,9 @@ else
 	# off for the fuzzer: they are not safe under its fork churn on 7.3 (README).
 	load_stack huge_folios=1 hmm_dmirror=1
 	t vgpu_basic 30 /tests/vgpu_basic
+	load_xe_svm
+	t xe_svm_uapi 60 /tests/xe_svm_uapi
+	bounded rmmod/xe_svm 30 rmmod xe_svm || echo "SVM-ERROR rmmod xe_svm failed"
 	t vgpu_migrate 60 /tests/vgpu_migrate
 	t vgpu_vm 60 /tests/vgpu_vm
 	t vgpu_core 60 /tests/vgpu_core

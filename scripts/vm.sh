@@ -23,6 +23,12 @@ install -m 0755 "$SVM_TOP/scripts/vm-init.sh" "$root/init"
 for m in drm_pagemap pagemap_util gpusvm vgpu; do
 	cp "$moddir/$m.ko" "$root/lib/svm/"
 done
+# xe_svm, and the kernel's own modules (xe and what it needs), where the kernel has them.
+[ ! -f "$moddir/xe_svm.ko" ] || cp "$moddir/xe_svm.ko" "$root/lib/svm/"
+if [ -d "$kdir/modroot/lib/modules" ]; then
+	mkdir -p "$root/lib/modules"
+	cp -a "$kdir/modroot/lib/modules/." "$root/lib/modules/"
+fi
 cp "$kdir/lib/test_hmm.ko" "$root/lib/svm/"
 cp "$kdir/hmm-tests" "$out"/tests/* "$root/tests/"
 cp "$SVM_TOP/tests/module_lifecycle.sh" "$root/tests/"

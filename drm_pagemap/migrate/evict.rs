@@ -17,8 +17,31 @@ use crate::pending::task::sleep_killable;
 /// `Ok(false)` if no migration has claimed the allocation yet (it holds no data). The caller
 /// holds no lock (the wait needs the crate's destroy queue and the owner's mmap lock).
 pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
+    evict(devmem, Waits::Block)
+}
+
+/// As [`evict_to_ram`], for a caller that may hold locks which the migration placing the
+/// allocation, or a holder of the owner's mmap lock, waits behind (a memory manager evicting
+/// under a buffer object's reservation, maybe from a thread that holds the mmap lock): `EBUSY`
+/// instead of waiting for that migration or for the mmap lock, and for an allocation no
+/// migration has finished placing (claimed or not: its pages may still come).
+pub fn try_evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
+    evict(devmem, Waits::NoWait)
+}
+
+/// Whether an eviction may wait for a migration and for the owner's mmap lock.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Waits {
+    Block,
+    NoWait,
+}
+
+fn evict(devmem: &Arc<Devmem>, waits: Waits) -> Result<bool> {
     const TRIES: usize = 8;
     let npages = devmem.npages();
+    if waits == Waits::NoWait && !(devmem.is_claimed() && devmem.is_populated()) {
+        return Err(EBUSY);
+    }
     if !devmem.is_claimed() {
         // No migration has placed a page in it (yet): nothing to evict.
         return Ok(false);
@@ -53,7 +76,11 @@ pub fn evict_to_ram(devmem: &Arc<Devmem>) -> Result<bool> {
             .mm()
             .and_then(|mm| mm.mmget_not_zero())
             .map(MmWithUser::into_mmput_async);
-        let _mmap = user.as_deref().map(|user| user.mmap_read_lock());
+        let _mmap = match (user.as_deref(), waits) {
+            (None, _) => None,
+            (Some(user), Waits::Block) => Some(user.mmap_read_lock()),
+            (Some(user), Waits::NoWait) => Some(user.mmap_read_trylock().ok_or(EBUSY)?),
+        };
         // The provider's pfns are the allocation's only while `release` has not run, and a
         // page is ours to lock only once the migration placing it is over (a page being
         // initialised for it is unlocked for a moment with stale zone-device data).

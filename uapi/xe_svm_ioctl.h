@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * xe_svm: process memory served from the VRAM of Intel xe GPUs (DG1, Battlemage), through
+ * pagemaps of the rust-svm stack. The device node /dev/xe_svm is open to every user: each
+ * call acts on the caller's own address space only, and what it can fill is bounded by the
+ * VRAM it names.
+ *
+ * A VRAM region is named by the instance number N of its auxiliary device,
+ * /sys/bus/auxiliary/devices/xe.vram.N, which xe registers for each VRAM region (with the
+ * patch of patches/apply/) and xe_svm binds to.
+ *
+ * Errors common to every ioctl: EFAULT (the argument cannot be read or written), EINVAL
+ * (a flag or padding field not zero), ENOTTY (unknown ioctl).
+ */
+#ifndef _UAPI_XE_SVM_IOCTL_H_
+#define _UAPI_XE_SVM_IOCTL_H_
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+/**
+ * struct xe_svm_devmem_open - XE_SVM_IOCTL_DEVMEM_OPEN: a pagemap fd of a VRAM region.
+ * @region: in: N of xe.vram.N.
+ * @flags: in: 0.
+ * @pagemap_fd: out: a new file descriptor (close-on-exec) holding a reference on the
+ *	region's pagemap, which any driver of the stack accepts as a migration target or
+ *	preferred location (vgpu's DRM_IOCTL_VGPU_MIGRATE and VM_MADVISE, XE_SVM_IOCTL_MIGRATE).
+ * @pad: 0.
+ *
+ * Errors: ENODEV (no such region bound, or it is being unbound), EMFILE, ENOMEM.
+ */
+struct xe_svm_devmem_open {
+	__u32 region;
+	__u32 flags;
+	__s32 pagemap_fd;
+	__u32 pad;
+};
+
+/* struct xe_svm_migrate::flags: back to system memory (pagemap_fd must be -1). */
+#define XE_SVM_MIGRATE_TO_SYSTEM (1u << 0)
+
+/**
+ * struct xe_svm_migrate - XE_SVM_IOCTL_MIGRATE: place a range of the caller's memory.
+ * @start: in: page-aligned start address.
+ * @size: in: bytes, a non-zero multiple of the page size (of 64 KiB on GPUs that need 64 KiB
+ *	VRAM pages).
+ * @pagemap_fd: in: the pagemap fd to move the range into, or -1 with
+ *	XE_SVM_MIGRATE_TO_SYSTEM.
+ * @flags: in: 0 or XE_SVM_MIGRATE_TO_SYSTEM.
+ * @timeslice_ms: in: how long the pages stay in VRAM before a CPU fault may move them back
+ *	(clamped to 5 ms); 0 with XE_SVM_MIGRATE_TO_SYSTEM.
+ * @pad: 0.
+ *
+ * The range moves in 8 MiB-aligned pieces, each all or nothing: a failure leaves the pieces
+ * before it moved. The data keeps its value: a CPU access later faults it back to system
+ * memory, a GPU of the same interconnect group reaches it where it is.
+ *
+ * Errors: EBADF (not a pagemap fd), ENOENT (an address with no mapping), EOPNOTSUPP (a
+ * shared mapping, or file pages not yet copied), EBUSY (some page could not be collected:
+ * pinned, or another migration's), ENOMEM (no VRAM), ENODEV (the region is gone), EINTR (a
+ * signal: what moved stays moved).
+ */
+struct xe_svm_migrate {
+	__u64 start;
+	__u64 size;
+	__s32 pagemap_fd;
+	__u32 flags;
+	__u32 timeslice_ms;
+	__u32 pad;
+};
+
+#define XE_SVM_IOCTL_DEVMEM_OPEN _IOWR('X', 0x00, struct xe_svm_devmem_open)
+#define XE_SVM_IOCTL_MIGRATE _IOW('X', 0x01, struct xe_svm_migrate)
+
+#endif
