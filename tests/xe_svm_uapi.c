@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <drm/drm.h>
@@ -44,12 +45,39 @@ static int intact(const unsigned char *p, size_t n, unsigned char seed)
 	return 1;
 }
 
+/* The auxiliary driver registered with the bus, bound to nothing: no xe GPU probes here. */
+static enum igt_result driver_registered(void)
+{
+	const char *drv = "/sys/bus/auxiliary/drivers/xe_svm.xe_svm";
+	char path[128];
+
+	igt_assert(access(drv, F_OK) == 0);
+	snprintf(path, sizeof(path), "%s/xe.vram.0", drv);
+	igt_assert_errno(access(path, F_OK), ENOENT);
+	return IGT_PASS;
+}
+
 static enum igt_result node_opens(void)
 {
 	int fd = xe_svm();
 
 	igt_assert(fd >= 0);
 	close(fd);
+	return IGT_PASS;
+}
+
+/* Root's, as the header says: whoever opens it can fill every region's VRAM. */
+static enum igt_result node_is_roots(void)
+{
+	struct stat st;
+
+	igt_assert_eq(stat("/dev/xe_svm", &st), 0);
+	igt_assert_eq(st.st_mode & 0777, 0600);
+	igt_assert_eq(st.st_uid, 0);
+	/* This subtest runs in a child of its own: it may drop its privileges. */
+	igt_assert_eq(setgid(65534), 0);
+	igt_assert_eq(setuid(65534), 0);
+	igt_assert_errno(xe_svm(), EACCES);
 	return IGT_PASS;
 }
 
@@ -70,8 +98,10 @@ static enum igt_result devmem_open_checks(void)
 	igt_assert_errno(ioctl(fd, XE_SVM_IOCTL_DEVMEM_OPEN, &req), EINVAL);
 	igt_assert_errno(ioctl(fd, XE_SVM_IOCTL_DEVMEM_OPEN, NULL), EFAULT);
 	igt_assert_errno(ioctl(fd, XE_SVM_IOCTL_DEVMEM_OPEN, (void *)-4096L), EFAULT);
-	igt_assert_errno(ioctl(fd, _IOWR('X', 0x7f, struct xe_svm_devmem_open), &req), ENOTTY);
-	igt_assert_errno(ioctl(fd, _IOWR('X', 0x00, __u64), &req), ENOTTY);
+	igt_assert_errno(ioctl(fd, _IOWR(XE_SVM_IOCTL_BASE, 0x7f, struct xe_svm_devmem_open), &req),
+			 ENOTTY);
+	igt_assert_errno(ioctl(fd, _IOWR(XE_SVM_IOCTL_BASE, 0x00, __u64), &req), ENOTTY);
+	igt_assert_errno(ioctl(fd, _IOWR('X', 0x00, struct xe_svm_devmem_open), &req), ENOTTY);
 	close(fd);
 	return IGT_PASS;
 }
@@ -102,6 +132,11 @@ static enum igt_result migrate_checks(void)
 	igt_assert_errno(M(.start = -4096ULL, .size = 2 * PAGE, .pagemap_fd = -1,
 			   .flags = XE_SVM_MIGRATE_TO_SYSTEM), EINVAL);
 	igt_assert_errno(ioctl(fd, XE_SVM_IOCTL_MIGRATE, NULL), EFAULT);
+	/* The top of the address space: its pieces' ends must not wrap (no region: nothing). */
+	igt_assert_eq(M(.start = -8192ULL, .size = PAGE, .pagemap_fd = -1,
+			.flags = XE_SVM_MIGRATE_TO_SYSTEM), 0);
+	igt_assert_eq(M(.start = -(1ULL << 23) - 4096, .size = 2 * PAGE, .pagemap_fd = -1,
+			.flags = XE_SVM_MIGRATE_TO_SYSTEM), 0);
 	/* Back to system memory with no region bound: nothing to move, the data stays. */
 	igt_assert_eq(M(.start = (uintptr_t)p, .size = 4 * PAGE, .pagemap_fd = -1,
 			.flags = XE_SVM_MIGRATE_TO_SYSTEM), 0);
@@ -134,6 +169,12 @@ static enum igt_result migrate_into_another_drivers_pagemap(void)
 	igt_assert_eq(ioctl(node, DRM_IOCTL_VGPU_DEVMEM_OPEN, &open_req), 0);
 	igt_assert(open_req.fd >= 0);
 	igt_assert_eq(vgpu_stats(node, &before), 0);
+	/* A kernel address, and the top of the address space, have no mapping. */
+	m = (struct xe_svm_migrate){ .start = -8192ULL, .size = PAGE, .pagemap_fd = open_req.fd };
+	igt_assert_errno(ioctl(fd, XE_SVM_IOCTL_MIGRATE, &m), ENOENT);
+	m = (struct xe_svm_migrate){ .start = 0xffff888000000000ULL, .size = PAGE,
+				     .pagemap_fd = open_req.fd };
+	igt_assert_errno(ioctl(fd, XE_SVM_IOCTL_MIGRATE, &m), ENOENT);
 	m = (struct xe_svm_migrate){ .start = (uintptr_t)p, .size = PAGES * PAGE,
 				     .pagemap_fd = open_req.fd };
 	igt_assert_eq(ioctl(fd, XE_SVM_IOCTL_MIGRATE, &m), 0);
@@ -150,7 +191,9 @@ static enum igt_result migrate_into_another_drivers_pagemap(void)
 }
 
 static const struct igt_subtest subtests[] = {
+	{ "driver-registered", driver_registered },
 	{ "node-opens", node_opens },
+	{ "node-is-roots", node_is_roots },
 	{ "devmem-open-checks", devmem_open_checks },
 	{ "migrate-checks", migrate_checks },
 	{ "migrate-into-another-drivers-pagemap", migrate_into_another_drivers_pagemap },

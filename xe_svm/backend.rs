@@ -128,10 +128,19 @@ impl CopyAddr {
 
 /// The hardware under a VRAM region.
 ///
-/// Every method is safe to call with any argument: the backend checks what it is given (a copy
-/// outside the region is refused), and what it hands out (allocations, fences) is released when
-/// dropped.
-pub(crate) trait Backend: Send + Sync + 'static {
+/// # Safety
+///
+/// The provider hands the core mm the pages [`Backend::blocks`] names and trusts what the
+/// backend says of them ([`DevmemOps`]' contract rests on it):
+/// - the blocks of an allocation lie in the region ([`Backend::info`], which never changes),
+///   and no other live allocation has them, from [`Backend::alloc`] until the allocation is
+///   dropped or its `evict` call returned `Ok`; `blocks` names the same ones each time;
+/// - an allocation's memory reads zeroes until a copy writes it;
+/// - a copy writes only the VRAM it is given and the entries' memory;
+/// - [`Backend::map_peer`] maps only the region's own BAR.
+///
+/// [`DevmemOps`]: drm_pagemap::devmem::DevmemOps
+pub(crate) unsafe trait Backend: Send + Sync + 'static {
     /// One allocation of VRAM, freed when dropped (after which `evict` is never called).
     type Alloc: Send + Sync;
     /// A copy in flight; dropping it does not wait for the copy.
@@ -176,7 +185,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn p2p_reachable(&self, client: &Device) -> bool;
 
     /// Maps `len` bytes of the BAR at CPU physical address `phys` for `client`: the bus
-    /// address it uses.
+    /// address it uses. `EINVAL` for bytes outside the region's BAR.
     fn map_peer(&self, client: &Device, phys: u64, len: u64, dir: DataDirection) -> Result<u64>;
 
     /// Undoes [`Backend::map_peer`].

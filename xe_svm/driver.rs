@@ -36,6 +36,18 @@ pub(crate) fn init() -> Result {
     Ok(())
 }
 
+/// Empties the registry; called once from module exit, after the driver unregistered.
+pub(crate) fn fini() {
+    let (regions, owners) = {
+        let mut registry = REGISTRY.lock();
+        (
+            core::mem::take(&mut registry.regions),
+            registry.owners.take(),
+        )
+    };
+    drop((regions, owners));
+}
+
 /// The region of `xe.vram.<id>`, if bound.
 pub(crate) fn region(id: u32) -> Option<Arc<Region<XeBackend>>> {
     let registry = REGISTRY.lock();
@@ -85,8 +97,10 @@ impl auxiliary::Driver for XeSvmDriver {
         let mut registry = REGISTRY.lock();
         let owners = registry.owners.clone().ok_or(ENODEV)?;
         registry.regions.reserve(1, GFP_KERNEL)?;
-        // Linked: the same GPU (regions of its tiles), or PCIe peer-to-peer from the first's
-        // BAR to the second. Runs under the owner list's lock, taking none.
+        // Linked: PCIe peer-to-peer from the first's BAR to the second. Regions of one GPU (its
+        // tiles) are not: xe's copy engine takes system memory or a peer's BAR, not another
+        // tile's VRAM, so their pages go through system memory. Runs under the owner list's
+        // lock, taking none.
         let linked = |a: u32, b: u32| {
             let dev_of = |k: u32| {
                 if k == id {
@@ -103,7 +117,7 @@ impl auxiliary::Driver for XeSvmDriver {
                 return false;
             };
             if core::ptr::eq(da, db) {
-                return true;
+                return false;
             }
             match a == id {
                 true => backend.p2p_reachable(db),

@@ -15,6 +15,7 @@
     missing_docs,
     unreachable_pub,
     clippy::all,
+    clippy::ptr_as_ptr,
     clippy::undocumented_unsafe_blocks
 )]
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `/dev/xe_svm`: the uAPI of `uapi/xe_svm.h`. Open to every user: a call acts on the
-//! caller's own address space, in pieces whose size does not depend on what it passes.
+//! `/dev/xe_svm`: the uAPI of `uapi/xe_svm_ioctl.h`. A misc device, root's by default (0600):
+//! it lets its user fill VRAM. A call acts on the caller's own address space, in pieces whose
+//! size does not depend on what it passes.
 
 use drm_pagemap::migrate;
 use drm_pagemap::pagemap;
@@ -14,15 +15,14 @@ use kernel::ioctl::_IOWR;
 use kernel::miscdevice::MiscDevice;
 use kernel::miscdevice::MiscDeviceRegistration;
 use kernel::prelude::*;
-use kernel::sizes::SZ_8M;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::driver;
 use crate::uapi;
 
-const DEVMEM_OPEN: u32 = _IOWR::<uapi::xe_svm_devmem_open>('X' as u32, 0x00);
-const MIGRATE: u32 = _IOW::<uapi::xe_svm_migrate>('X' as u32, 0x01);
+const DEVMEM_OPEN: u32 = _IOWR::<uapi::xe_svm_devmem_open>(uapi::XE_SVM_IOCTL_BASE, 0x00);
+const MIGRATE: u32 = _IOW::<uapi::xe_svm_migrate>(uapi::XE_SVM_IOCTL_BASE, 0x01);
 
 /// An open `/dev/xe_svm`: holds nothing.
 pub(crate) struct XeSvmFile;
@@ -70,7 +70,7 @@ fn devmem_open(mut req: uapi::xe_svm_devmem_open, ptr: UserPtr) -> Result {
 }
 
 /// The pieces a range moves in: aligned, so that a huge page never straddles two.
-const PIECE: usize = SZ_8M;
+const PIECE: usize = crate::region::PIECE;
 
 /// `XE_SVM_IOCTL_MIGRATE`.
 fn migrate(req: &uapi::xe_svm_migrate) -> Result {
@@ -105,12 +105,20 @@ fn migrate(req: &uapi::xe_svm_migrate) -> Result {
         folios: Folios::Huge,
     };
     let mut at = range.start();
-    // Bounded by the range, a piece at a time; a signal stops it between two pieces.
+    // Bounded by the range, a piece at a time; a signal stops it between two pieces: the call
+    // restarts if nothing moved yet, else reports what did not (`EINTR`).
     while at < range.end() {
         if kernel::current!().signal_pending() {
-            return Err(EINTR);
+            return Err(if at == range.start() {
+                ERESTARTSYS
+            } else {
+                EINTR
+            });
         }
-        let next = (at + 1).next_multiple_of(PIECE).min(range.end());
+        // The end of the range if the next boundary is past the top of the address space.
+        let next = (at + 1)
+            .checked_next_multiple_of(PIECE)
+            .map_or(range.end(), |n| n.min(range.end()));
         let piece = PageRange::new(at, next)?;
         match (&target, &regions) {
             (Some(target), _) => pagemap::populate_mm(target, mm, piece, &details)?,

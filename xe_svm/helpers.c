@@ -5,6 +5,7 @@
  */
 #include <linux/dma-fence.h>
 #include <linux/dma-mapping.h>
+#include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/pci-p2pdma.h>
 
@@ -52,5 +53,6 @@ void svm_xe_unmap_resource(struct device *dev, u64 addr, u64 size, int dir)
 }
 
 const struct xe_svm_backend_alloc_ops svm_xe_alloc_ops = {
+	.owner = THIS_MODULE,
 	.evict = svm_xe_evict,
 };

@@ -173,6 +173,7 @@ impl MockBackend {
         let live = {
             let state = self.vram.state.lock();
             let mut v = KVec::with_capacity(state.allocs.len(), GFP_KERNEL)?;
+            // Bounded by the live allocations.
             for a in state.allocs.iter() {
                 v.push(a.clone(), GFP_KERNEL)?;
             }
@@ -210,7 +211,11 @@ impl MockVram {
     }
 }
 
-impl Backend for MockBackend {
+// SAFETY: The allocator hands out each unit to one allocation at a time, in the region, until
+// the allocation is dropped or its eviction succeeded; it clears what it hands out; a copy
+// writes only the VRAM it is given (checked) and the entries' pages; `map_peer` checks the
+// BAR.
+unsafe impl Backend for MockBackend {
     type Alloc = MockAlloc;
     type Fence = Result;
 
@@ -243,6 +248,7 @@ impl Backend for MockBackend {
                 continue;
             }
             let start = i;
+            // Bounded by the units (and by what is still wanted).
             while i < state.used.len() && !state.used[i] && i - start < want {
                 i += 1;
             }
@@ -256,6 +262,7 @@ impl Backend for MockBackend {
             want -= i - start;
         }
         // Cleared, as xe clears a buffer object's VRAM.
+        // Bounded by the blocks just made.
         for &(dpa, len) in blocks.iter() {
             let first = ((dpa - info.dpa_base) / unit) as usize;
             let n = (len / unit) as usize;
@@ -331,9 +338,8 @@ impl Backend for MockBackend {
             };
             let mut state = self.vram.state.lock();
             let vram = &mut state.mem[at..at + PAGE_SIZE];
-            // SAFETY: `other` is the kernel address of a page of system memory mapped for the
-            // copy until its fence is waited for (this function's contract), so valid for
-            // `PAGE_SIZE` bytes; it is not the mock's own buffer.
+            // `other`: a page of system memory mapped for the copy until its fence is waited for.
+            // SAFETY: So valid for `PAGE_SIZE` bytes (this function's contract); not our buffer.
             unsafe {
                 match dir {
                     CopyDir::ToVram => {
@@ -365,7 +371,12 @@ impl Backend for MockBackend {
         self.p2p
     }
 
-    fn map_peer(&self, _client: &Device, phys: u64, _len: u64, _dir: DataDirection) -> Result<u64> {
+    fn map_peer(&self, _client: &Device, phys: u64, len: u64, _dir: DataDirection) -> Result<u64> {
+        let info = &self.vram.info;
+        let end = phys.checked_add(len).ok_or(EINVAL)?;
+        if phys < info.io_start || end > info.io_start + info.io_size {
+            return Err(EINVAL);
+        }
         // No IOMMU on the test's bus: the bus address is the physical one.
         Ok(phys)
     }

@@ -40,10 +40,12 @@ use kernel::rbtree::RBTreeNodeReservation;
 use kernel::sync::aref::ARef;
 use kernel::sync::atomic::Acquire;
 use kernel::sync::atomic::Atomic;
+use kernel::sync::atomic::Full;
 use kernel::sync::atomic::Relaxed;
-use kernel::sync::atomic::Release;
 use kernel::sync::Arc;
 use kernel::sync::Mutex;
+use kernel::time::Instant;
+use kernel::time::Monotonic;
 use pagemap_util::cache::PagemapCache;
 use pagemap_util::owner::Membership;
 
@@ -61,6 +63,14 @@ pub(crate) const PCIE_P2P: Interconnect = Interconnect::Driver(1);
 
 /// The longest timeslice (ms) a migration into a region gets.
 pub(crate) const TIMESLICE_MAX_MS: u32 = 5;
+
+/// The most a migration into VRAM moves at once, in aligned pieces: an allocation is one
+/// buffer object of contiguous VRAM, and one the size of a whole large range would evict every
+/// other user of the GPU.
+pub(crate) const PIECE: usize = MAX_COPY;
+
+/// The longest an unbind spends moving data back to system memory, in ms.
+const UNBIND_MS: i64 = 30_000;
 
 /// A VRAM region's device-private memory.
 ///
@@ -176,6 +186,11 @@ impl<B: Backend> Region<B> {
         }
         self.pagemaps
             .get_or_create(self.backend.dma_device(), &self.region, || {
+                // Again under the cache's lock, which an unbind takes after revoking: either it
+                // finds this pagemap and revokes it, or this sees the region revoked.
+                if self.revoked.load(Acquire) != 0 {
+                    return Err(ENODEV);
+                }
                 Ok(RegionPagemap {
                     region: self.clone(),
                 })
@@ -185,9 +200,14 @@ impl<B: Backend> Region<B> {
     /// The GPU is going: no data moves in any more (`ENODEV`), then everything in VRAM moves
     /// back to system memory. Returns how many allocations were evicted; an allocation that
     /// cannot be (a page stays pinned) keeps its VRAM, and the first error is returned after
-    /// every allocation was tried. Stops early only on a fatal signal.
+    /// every allocation was tried. Stops early on a fatal signal (`EINTR`) and after
+    /// [`UNBIND_MS`] (`ETIMEDOUT`): what stays in VRAM is reached by CPU faults while the GPU
+    /// works, and lost with it.
     pub(crate) fn unbind(&self) -> Result<u32> {
-        self.revoked.store(1, Release);
+        // Full: ordered before this reads whether a migration claimed an allocation, as the
+        // migration's claim is before its copy reads this (`Allocation::copy`). Either this
+        // sees the allocation claimed and evicts it, or the copy sees the region revoked.
+        self.revoked.xchg(1, Full);
         if let Some(pagemap) = self.pagemaps.current() {
             pagemap.revoke();
         }
@@ -197,6 +217,7 @@ impl<B: Backend> Region<B> {
         let snapshot = {
             let list = self.allocations.lock();
             let mut v = KVVec::with_capacity(list.values().count(), GFP_KERNEL)?;
+            // Bounded by the listed allocations.
             for devmem in list.values() {
                 v.push(devmem.clone(), GFP_KERNEL)?;
             }
@@ -204,10 +225,14 @@ impl<B: Backend> Region<B> {
         };
         let mut evicted = 0;
         let mut first_err = None;
-        // Bounded by the snapshot, taken once.
+        let start = Instant::<Monotonic>::now();
+        // Bounded by the snapshot, taken once, and by time.
         for devmem in snapshot.iter() {
             if fatal_signal_pending() {
                 return Err(first_err.unwrap_or(EINTR));
+            }
+            if start.elapsed().as_millis() > UNBIND_MS {
+                return Err(first_err.unwrap_or(ETIMEDOUT));
             }
             match migrate::evict_to_ram(devmem) {
                 Ok(true) => evicted += 1,
@@ -239,6 +264,13 @@ impl<B: Backend> Region<B> {
             .ok_or(ENOMEM)?
             .next_multiple_of(self.info.min_page_size as usize) as u64;
         let slot = Arc::pin_init(EvictSlot::new(), GFP_KERNEL)?;
+        // The copies' entries, made now: a copy runs with pages locked, where an allocation
+        // could wait on reclaim, which could wait on those pages.
+        let entries = KVVec::with_capacity(npages.min(MAX_COPY / PAGE_SIZE), GFP_KERNEL)?;
+        let entries = KBox::pin_init(
+            kernel::new_mutex!(entries, "xe_svm::Allocation::entries"),
+            GFP_KERNEL,
+        )?;
         let alloc = self.backend.alloc(size, slot.clone())?;
         let pfns = self.pfns_of(&alloc, npages)?;
         let id = self.next_id.fetch_add(1, Relaxed);
@@ -250,6 +282,7 @@ impl<B: Backend> Region<B> {
             Allocation {
                 _alloc: alloc,
                 slot: slot.clone(),
+                entries,
                 pfns,
                 id,
                 region: self.clone(),
@@ -436,16 +469,39 @@ unsafe impl<B: Backend> PagemapOps for RegionPagemap<B> {
         if range.size() as u64 > region.info.usable_size {
             return Err(ENOMEM);
         }
+        if pagemap.is_revoked() || region.revoked.load(Acquire) != 0 {
+            return Err(ENODEV);
+        }
         let details = &MigrateDetails {
             timeslice_ms: details.timeslice_ms.min(TIMESLICE_MAX_MS),
             ..*details
         };
         region.backend.pm_get()?;
-        let result = migrate_to_devmem(pagemap, mmap, range, details, |npages| {
-            region.allocate(pagemap, mm, npages)
-        });
+        // In aligned pieces of at most `PIECE`, each all or nothing: a failure leaves the
+        // pieces before it moved. Bounded by the range; a fatal signal stops it.
+        let mut result = Ok(());
+        let mut at = range.start();
+        while at < range.end() {
+            if fatal_signal_pending() {
+                result = Err(EINTR);
+                break;
+            }
+            let next = (at + 1)
+                .checked_next_multiple_of(PIECE)
+                .map_or(range.end(), |n| n.min(range.end()));
+            let moved = PageRange::new(at, next).and_then(|piece| {
+                migrate_to_devmem(pagemap, mmap, piece, details, |npages| {
+                    region.allocate(pagemap, mm, npages)
+                })
+            });
+            if let Err(e) = moved {
+                result = Err(e);
+                break;
+            }
+            at = next;
+        }
         region.backend.pm_put();
-        result.map(|_| ())
+        result
     }
 }
 
@@ -454,6 +510,8 @@ struct Allocation<B: Backend> {
     // Held for its VRAM, freed first: the backend calls `slot` until then.
     _alloc: B::Alloc,
     slot: Arc<EvictSlot>,
+    /// The entries of a copy call, one per page: taken by one copy at a time.
+    entries: Pin<KBox<Mutex<KVVec<CopyAddr>>>>,
     /// The pages, in order, as the backend's blocks gave them.
     pfns: KVVec<usize>,
     id: u64,
@@ -475,9 +533,12 @@ impl<B: Backend> Allocation<B> {
             CopyDir::ToVram => DataDirection::ToDevice,
             CopyDir::FromVram => DataDirection::FromDevice,
         };
-        // One call's entries at most: bounded by the engine's limit, not by the caller.
-        let total: usize = runs.iter().map(CopyRun::pages).sum();
-        let mut addrs = KVVec::with_capacity(total.min(MAX_COPY / PAGE_SIZE), GFP_KERNEL)?;
+        // Nothing moves in once the GPU is going: an unbind that saw this allocation
+        // unclaimed does not evict it (see `Region::unbind`). The data moving out may.
+        if dir == CopyDir::ToVram && region.revoked.load(Acquire) != 0 {
+            return Err(ENODEV);
+        }
+        let mut addrs = self.entries.lock();
         // Two calls in flight at most: each new one waits for the one before it.
         let mut pending = None;
         let result = plan_batches(region, runs, map_dir, &mut addrs, |dpa, batch| {
@@ -506,6 +567,7 @@ pub(crate) fn plan_batches<B: Backend>(
     addrs: &mut KVVec<CopyAddr>,
     mut submit: impl FnMut(u64, &mut [CopyAddr]) -> Result,
 ) -> Result {
+    addrs.clear();
     let cap = addrs.capacity().min(MAX_COPY / PAGE_SIZE);
     if cap == 0 {
         return if runs.is_empty() { Ok(()) } else { Err(EINVAL) };
@@ -541,6 +603,7 @@ pub(crate) fn plan_batches<B: Backend>(
         if addrs.is_empty() {
             start = dpa;
         }
+        // Bounded by the run's pages (at most 512).
         for k in 0..pages {
             let order = if k == 0 { run.order } else { 0 };
             let addr = CopyAddr::new(base + (k * PAGE_SIZE) as u64, proto, order, dir);

@@ -109,6 +109,7 @@ fn page_buf() -> Result<KVVec<u8>> {
 fn user_pages(pages: usize, seed: u8) -> Result<usize> {
     let addr = gpusvm::hmm::kunit_mmap_anon(pages * PAGE_SIZE)?;
     let mut page = page_buf()?;
+    // Bounded by the pages asked for.
     for i in 0..pages {
         let m = seed.wrapping_add(i as u8);
         page.iter_mut()
@@ -124,6 +125,7 @@ fn user_pages(pages: usize, seed: u8) -> Result<usize> {
 /// Whether every page reads back its mark (faulting it back to system memory if needed).
 fn intact(addr: usize, pages: usize, seed: u8) -> Result<bool> {
     let mut page = page_buf()?;
+    // Bounded by the pages asked for.
     for i in 0..pages {
         UserSlice::new(UserPtr::from_addr(addr + i * PAGE_SIZE), PAGE_SIZE)
             .reader()
@@ -284,6 +286,7 @@ mod tests {
 
         // Five contiguous 2 MiB runs: 8 MiB in the first call, the rest in a second.
         let mut huge = KVec::new();
+        // Bounded: five runs.
         for k in 0..5usize {
             huge.push(
                 CopyRun {
@@ -360,6 +363,7 @@ mod tests {
         assert!(vram.copy_calls.load(Relaxed) >= 1);
         // First fit from the bottom: page i is at DPA_BASE + i pages.
         let mut page = page_buf()?;
+        // Bounded by the test's pages.
         for i in 0..PAGES {
             vram.read(DPA_BASE + (i * PAGE_SIZE) as u64, &mut page)?;
             assert!(is_marked(&page, 3 + i as u8));
@@ -509,6 +513,7 @@ mod tests {
         assert_eq!(a.region.stats().pages_to_peer.load(Relaxed), PAGES as u64);
         assert_eq!(a.region.stats().pages_to_ram.load(Relaxed), 0);
         let mut page = page_buf()?;
+        // Bounded by the test's pages.
         for i in 0..PAGES {
             b_vram.read(DPA_BASE + (i * PAGE_SIZE) as u64, &mut page)?;
             assert!(is_marked(&page, 77 + i as u8));

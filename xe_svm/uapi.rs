@@ -12,6 +12,9 @@ pub(crate) use crate::ffi::xe_svm_devmem_open;
 pub(crate) use crate::ffi::xe_svm_migrate;
 pub(crate) use crate::ffi::XE_SVM_MIGRATE_TO_SYSTEM;
 
+/// The ioctls' type number (`_IOC_TYPE`).
+pub(crate) const XE_SVM_IOCTL_BASE: u32 = crate::ffi::XE_SVM_IOCTL_BASE;
+
 // The layouts the header documents: sizes, offsets, and no implicit padding (the fields add
 // up to the size), which the impls below rely on.
 const _: () = {

@@ -17,6 +17,7 @@ use kernel::error::from_err_ptr;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::Arc;
+use kernel::sync::ArcBorrow;
 
 use crate::backend::Backend;
 use crate::backend::CopyAddr;
@@ -113,8 +114,9 @@ impl Drop for XeAlloc {
 /// `slot` is the pointer an [`XeAlloc`] gave xe, whose allocation is not freed yet.
 #[no_mangle]
 unsafe extern "C" fn svm_xe_evict(slot: *mut c_void) -> c_int {
-    // SAFETY: Per this function's contract, the `XeAlloc` holding the slot lives.
-    let slot = unsafe { &*slot.cast::<EvictSlot>() };
+    // Our own reference: the eviction may drop the allocation, and the `XeAlloc`'s with it.
+    // SAFETY: Per this function's contract, the `XeAlloc` holding a reference lives.
+    let slot: Arc<EvictSlot> = unsafe { ArcBorrow::from_raw(slot.cast::<EvictSlot>()) }.into();
     match slot.evict() {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
@@ -155,7 +157,12 @@ impl Drop for XeFence {
     }
 }
 
-impl Backend for XeBackend {
+// SAFETY: xe's backend API keeps the contract: an allocation is a buffer object of this
+// region's VRAM, held until it is freed, whose blocks TTM moves only through our `evict` (a
+// CPU_ADDR_MIRROR object's move to system memory) and frees only once that returned 0; it is
+// cleared before `xe_svm_backend_alloc` returns; a copy writes the pages at the DPA it is given
+// (checked against the region) and the entries' memory; `map_peer` checks the BAR.
+unsafe impl Backend for XeBackend {
     type Alloc = XeAlloc;
     type Fence = XeFence;
 
@@ -178,8 +185,8 @@ impl Backend for XeBackend {
 
     fn alloc(&self, size: u64, evict: Arc<EvictSlot>) -> Result<XeAlloc> {
         let slot = Arc::as_ptr(&evict).cast_mut().cast::<c_void>();
-        // SAFETY: The region is alive; `svm_xe_alloc_ops` calls `svm_xe_evict` with `slot`,
-        // which the returned allocation keeps alive until it is freed.
+        // `svm_xe_alloc_ops` calls `svm_xe_evict` with `slot`, which the allocation keeps.
+        // SAFETY: The region is alive; `slot` lives until the allocation is freed.
         let raw =
             unsafe { ffi::xe_svm_backend_alloc(self.raw(), size, &ffi::svm_xe_alloc_ops, slot) };
         let raw = NonNull::new(from_err_ptr(raw)?).ok_or(ENOMEM)?;
@@ -209,7 +216,7 @@ impl Backend for XeBackend {
             return Err(EINVAL);
         }
         let raw = addrs.as_mut_ptr().cast::<ffi::drm_pagemap_addr>();
-        let n = addrs.len() as _;
+        let n = addrs.len();
         // SAFETY: `raw` holds `n` entries (`CopyAddr` is transparent over the C type), valid
         // as the caller promises; xe checks that the pages at `dpa` are in the region.
         let fence = unsafe {
@@ -251,9 +258,14 @@ impl Backend for XeBackend {
     }
 
     fn map_peer(&self, client: &Device, phys: u64, len: u64, dir: DataDirection) -> Result<u64> {
+        let info = self.info();
+        let end = phys.checked_add(len).ok_or(EINVAL)?;
+        if phys < info.io_start || end > info.io_start + info.io_size {
+            return Err(EINVAL);
+        }
         let mut addr = 0u64;
-        // SAFETY: Maps for `client`, alive for the call, a range of this GPU's BAR (the caller
-        // checked it covers it).
+        // SAFETY: Maps for `client`, alive for the call, a range of this GPU's BAR (checked
+        // above).
         let ret = unsafe {
             ffi::svm_xe_map_resource(raw_dev(client), phys, len, dir as c_int, &mut addr)
         };

@@ -40,15 +40,27 @@ struct XeSvmModule {
     _misc: MiscDeviceRegistration<file::XeSvmFile>,
     #[pin]
     _driver: Registration<auxiliary::Adapter<driver::XeSvmDriver>>,
+    // Dropped last: empties the registry once no region is bound.
+    _registry: RegistryGuard,
+}
+
+/// Empties the driver's registry when dropped.
+struct RegistryGuard;
+
+impl Drop for RegistryGuard {
+    fn drop(&mut self) {
+        driver::fini();
+    }
 }
 
 impl kernel::InPlaceModule for XeSvmModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            _driver <- {
+            _registry: {
                 driver::init()?;
-                Registration::new(c"xe_svm", module)
+                RegistryGuard
             },
+            _driver <- Registration::new(c"xe_svm", module),
             _misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"xe_svm" }),
         })
     }
