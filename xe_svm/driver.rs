@@ -62,6 +62,7 @@ pub(crate) fn region(id: u32) -> Option<Arc<Region<XeBackend>>> {
 pub(crate) fn regions() -> Result<KVec<Arc<Region<XeBackend>>>> {
     let registry = REGISTRY.lock();
     let mut v = KVec::with_capacity(registry.regions.len(), GFP_KERNEL)?;
+    // Bounded by the bound regions.
     for (_, r) in registry.regions.iter() {
         v.push(r.clone(), GFP_KERNEL)?;
     }

@@ -121,7 +121,17 @@ fn migrate(req: &uapi::xe_svm_migrate) -> Result {
             .map_or(range.end(), |n| n.min(range.end()));
         let piece = PageRange::new(at, next)?;
         match (&target, &regions) {
-            (Some(target), _) => pagemap::populate_mm(target, mm, piece, &details)?,
+            (Some(target), _) => match pagemap::populate_mm(target, mm, piece, &details) {
+                // A signal in the provider: as one between two pieces.
+                Err(e) if e == EINTR || e == ERESTARTSYS => {
+                    return Err(if at == range.start() {
+                        ERESTARTSYS
+                    } else {
+                        EINTR
+                    });
+                }
+                r => r?,
+            },
             (None, Some(regions)) => {
                 let user = mm.mmget_not_zero().ok_or(EFAULT)?;
                 let mmap = user.mmap_read_lock();

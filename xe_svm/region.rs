@@ -195,14 +195,20 @@ impl<B: Backend> Region<B> {
                     region: self.clone(),
                 })
             })
+            // A cached one, revived after an unbind revoked it, is refused too.
+            .and_then(|pagemap| match pagemap.is_revoked() {
+                true => Err(ENODEV),
+                false => Ok(pagemap),
+            })
     }
 
     /// The GPU is going: no data moves in any more (`ENODEV`), then everything in VRAM moves
     /// back to system memory. Returns how many allocations were evicted; an allocation that
     /// cannot be (a page stays pinned) keeps its VRAM, and the first error is returned after
-    /// every allocation was tried. Stops early on a fatal signal (`EINTR`) and after
-    /// [`UNBIND_MS`] (`ETIMEDOUT`): what stays in VRAM is reached by CPU faults while the GPU
-    /// works, and lost with it.
+    /// every allocation was tried. Stops early on a fatal signal (`EINTR`) and, between two
+    /// allocations, once [`UNBIND_MS`] have passed (`ETIMEDOUT`; one allocation's eviction is
+    /// bounded on its own: see [`migrate::evict_to_ram`]): what stays in VRAM is reached by CPU
+    /// faults while the GPU works, and lost with it.
     pub(crate) fn unbind(&self) -> Result<u32> {
         // Full: ordered before this reads whether a migration claimed an allocation, as the
         // migration's claim is before its copy reads this (`Allocation::copy`). Either this

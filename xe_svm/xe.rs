@@ -62,8 +62,9 @@ impl XeBackend {
         // SAFETY: `raw` is an "xe.vram" auxiliary device, which xe embeds in a region.
         let region = unsafe { ffi::svm_xe_region_of(raw) };
         let region = NonNull::new(region).ok_or(EINVAL)?;
-        // SAFETY: The region is alive while `adev` is (its release frees it).
-        let dev = unsafe { (*region.as_ptr()).dma_dev };
+        // SAFETY: The region is alive while `adev` is (its release frees it); the field never
+        // changes.
+        let dev = unsafe { core::ptr::addr_of!((*region.as_ptr()).dma_dev).read() };
         if dev.is_null() {
             return Err(EINVAL);
         }
@@ -115,7 +116,7 @@ impl Drop for XeAlloc {
 #[no_mangle]
 unsafe extern "C" fn svm_xe_evict(slot: *mut c_void) -> c_int {
     // Our own reference: the eviction may drop the allocation, and the `XeAlloc`'s with it.
-    // SAFETY: Per this function's contract, the `XeAlloc` holding a reference lives.
+    // SAFETY: `slot` came from `Arc::as_ptr` and the `XeAlloc` holding that `Arc` lives.
     let slot: Arc<EvictSlot> = unsafe { ArcBorrow::from_raw(slot.cast::<EvictSlot>()) }.into();
     match slot.evict() {
         Ok(()) => 0,
@@ -159,23 +160,28 @@ impl Drop for XeFence {
 
 // SAFETY: xe's backend API keeps the contract: an allocation is a buffer object of this
 // region's VRAM, held until it is freed, whose blocks TTM moves only through our `evict` (a
-// CPU_ADDR_MIRROR object's move to system memory) and frees only once that returned 0; it is
-// cleared before `xe_svm_backend_alloc` returns; a copy writes the pages at the DPA it is given
-// (checked against the region) and the entries' memory; `map_peer` checks the BAR.
+// CPU_ADDR_MIRROR object's move to system memory) and frees only once that returned 0 (or,
+// once the device is unplugged, after it failed: nothing is allocated there any more, so the
+// pages keep their data until the device is removed, after which copies fail with `ENODEV`);
+// it is cleared before `xe_svm_backend_alloc` returns; a copy writes the pages at the DPA it
+// is given (checked against the region) and the entries' memory; `map_peer` checks the BAR.
 unsafe impl Backend for XeBackend {
     type Alloc = XeAlloc;
     type Fence = XeFence;
 
     fn info(&self) -> RegionInfo {
-        // SAFETY: By the type invariant, the region is alive; these fields do not change
-        // while it is registered.
-        let r = unsafe { &*self.raw() };
-        RegionInfo {
-            dpa_base: r.dpa_base,
-            usable_size: r.usable_size,
-            io_start: r.io_start,
-            io_size: r.io_size,
-            min_page_size: u64::from(r.min_page_size),
+        let r = self.raw();
+        // Field by field: the auxiliary device around them changes under us (no reference to
+        // the whole structure is made).
+        // SAFETY: By the type invariant, the region is alive; these fields never change.
+        unsafe {
+            RegionInfo {
+                dpa_base: core::ptr::addr_of!((*r).dpa_base).read(),
+                usable_size: core::ptr::addr_of!((*r).usable_size).read(),
+                io_start: core::ptr::addr_of!((*r).io_start).read(),
+                io_size: core::ptr::addr_of!((*r).io_size).read(),
+                min_page_size: u64::from(core::ptr::addr_of!((*r).min_page_size).read()),
+            }
         }
     }
 
