@@ -78,12 +78,11 @@ pub(crate) enum Proto {
 }
 
 impl Proto {
-    /// xe's value: `DRM_INTERCONNECT_SYSTEM` (0); `XE_INTERCONNECT_P2P`
-    /// (`DRM_INTERCONNECT_DRIVER + 1`).
+    /// xe's value (`XE_SVM_BACKEND_PROTO_*`, which xe asserts equal to its own).
     const fn raw(self) -> u64 {
         match self {
-            Proto::System => 0,
-            Proto::P2p => 2,
+            Proto::System => ffi::XE_SVM_BACKEND_PROTO_SYSTEM as u64,
+            Proto::P2p => ffi::XE_SVM_BACKEND_PROTO_P2P as u64,
         }
     }
 }
@@ -114,8 +113,8 @@ impl CopyAddr {
     /// How it is reached, if it is one of ours.
     pub(crate) fn proto(&self) -> Option<Proto> {
         match self.0.proto() {
-            0 => Some(Proto::System),
-            2 => Some(Proto::P2p),
+            p if p == Proto::System.raw() => Some(Proto::System),
+            p if p == Proto::P2p.raw() => Some(Proto::P2p),
             _ => None,
         }
     }
