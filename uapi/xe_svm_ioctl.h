@@ -65,11 +65,11 @@ struct xe_svm_devmem_open {
  * XE_SVM_MIGRATE_TO_SYSTEM, a @pagemap_fd other than -1 or a @timeslice_ms), ENOENT (an
  * address with no mapping, including addresses outside the user address space), EOPNOTSUPP
  * (a shared mapping, or file pages not yet copied), EBUSY (some page could not be collected:
- * pinned, another migration's, or in the memory of a device outside the target's interconnect
- * group, another tile of the same GPU included: move it back to system memory first), ENOMEM or ENOSPC (no VRAM), ENODEV (the region is gone),
- * EIO (the copy engine failed), EFAULT (the caller's address space is gone). A signal before
- * the first piece restarts the call (or EINTR without SA_RESTART); after it, EINTR: what
- * moved stays moved.
+ * pinned, another migration's, or in the memory of a device outside the target's
+ * interconnect group, another tile of the same GPU included: move it back to system memory
+ * first), ENOMEM or ENOSPC (no VRAM), ENODEV (the region is gone), EIO (the copy engine
+ * failed), EFAULT (the caller's address space is gone). A signal before the first piece
+ * restarts the call (or EINTR without SA_RESTART); after it, EINTR: what moved stays moved.
  */
 struct xe_svm_migrate {
 	__u64 start;

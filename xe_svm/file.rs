@@ -122,13 +122,11 @@ fn migrate(req: &uapi::xe_svm_migrate) -> Result {
         let piece = PageRange::new(at, next)?;
         match (&target, &regions) {
             (Some(target), _) => match pagemap::populate_mm(target, mm, piece, &details) {
-                // A signal in the provider: as one between two pieces.
+                // A signal in the provider: as one between two pieces (restarted only for a
+                // signal that is pending, and before anything moved).
                 Err(e) if e == EINTR || e == ERESTARTSYS => {
-                    return Err(if at == range.start() {
-                        ERESTARTSYS
-                    } else {
-                        EINTR
-                    });
+                    let restart = at == range.start() && kernel::current!().signal_pending();
+                    return Err(if restart { ERESTARTSYS } else { EINTR });
                 }
                 r => r?,
             },
