@@ -100,21 +100,26 @@ fi
 
 # The tree the kernel is built from: that source with the patches the project applies
 # (patches/apply/*.patch, in order: the xe backend API of xe_svm), in a copy of its own, made
-# again whenever the patches change. The files of the directories they touch are made newer
-# than any object built from them, so that an incremental build cannot keep an object of an
-# earlier version of a patch.
+# again whenever the patches change. The files of the directories the patches touch, now or in
+# the version before, are made newer than any object built from them, so that an incremental
+# build cannot keep an object of an earlier version of a patch.
 patches=("$SVM_TOP"/patches/apply/*.patch)
 phash=$(cat "${patches[@]}" | sha256sum | cut -c1-16)
 psrc="$ksrc-patched"
 if [ "$(cat "$psrc/.patched" 2>/dev/null)" != "$phash" ]; then
 	log "applying ${#patches[@]} kernel patch(es) to a copy of $kname"
+	new_dirs=$(sed -n 's|^+++ b/\([^[:space:]]*\)/[^/[:space:]]*.*$|\1|p' "${patches[@]}" | sort -u)
+	old_dirs=$(cat "$psrc/.patched-dirs" 2>/dev/null || true)
 	rm -rf "$psrc"
 	cp -a "$ksrc" "$psrc"
 	rm -f "$psrc/.done"
 	for p in "${patches[@]}"; do
 		patch -p1 -s -N -d "$psrc" <"$p" || die "$(basename "$p") does not apply to $kname"
 	done
-	find "$psrc/drivers/gpu/drm/xe" "$psrc/include/drm/intel" -type f -exec touch {} +
+	for d in $(printf '%s\n' $new_dirs $old_dirs | sort -u); do
+		[ ! -d "$psrc/$d" ] || find "$psrc/$d" -type f -exec touch {} +
+	done
+	printf '%s\n' $new_dirs >"$psrc/.patched-dirs"
 	echo "$phash" >"$psrc/.patched"
 fi
 
