@@ -19,6 +19,7 @@ use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::driver;
+use crate::region::piece_end;
 use crate::uapi;
 
 const DEVMEM_OPEN: u32 = _IOWR::<uapi::xe_svm_devmem_open>(uapi::XE_SVM_IOCTL_BASE, 0x00);
@@ -69,9 +70,6 @@ fn devmem_open(mut req: uapi::xe_svm_devmem_open, ptr: UserPtr) -> Result {
     Ok(())
 }
 
-/// The pieces a range moves in: aligned, so that a huge page never straddles two.
-const PIECE: usize = crate::region::PIECE;
-
 /// `XE_SVM_IOCTL_MIGRATE`.
 fn migrate(req: &uapi::xe_svm_migrate) -> Result {
     if req.pad != 0 {
@@ -115,10 +113,7 @@ fn migrate(req: &uapi::xe_svm_migrate) -> Result {
                 EINTR
             });
         }
-        // The end of the range if the next boundary is past the top of the address space.
-        let next = (at + 1)
-            .checked_next_multiple_of(PIECE)
-            .map_or(range.end(), |n| n.min(range.end()));
+        let next = piece_end(at, range.end());
         let piece = PageRange::new(at, next)?;
         match (&target, &regions) {
             (Some(target), _) => match pagemap::populate_mm(target, mm, piece, &details) {

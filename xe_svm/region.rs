@@ -69,6 +69,15 @@ pub(crate) const TIMESLICE_MAX_MS: u32 = 5;
 /// other user of the GPU.
 pub(crate) const PIECE: usize = MAX_COPY;
 
+/// The end of the piece of a range ending at `end` that starts at `at`: the next [`PIECE`]
+/// boundary, or `end` if that comes first (also when the boundary would be past the top of
+/// the address space).
+pub(crate) fn piece_end(at: usize, end: usize) -> usize {
+    (at + 1)
+        .checked_next_multiple_of(PIECE)
+        .map_or(end, |n| n.min(end))
+}
+
 /// The longest an unbind spends moving data back to system memory, in ms.
 const UNBIND_MS: i64 = 30_000;
 
@@ -492,9 +501,7 @@ unsafe impl<B: Backend> PagemapOps for RegionPagemap<B> {
                 result = Err(EINTR);
                 break;
             }
-            let next = (at + 1)
-                .checked_next_multiple_of(PIECE)
-                .map_or(range.end(), |n| n.min(range.end()));
+            let next = piece_end(at, range.end());
             let moved = PageRange::new(at, next).and_then(|piece| {
                 migrate_to_devmem(pagemap, mmap, piece, details, |npages| {
                     region.allocate(pagemap, mm, npages)

@@ -34,6 +34,7 @@ use crate::backend::RegionInfo;
 use crate::backend::MAX_COPY;
 use crate::mock::MockBackend;
 use crate::mock::MockBus;
+use crate::region::piece_end;
 use crate::region::plan_batches;
 use crate::region::EvictSlot;
 use crate::region::Region;
@@ -224,6 +225,21 @@ mod tests {
         };
         assert_eq!(bad.check(), Err(EINVAL));
         Ok(())
+    }
+
+    /// A migration moves 8 MiB-aligned pieces; the last one ends with the range, also at the
+    /// top of the address space (where the next boundary does not exist).
+    #[test]
+    fn pieces_end_at_8_mib_boundaries() {
+        const M: usize = 1 << 20;
+        assert_eq!(piece_end(0, 20 * M), 8 * M);
+        assert_eq!(piece_end(8 * M - 4096, 20 * M), 8 * M);
+        assert_eq!(piece_end(8 * M, 20 * M), 16 * M);
+        assert_eq!(piece_end(16 * M, 20 * M), 20 * M);
+        assert_eq!(
+            piece_end(usize::MAX - 8191, usize::MAX - 4095),
+            usize::MAX - 4095
+        );
     }
 
     /// Copies go to the engine a run of contiguous VRAM at a time, at most 8 MiB, one entry
