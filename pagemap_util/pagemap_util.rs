@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Pagemap helpers shared by drivers (the Rust counterpart of the C `drm_pagemap_util`): the
-//! per-region pagemap cache, interconnect groups and their owners, pagemap file descriptors.
+//! per-region pagemap cache, interconnect groups and their owners, pagemap file descriptors,
+//! and the list of allocations a device memory evicts when it goes.
 
+pub mod allocations;
 pub mod cache;
 pub mod fd;
 mod ffi;

@@ -36,18 +36,14 @@ use kernel::mm::MmapReadGuard;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::ptr::Alignment;
-use kernel::rbtree::RBTree;
-use kernel::rbtree::RBTreeNodeReservation;
 use kernel::sizes::SZ_2M;
 use kernel::sizes::SZ_4K;
 use kernel::sync::aref::ARef;
-use kernel::sync::atomic::Acquire;
 use kernel::sync::atomic::Atomic;
 use kernel::sync::atomic::Full;
 use kernel::sync::atomic::Relaxed;
-use kernel::sync::atomic::Release;
 use kernel::sync::Arc;
-use kernel::sync::Mutex;
+use pagemap_util::allocations::Allocations;
 use pagemap_util::cache::PagemapCache;
 
 use crate::driver::VgpuDevice;
@@ -100,7 +96,6 @@ pub(crate) struct Vram {
     /// Error injection (debugfs `vgpu<N>/fail_copies`): how many of the next copy jobs fail
     /// with `EIO`.
     pub(crate) fail_copies: Atomic<u32>,
-    next_id: Atomic<u64>,
     /// Pages of linked peers' memory the GPU read or wrote in place.
     peer_accesses: Atomic<u64>,
     /// Pagemaps of this memory created and destroyed (debugfs `vgpu<N>/pagemaps`): a pagemap
@@ -113,13 +108,9 @@ pub(crate) struct Vram {
     pub(crate) timeslice_max_ms: Atomic<u32>,
     /// GPU SVM counters of the VMs on this GPU.
     pub(crate) svm_stats: crate::svm::SvmStats,
-    /// Non-zero once the GPU is unplugged: no new allocation, no new pagemap.
-    revoked: Atomic<u32>,
-    /// Allocations holding data, until their release op: what eviction evicts.
-    #[pin]
-    /// By id: a release takes its entry out in O(log n) (a process can make tens of
-    /// thousands of small allocations, and each one's release runs under this lock).
-    allocations: Mutex<RBTree<u64, Arc<Devmem>>>,
+    /// Allocations holding data, until their release op: what eviction evicts. Revoked once
+    /// the GPU is unplugged: no new allocation, no new pagemap.
+    allocations: Pin<KBox<Allocations>>,
     pagemaps: PagemapCache,
 }
 
@@ -171,14 +162,12 @@ impl Vram {
             stats: Arc::new(MigrationStats::new(), GFP_KERNEL)?,
             fail_allocs: Atomic::new(0),
             fail_copies: Atomic::new(0),
-            next_id: Atomic::new(0),
             peer_accesses: Atomic::new(0),
             timeslice_max_ms: Atomic::new(timeslice_max_ms),
             svm_stats: crate::svm::SvmStats::default(),
             pagemaps_created: Atomic::new(0),
             pagemaps_destroyed: Atomic::new(0),
-            revoked: Atomic::new(0),
-            allocations <- kernel::new_mutex!(RBTree::new(), "Vram::allocations"),
+            allocations: Allocations::new()?,
             pagemaps: PagemapCache::new()?,
         }))
     }
@@ -340,7 +329,7 @@ impl Vram {
     /// The GPU is going away: no data moves in any more (`ENODEV`), through its current
     /// pagemap or a new one.
     pub(crate) fn revoke(&self) {
-        self.revoked.store(1, Release);
+        self.allocations.revoke();
         if let Some(pagemap) = self.pagemaps.current() {
             pagemap.revoke();
         }
@@ -350,7 +339,7 @@ impl Vram {
 
     /// Whether no allocation holds data.
     pub(crate) fn is_empty(&self) -> bool {
-        self.allocations.lock().is_empty()
+        self.allocations.is_empty()
     }
 
     /// Moves the data of every allocation back to system memory. Returns how many
@@ -362,42 +351,13 @@ impl Vram {
     /// a fatal one) stops the walk between two allocations with `EINTR` (unless an error came
     /// first); what was evicted stays so.
     pub(crate) fn evict_all(&self, stop: Signals) -> Result<u32> {
-        // As many entries as allocations, up to one per device page: may be large, so
-        // virtually contiguous if it must.
-        let snapshot = {
-            let list = self.allocations.lock();
-            let mut v = KVVec::with_capacity(list.values().count(), GFP_KERNEL)?;
-            for devmem in list.values() {
-                v.push(devmem.clone(), GFP_KERNEL)?;
-            }
-            v
-        };
-        let mut evicted = 0;
-        let mut first_err = None;
-        for devmem in snapshot.iter() {
+        self.allocations.evict_all(|| {
             let stopped = match stop {
                 Signals::Any => kernel::current!().signal_pending(),
                 Signals::Fatal => fatal_signal_pending(),
             };
-            if stopped {
-                return Err(first_err.unwrap_or(EINTR));
-            }
-            if devmem.is_detached() {
-                continue;
-            }
-            match migrate::evict_to_ram(devmem) {
-                Ok(true) => evicted += 1,
-                // Not yet claimed by a migration: holds no data.
-                Ok(false) => {}
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(evicted),
-        }
+            stopped.then_some(EINTR)
+        })
     }
 }
 
@@ -410,7 +370,7 @@ pub(crate) fn pagemap(drm: &drm::Device<VgpuDriver>) -> Result<ARef<Pagemap>> {
 impl Vram {
     /// Returns a reference to the pagemap of this memory, on `device`, created on first use.
     pub(crate) fn pagemap(self: &Arc<Self>, device: &Device) -> Result<ARef<Pagemap>> {
-        if self.revoked.load(Acquire) != 0 {
+        if self.allocations.is_revoked() {
             return Err(ENODEV);
         }
         self.pagemaps.get_or_create(device, &self.region, || {
@@ -559,7 +519,7 @@ impl VramPagemap {
             && range.end() % SZ_2M == 0
             && size % SZ_2M as u64 == 0;
         let blocks = vram.alloc_blocks(size, huge)?;
-        let id = vram.next_id.fetch_add(1, Relaxed);
+        let id = vram.allocations.next_id();
         let devmem = Devmem::new(
             pagemap.into(),
             Some(mm),
@@ -572,20 +532,8 @@ impl VramPagemap {
                 dev: pagemap.device().into(),
             },
         )?;
-        // Listed before the migration accepts it: from then on its release op, which takes
-        // the entry out, may run at any time. The lock is held just for the list update,
-        // never across a migration.
-        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        vram.allocations
-            .lock()
-            .insert(node.into_node(id, devmem.clone()));
-        // Checked once listed: an unplug revokes, then evicts what is listed, so either it
-        // sees this allocation or this sees it revoked (the list's lock orders the two).
-        if vram.revoked.load(Acquire) != 0 {
-            let gone = vram.allocations.lock().remove(&id);
-            drop(gone);
-            return Err(ENODEV);
-        }
+        // Before the migration accepts it (`ENODEV` once the GPU is unplugged).
+        vram.allocations.list(id, &devmem)?;
         Ok(devmem)
     }
 }
@@ -667,10 +615,8 @@ unsafe impl DevmemOps for VramAllocation {
     }
 
     fn release(&self) {
-        // Dropping the list's reference (outside its lock); the device memory is freed with the
-        // allocation.
-        let gone = self.vram.allocations.lock().remove(&self.id);
-        drop(gone);
+        // The device memory is freed with the allocation.
+        self.vram.allocations.unlist(self.id);
     }
 }
 

@@ -35,17 +35,12 @@ use kernel::mm::Mm;
 use kernel::mm::MmapReadGuard;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::rbtree::RBTree;
-use kernel::rbtree::RBTreeNodeReservation;
 use kernel::sync::aref::ARef;
-use kernel::sync::atomic::Acquire;
-use kernel::sync::atomic::Atomic;
-use kernel::sync::atomic::Full;
-use kernel::sync::atomic::Relaxed;
 use kernel::sync::Arc;
 use kernel::sync::Mutex;
 use kernel::time::Instant;
 use kernel::time::Monotonic;
+use pagemap_util::allocations::Allocations;
 use pagemap_util::cache::PagemapCache;
 use pagemap_util::owner::Membership;
 
@@ -95,12 +90,9 @@ pub(crate) struct Region<B: Backend> {
     _membership: Option<Membership>,
     stats: Arc<MigrationStats>,
     pagemaps: PagemapCache,
-    next_id: Atomic<u64>,
-    /// Non-zero once the GPU is going: no new allocation, no new pagemap.
-    revoked: Atomic<u32>,
-    /// Allocations that may hold data, until their release: what an unbind evicts.
-    #[pin]
-    allocations: Mutex<RBTree<u64, Arc<Devmem>>>,
+    /// Allocations that may hold data, until their release: what an unbind evicts. Revoked
+    /// once the GPU is going: no new allocation, no new pagemap.
+    allocations: Pin<KBox<Allocations>>,
 }
 
 impl<B: Backend> Region<B> {
@@ -124,9 +116,7 @@ impl<B: Backend> Region<B> {
                 _membership: membership,
                 stats: Arc::new(MigrationStats::new(), GFP_KERNEL)?,
                 pagemaps: PagemapCache::new()?,
-                next_id: Atomic::new(0),
-                revoked: Atomic::new(0),
-                allocations <- kernel::new_mutex!(RBTree::new(), "xe_svm::Region::allocations"),
+                allocations: Allocations::new()?,
             }),
             GFP_KERNEL,
         )
@@ -185,19 +175,19 @@ impl<B: Backend> Region<B> {
 
     /// How many allocations are listed: they hold (or may hold) data.
     pub(crate) fn allocations(&self) -> usize {
-        self.allocations.lock().iter().count()
+        self.allocations.len()
     }
 
     /// A reference to the region's pagemap, created on first use: `ENODEV` once revoked.
     pub(crate) fn pagemap(self: &Arc<Self>) -> Result<ARef<Pagemap>> {
-        if self.revoked.load(Acquire) != 0 {
+        if self.allocations.is_revoked() {
             return Err(ENODEV);
         }
         self.pagemaps
             .get_or_create(self.backend.dma_device(), &self.region, || {
                 // Again under the cache's lock, which an unbind takes after revoking: either it
                 // finds this pagemap and revokes it, or this sees the region revoked.
-                if self.revoked.load(Acquire) != 0 {
+                if self.allocations.is_revoked() {
                     return Err(ENODEV);
                 }
                 Ok(RegionPagemap {
@@ -219,48 +209,25 @@ impl<B: Backend> Region<B> {
     /// bounded on its own: see [`migrate::evict_to_ram`]): what stays in VRAM is reached by CPU
     /// faults while the GPU works, and lost with it.
     pub(crate) fn unbind(&self) -> Result<u32> {
-        // Full: ordered before this reads whether a migration claimed an allocation, as the
-        // migration's claim is before its copy reads this (`Allocation::copy`). Either this
-        // sees the allocation claimed and evicts it, or the copy sees the region revoked.
-        self.revoked.xchg(1, Full);
+        // Ordered before the eviction reads whether a migration claimed an allocation, as the
+        // migration's claim is before its copy reads this (`Allocation::copy`): either the
+        // eviction sees the allocation claimed, or the copy sees the region revoked.
+        self.allocations.revoke();
         if let Some(pagemap) = self.pagemaps.current() {
             pagemap.revoke();
         }
         // Not kept idle any more: destroyed with its last user.
         self.pagemaps.flush();
-        // As many entries as allocations, up to one per VRAM page: may be large.
-        let snapshot = {
-            let list = self.allocations.lock();
-            let mut v = KVVec::with_capacity(list.values().count(), GFP_KERNEL)?;
-            // Bounded by the listed allocations.
-            for devmem in list.values() {
-                v.push(devmem.clone(), GFP_KERNEL)?;
-            }
-            v
-        };
-        let mut evicted = 0;
-        let mut first_err = None;
         let start = Instant::<Monotonic>::now();
-        // Bounded by the snapshot, taken once, and by time.
-        for devmem in snapshot.iter() {
+        self.allocations.evict_all(|| {
             if fatal_signal_pending() {
-                return Err(first_err.unwrap_or(EINTR));
+                Some(EINTR)
+            } else if start.elapsed().as_millis() > UNBIND_MS {
+                Some(ETIMEDOUT)
+            } else {
+                None
             }
-            if start.elapsed().as_millis() > UNBIND_MS {
-                return Err(first_err.unwrap_or(ETIMEDOUT));
-            }
-            match migrate::evict_to_ram(devmem) {
-                Ok(true) => evicted += 1,
-                Ok(false) => {}
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(evicted),
-        }
+        })
     }
 
     /// An allocation of at least `npages` pages for a migration of `range` of `mm`, listed
@@ -271,7 +238,7 @@ impl<B: Backend> Region<B> {
         mm: &Mm,
         npages: usize,
     ) -> Result<Arc<Devmem>> {
-        if pagemap.is_revoked() || self.revoked.load(Acquire) != 0 {
+        if pagemap.is_revoked() || self.allocations.is_revoked() {
             return Err(ENODEV);
         }
         let size = npages
@@ -288,7 +255,7 @@ impl<B: Backend> Region<B> {
         )?;
         let alloc = self.backend.alloc(size, slot.clone())?;
         let pfns = self.pfns_of(&alloc, npages)?;
-        let id = self.next_id.fetch_add(1, Relaxed);
+        let id = self.allocations.next_id();
         let devmem = Devmem::new(
             pagemap.into(),
             Some(mm),
@@ -303,19 +270,8 @@ impl<B: Backend> Region<B> {
                 region: self.clone(),
             },
         )?;
-        // Listed before the migration accepts it: from then on its release op, which takes the
-        // entry out, may run at any time. Never held across a migration.
-        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        self.allocations
-            .lock()
-            .insert(node.into_node(id, devmem.clone()));
-        // Checked once listed: an unbind revokes, then evicts what is listed, so either it
-        // sees this allocation or this sees it revoked (the list's lock orders the two).
-        if self.revoked.load(Acquire) != 0 {
-            let gone = self.allocations.lock().remove(&id);
-            drop(gone);
-            return Err(ENODEV);
-        }
+        // Before the migration accepts it (`ENODEV` once the GPU is going).
+        self.allocations.list(id, &devmem)?;
         slot.set_live(&devmem);
         Ok(devmem)
     }
@@ -484,7 +440,7 @@ unsafe impl<B: Backend> PagemapOps for RegionPagemap<B> {
         if range.size() as u64 > region.info.usable_size {
             return Err(ENOMEM);
         }
-        if pagemap.is_revoked() || region.revoked.load(Acquire) != 0 {
+        if pagemap.is_revoked() || region.allocations.is_revoked() {
             return Err(ENODEV);
         }
         let details = &MigrateDetails {
@@ -548,7 +504,7 @@ impl<B: Backend> Allocation<B> {
         };
         // Nothing moves in once the GPU is going: an unbind that saw this allocation
         // unclaimed does not evict it (see `Region::unbind`). The data moving out may.
-        if dir == CopyDir::ToVram && region.revoked.load(Acquire) != 0 {
+        if dir == CopyDir::ToVram && region.allocations.is_revoked() {
             return Err(ENODEV);
         }
         let mut addrs = self.entries.lock();
@@ -661,7 +617,6 @@ unsafe impl<B: Backend> DevmemOps for Allocation<B> {
 
     fn release(&self) {
         self.slot.set_gone();
-        let gone = self.region.allocations.lock().remove(&self.id);
-        drop(gone);
+        self.region.allocations.unlist(self.id);
     }
 }
